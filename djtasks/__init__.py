@@ -1,0 +1,22 @@
+"""djtasks: background jobs for Django with PostgreSQL as broker and result store."""
+
+from __future__ import annotations
+
+from .exceptions import JobCancelled, JobFailed, NotRegistered, SerializationError
+from .jobs import Job, JobContext, Signature, job
+from .results import JobResult
+from .status import JobStatus
+
+__all__ = [
+    "Job",
+    "JobCancelled",
+    "JobContext",
+    "JobFailed",
+    "JobResult",
+    "JobStatus",
+    "NotRegistered",
+    "SerializationError",
+    "Signature",
+    "job",
+]
+__version__ = "0.1.0"

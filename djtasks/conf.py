@@ -1,0 +1,197 @@
+"""The ``DJTASKS`` setting as one typed object, read lazily.
+
+Nothing here reads settings at import time: ``djtasks_settings.X`` parses ``settings.DJTASKS`` on first use
+and again after ``override_settings`` changes it. ``parse()`` is also what the system checks call, so a bad
+setting is reported with the same words by ``manage.py check`` and at run time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.core.signals import setting_changed
+
+PRIORITY_MIN = -100
+PRIORITY_MAX = 100
+
+QUEUE_OPTIONS = {"concurrency", "rate_limit", "paused"}
+
+
+@dataclass(frozen=True)
+class QueueConfig:
+    name: str
+    concurrency: int | None = None
+    rate_limit: float | None = None
+    paused: bool = False
+
+
+@dataclass(frozen=True)
+class DjtasksSettings:
+    DATABASE: str = "default"
+    QUEUES: dict[str, QueueConfig] = field(default_factory=lambda: {"default": QueueConfig("default")})
+    DEFAULT_QUEUE: str = "default"
+    HEARTBEAT_INTERVAL: float = 5.0
+    WORKER_TIMEOUT: float = 30.0
+    RESCUE_INTERVAL: float | None = None
+    POLL_INTERVAL: float = 1.0
+    LISTEN: bool = True
+    RESULT_TTL: float = 86400.0
+    FAILED_RESULT_TTL: float = 7 * 86400.0
+    BEAT_SCHEDULE: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def rescue_interval(self) -> float:
+        return self.RESCUE_INTERVAL if self.RESCUE_INTERVAL is not None else self.HEARTBEAT_INTERVAL
+
+
+DURATION_KEYS = (
+    "HEARTBEAT_INTERVAL",
+    "WORKER_TIMEOUT",
+    "RESCUE_INTERVAL",
+    "POLL_INTERVAL",
+    "RESULT_TTL",
+    "FAILED_RESULT_TTL",
+)
+KNOWN_KEYS = set(DjtasksSettings.__dataclass_fields__)
+
+
+class SettingError(ImproperlyConfigured):
+    """One bad ``DJTASKS`` entry; ``hint`` says how to fix it (shown by the system check)."""
+
+    def __init__(self, key: str, message: str, hint: str = "") -> None:
+        super().__init__(f"DJTASKS[{key!r}]: {message}")
+        self.key = key
+        self.hint = hint
+
+
+def duration_seconds(value: Any, what: str) -> float:
+    """Seconds from an int, a float or a timedelta; negative values and other types are rejected."""
+    if isinstance(value, timedelta):
+        seconds = value.total_seconds()
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        seconds = float(value)
+    else:
+        raise SettingError(what, f"expected seconds (int or float) or a timedelta, got {type(value).__name__}")
+    if seconds < 0:
+        raise SettingError(what, f"must not be negative, got {seconds}")
+    return seconds
+
+
+def _parse_queue(name: Any, options: Any) -> QueueConfig:
+    if not isinstance(name, str) or not name:
+        raise SettingError("QUEUES", f"queue names must be non-empty strings, got {name!r}")
+    if options is None:
+        options = {}
+    if not isinstance(options, dict):
+        raise SettingError("QUEUES", f"options of queue {name!r} must be a dict, got {type(options).__name__}")
+    unknown = set(options) - QUEUE_OPTIONS
+    if unknown:
+        raise SettingError(
+            "QUEUES",
+            f"queue {name!r} has unknown option(s) {sorted(unknown)}",
+            hint=f"known options: {sorted(QUEUE_OPTIONS)}",
+        )
+    concurrency = options.get("concurrency")
+    if concurrency is not None and (
+        not isinstance(concurrency, int) or isinstance(concurrency, bool) or concurrency < 1
+    ):
+        raise SettingError("QUEUES", f"queue {name!r}: concurrency must be a positive int, got {concurrency!r}")
+    rate_limit = options.get("rate_limit")
+    if rate_limit is not None and (not isinstance(rate_limit, (int, float)) or rate_limit <= 0):
+        raise SettingError("QUEUES", f"queue {name!r}: rate_limit must be a positive number (jobs/s)")
+    paused = options.get("paused", False)
+    if not isinstance(paused, bool):
+        raise SettingError("QUEUES", f"queue {name!r}: paused must be True or False")
+    return QueueConfig(name, concurrency, float(rate_limit) if rate_limit else None, paused)
+
+
+def parse(raw: Any) -> DjtasksSettings:
+    """Validate a ``DJTASKS`` dict and return the typed settings; raises ``SettingError`` on the first fault."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise SettingError("*", f"DJTASKS must be a dict, got {type(raw).__name__}")
+    unknown = set(raw) - KNOWN_KEYS
+    if unknown:
+        raise SettingError(
+            sorted(unknown)[0],
+            "unknown setting",
+            hint=f"known settings: {', '.join(sorted(KNOWN_KEYS))}",
+        )
+    values: dict[str, Any] = {}
+    for key in DURATION_KEYS:
+        if key in raw and not (key == "RESCUE_INTERVAL" and raw[key] is None):
+            values[key] = duration_seconds(raw[key], key)
+    for key in ("HEARTBEAT_INTERVAL", "POLL_INTERVAL", "WORKER_TIMEOUT"):
+        if key in values and values[key] == 0:
+            raise SettingError(key, "must be greater than zero")
+    if "DATABASE" in raw:
+        if not isinstance(raw["DATABASE"], str):
+            raise SettingError("DATABASE", "must be a database alias (a string)")
+        values["DATABASE"] = raw["DATABASE"]
+    if "LISTEN" in raw:
+        if not isinstance(raw["LISTEN"], bool):
+            raise SettingError("LISTEN", "must be True or False")
+        values["LISTEN"] = raw["LISTEN"]
+    if "QUEUES" in raw:
+        queues = raw["QUEUES"]
+        if isinstance(queues, (list, tuple)):
+            queues = {name: {} for name in queues}
+        if not isinstance(queues, dict) or not queues:
+            raise SettingError("QUEUES", "must be a non-empty dict of queue name to options")
+        values["QUEUES"] = {name: _parse_queue(name, opts) for name, opts in queues.items()}
+    if "DEFAULT_QUEUE" in raw:
+        if not isinstance(raw["DEFAULT_QUEUE"], str):
+            raise SettingError("DEFAULT_QUEUE", "must be a queue name (a string)")
+        values["DEFAULT_QUEUE"] = raw["DEFAULT_QUEUE"]
+    if "BEAT_SCHEDULE" in raw:
+        if not isinstance(raw["BEAT_SCHEDULE"], dict):
+            raise SettingError("BEAT_SCHEDULE", "must be a dict of schedule name to definition")
+        values["BEAT_SCHEDULE"] = dict(raw["BEAT_SCHEDULE"])
+    result = DjtasksSettings(**values)
+    if result.DEFAULT_QUEUE not in result.QUEUES:
+        raise SettingError(
+            "DEFAULT_QUEUE",
+            f"{result.DEFAULT_QUEUE!r} is not one of QUEUES ({', '.join(result.QUEUES)})",
+            hint="add it to DJTASKS['QUEUES'] or set DEFAULT_QUEUE to one of them",
+        )
+    if result.HEARTBEAT_INTERVAL >= result.WORKER_TIMEOUT:
+        raise SettingError(
+            "WORKER_TIMEOUT",
+            "must be longer than HEARTBEAT_INTERVAL, or live workers would be declared dead",
+            hint="keep WORKER_TIMEOUT at several heartbeat intervals (default 30 s vs 5 s)",
+        )
+    return result
+
+
+class _LazySettings:
+    """Attribute access parses ``settings.DJTASKS`` once and caches it until a setting changes."""
+
+    def __init__(self) -> None:
+        self._cached: DjtasksSettings | None = None
+
+    def get(self) -> DjtasksSettings:
+        if self._cached is None:
+            self._cached = parse(getattr(settings, "DJTASKS", None))
+        return self._cached
+
+    def reset(self) -> None:
+        self._cached = None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.get(), name)
+
+
+djtasks_settings = _LazySettings()
+
+
+def _on_setting_changed(*, setting: str, **kwargs: Any) -> None:
+    if setting in ("DJTASKS", "DATABASES"):
+        djtasks_settings.reset()
+
+
+setting_changed.connect(_on_setting_changed)

@@ -1,0 +1,385 @@
+"""``@job``, the ``Job`` it makes, signatures and the ``JobContext`` a bound job receives."""
+
+from __future__ import annotations
+
+import inspect
+import math
+import random
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.core.exceptions import ImproperlyConfigured
+from django.db import transaction
+from django.utils import timezone
+
+from . import serialization, signals
+from .conf import PRIORITY_MAX, PRIORITY_MIN, djtasks_settings
+from .exceptions import Retry
+from .ids import uuid7
+from .registry import registry
+
+DEFAULT_RETRY_BACKOFF_S = 1.0  # base delay when retry_backoff=True
+DEFAULT_RETRY_BACKOFF_MAX_S = 600.0
+BULK_BATCH_SIZE = 5000  # rows per INSERT statement in bulk_delay
+
+JOB_OPTIONS = frozenset(
+    {
+        "name",
+        "queue",
+        "priority",
+        "max_attempts",
+        "retry_backoff",
+        "retry_backoff_max",
+        "retry_on",
+        "bind",
+    }
+)
+
+
+def backoff_seconds(attempt: int, *, base: float, cap: float, rand: float) -> float:
+    """Delay before the attempt after ``attempt`` (1-based): ``base * 2**(attempt-1)`` capped at ``cap``,
+    with "equal jitter": half the delay is fixed and half is ``rand`` (0..1) of it, so retries spread out
+    but never come sooner than half the nominal delay."""
+    nominal = min(cap, base * 2 ** (attempt - 1))
+    return nominal / 2 + nominal / 2 * rand
+
+
+def _check_number(job_name: str, option: str, value: Any, *, minimum: float, allow_zero: bool = True) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise TypeError(f"@job {job_name!r}: {option} must be a number, got {value!r}")
+    if value < minimum or (not allow_zero and value == 0):
+        raise ImproperlyConfigured(
+            f"@job {job_name!r}: {option} must be {'>' if not allow_zero else '>='} {minimum}, got {value!r}"
+        )
+    return float(value)
+
+
+def _check_priority(where: str, priority: Any) -> int:
+    if isinstance(priority, bool) or not isinstance(priority, int):
+        raise TypeError(f"{where}: priority must be an int, got {priority!r}")
+    if not PRIORITY_MIN <= priority <= PRIORITY_MAX:
+        raise ValueError(f"{where}: priority must be between {PRIORITY_MIN} and {PRIORITY_MAX}, got {priority}")
+    return priority
+
+
+def _aware(where: str, value: datetime) -> datetime:
+    if timezone.is_naive(value):
+        raise ValueError(
+            f"{where} is a naive datetime ({value.isoformat()}); pass an aware one, "
+            "e.g. django.utils.timezone.make_aware(value) or timezone.now() + timedelta(...)"
+        )
+    return value
+
+
+@dataclass
+class JobContext:
+    """What a ``@job(bind=True)`` function receives as its first argument."""
+
+    job_id: uuid.UUID | None
+    name: str
+    attempt: int
+    max_attempts: int
+    queue: str
+
+    def retry(self, countdown: float | None = None, exc: BaseException | None = None) -> None:
+        """End this attempt and run the job again after ``countdown`` seconds (default: the job's backoff).
+
+        Counts as an attempt: when ``max_attempts`` is spent the job fails with ``exc`` (or ``Retry``).
+        """
+        if countdown is not None and countdown < 0:
+            raise ValueError(f"countdown must not be negative, got {countdown}")
+        raise Retry(countdown=countdown, exc=exc)
+
+
+class Job:
+    """A registered job. Calling it runs the function inline; ``delay``/``apply_async`` enqueue it."""
+
+    def __init__(self, func: Callable[..., Any], **options: Any) -> None:
+        unknown = set(options) - JOB_OPTIONS
+        name = options.get("name") or f"{func.__module__}.{func.__qualname__}"
+        if unknown:
+            raise TypeError(
+                f"@job {name!r}: unknown option(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(JOB_OPTIONS))}"
+            )
+        if not isinstance(name, str):
+            raise TypeError(f"@job on {func.__qualname__}: name must be a string, got {name!r}")
+        self.func = func
+        self.name = name
+        self.queue: str | None = options.get("queue")
+        if self.queue is not None and (not isinstance(self.queue, str) or not self.queue):
+            raise TypeError(f"@job {name!r}: queue must be a non-empty string, got {self.queue!r}")
+        self.priority = _check_priority(f"@job {name!r}", options.get("priority", 0))
+        max_attempts = options.get("max_attempts", 1)
+        if isinstance(max_attempts, bool) or not isinstance(max_attempts, int):
+            raise TypeError(f"@job {name!r}: max_attempts must be an int, got {max_attempts!r}")
+        if max_attempts < 1:
+            raise ImproperlyConfigured(
+                f"@job {name!r}: max_attempts must be at least 1 (1 = no retry), got {max_attempts}"
+            )
+        self.max_attempts = max_attempts
+        backoff = options.get("retry_backoff", False)
+        if backoff is True:
+            self.retry_backoff = DEFAULT_RETRY_BACKOFF_S
+        elif backoff is False or backoff is None:
+            self.retry_backoff = 0.0
+        else:
+            self.retry_backoff = _check_number(name, "retry_backoff", backoff, minimum=0, allow_zero=False)
+        self.retry_backoff_max = _check_number(
+            name,
+            "retry_backoff_max",
+            options.get("retry_backoff_max", DEFAULT_RETRY_BACKOFF_MAX_S),
+            minimum=0,
+            allow_zero=False,
+        )
+        retry_on = options.get("retry_on", (Exception,))
+        if isinstance(retry_on, type):
+            retry_on = (retry_on,)
+        if not isinstance(retry_on, (tuple, list)) or not all(
+            isinstance(e, type) and issubclass(e, BaseException) for e in retry_on
+        ):
+            raise TypeError(f"@job {name!r}: retry_on must be an exception class or a tuple of them, got {retry_on!r}")
+        self.retry_on: tuple[type[BaseException], ...] = tuple(retry_on)
+        self.bind = options.get("bind", False)
+        if not isinstance(self.bind, bool):
+            raise TypeError(f"@job {name!r}: bind must be True or False")
+        if self.bind:
+            params = list(inspect.signature(func).parameters.values())
+            if not params or params[0].kind not in (params[0].POSITIONAL_ONLY, params[0].POSITIONAL_OR_KEYWORD):
+                raise TypeError(f"@job {name!r}: bind=True needs the function's first parameter to take the JobContext")
+        self.__doc__ = func.__doc__
+        self.__name__ = getattr(func, "__name__", name)
+        self.__module__ = func.__module__
+        self.__wrapped__ = func
+
+    def __repr__(self) -> str:
+        return f"<Job {self.name}>"
+
+    # -- running --------------------------------------------------------------------------------------
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Run inline, in this process, as a plain function call."""
+        if self.bind:
+            ctx = JobContext(None, self.name, 1, self.max_attempts, self.queue or djtasks_settings.DEFAULT_QUEUE)
+            return self.func(ctx, *args, **kwargs)
+        return self.func(*args, **kwargs)
+
+    def retry_delay(self, attempt: int, rand: float | None = None) -> float:
+        """Seconds before the next attempt after failed attempt number ``attempt``."""
+        if not self.retry_backoff:
+            return 0.0
+        return backoff_seconds(
+            attempt,
+            base=self.retry_backoff,
+            cap=self.retry_backoff_max,
+            rand=random.random() if rand is None else rand,
+        )
+
+    def should_retry(self, exc: BaseException, attempt: int, max_attempts: int) -> bool:
+        return attempt < max_attempts and isinstance(exc, self.retry_on)
+
+    # -- enqueueing -----------------------------------------------------------------------------------
+    def delay(self, *args: Any, **kwargs: Any) -> JobResult:
+        """Enqueue with the job's default options. Inside ``transaction.atomic()`` the job exists exactly
+        when that transaction commits."""
+        return self.apply_async(args=args, kwargs=kwargs)
+
+    def apply_async(
+        self,
+        args: Iterable[Any] | None = None,
+        kwargs: dict[str, Any] | None = None,
+        *,
+        countdown: float | None = None,
+        eta: datetime | None = None,
+        expires: float | timedelta | datetime | None = None,
+        queue: str | None = None,
+        priority: int | None = None,
+        job_id: uuid.UUID | str | None = None,
+    ) -> JobResult:
+        """Enqueue with per-call options.
+
+        ``countdown`` (seconds) or ``eta`` (an aware datetime) delay the first run; ``expires`` (seconds from
+        now, a timedelta, or an aware datetime) cancels the job if no worker started it by then; ``queue`` and
+        ``priority`` (-100..100, higher first) override the job's; ``job_id`` fixes the id (a UUID).
+        Bad options raise ``ValueError``/``TypeError``; unserializable arguments ``SerializationError``.
+        """
+        now = timezone.now()
+        row = self._row(
+            args,
+            kwargs,
+            now,
+            countdown=countdown,
+            eta=eta,
+            expires=expires,
+            queue=queue,
+            priority=priority,
+            job_id=job_id,
+        )
+        from .store import Store
+
+        Store.for_django().job_insert(now=now, **row)
+        signals.job_enqueued.send(sender=self, job_id=row["id"], queue=row["queue"], run_at=row["run_at"])
+        return JobResult(row["id"], name=self.name)
+
+    def bulk_delay(self, items: Iterable[Any]) -> list[JobResult]:
+        """Enqueue many calls at once, thousands of rows per statement, all or none.
+
+        Each item is a tuple/list of positional arguments, or a signature of this job (``job.s(...)``) to
+        pass keyword arguments and options too.
+        """
+        now = timezone.now()
+        rows = []
+        for index, item in enumerate(items):
+            if isinstance(item, Signature):
+                if item.name != self.name:
+                    raise ValueError(f"bulk_delay of {self.name!r}: item {index} is a signature of {item.name!r}")
+                rows.append(self._row(item.args, item.kwargs, now, **item.options))
+            elif isinstance(item, (tuple, list)):
+                rows.append(self._row(item, None, now))
+            else:
+                raise TypeError(
+                    f"bulk_delay of {self.name!r}: item {index} must be a tuple of arguments or {self.name}.s(...), "
+                    f"got {type(item).__name__}"
+                )
+        from .store import Store
+
+        store = Store.for_django()
+        with transaction.atomic(using=djtasks_settings.DATABASE):
+            for start in range(0, len(rows), BULK_BATCH_SIZE):
+                store.job_insert_many(now=now, jobs=rows[start : start + BULK_BATCH_SIZE])
+        for row in rows:
+            signals.job_enqueued.send(sender=self, job_id=row["id"], queue=row["queue"], run_at=row["run_at"])
+        return [JobResult(row["id"], name=self.name) for row in rows]
+
+    def _row(
+        self,
+        args: Iterable[Any] | None,
+        kwargs: dict[str, Any] | None,
+        now: datetime,
+        *,
+        countdown: float | None = None,
+        eta: datetime | None = None,
+        expires: float | timedelta | datetime | None = None,
+        queue: str | None = None,
+        priority: int | None = None,
+        job_id: uuid.UUID | str | None = None,
+    ) -> dict[str, Any]:
+        where = f"{self.name}.apply_async"
+        args_json, kwargs_json = serialization.dumps_args(tuple(args or ()), kwargs or {})
+        if countdown is not None and eta is not None:
+            raise ValueError(f"{where}: pass countdown or eta, not both")
+        run_at = now
+        if countdown is not None:
+            if isinstance(countdown, timedelta):
+                countdown = countdown.total_seconds()
+            if isinstance(countdown, bool) or not isinstance(countdown, (int, float)) or not math.isfinite(countdown):
+                raise TypeError(f"{where}: countdown must be a number of seconds, got {countdown!r}")
+            if countdown < 0:
+                raise ValueError(f"{where}: countdown must not be negative, got {countdown}")
+            run_at = now + timedelta(seconds=countdown)
+        elif eta is not None:
+            if not isinstance(eta, datetime):
+                raise TypeError(f"{where}: eta must be a datetime, got {type(eta).__name__}")
+            run_at = max(now, _aware(f"{where}: eta", eta))
+        expires_at = None
+        if expires is not None:
+            if isinstance(expires, datetime):
+                expires_at = _aware(f"{where}: expires", expires)
+            elif isinstance(expires, timedelta):
+                expires_at = now + expires
+            elif isinstance(expires, (int, float)) and not isinstance(expires, bool):
+                expires_at = now + timedelta(seconds=expires)
+            else:
+                raise TypeError(f"{where}: expires must be seconds, a timedelta or an aware datetime, got {expires!r}")
+            if expires_at <= run_at:
+                raise ValueError(
+                    f"{where}: expires ({expires_at.isoformat()}) is not after the run time ({run_at.isoformat()})"
+                )
+        queue = queue or self.queue or djtasks_settings.DEFAULT_QUEUE
+        known = djtasks_settings.QUEUES
+        if queue not in known:
+            raise ValueError(
+                f"{where}: unknown queue {queue!r}; add it to DJTASKS['QUEUES'] (known: {', '.join(known)})"
+            )
+        priority = self.priority if priority is None else _check_priority(where, priority)
+        if job_id is None:
+            job_id = uuid7()
+        elif not isinstance(job_id, uuid.UUID):
+            try:
+                job_id = uuid.UUID(str(job_id))
+            except ValueError:
+                raise ValueError(f"{where}: job_id must be a UUID, got {job_id!r}") from None
+        return {
+            "id": job_id,
+            "name": self.name,
+            "queue": queue,
+            "priority": priority,
+            "args": args_json,
+            "kwargs": kwargs_json,
+            "run_at": run_at,
+            "expires_at": expires_at,
+            "max_attempts": self.max_attempts,
+        }
+
+    # -- signatures -----------------------------------------------------------------------------------
+    def s(self, *args: Any, **kwargs: Any) -> Signature:
+        """A signature: this job with arguments, to enqueue later or compose."""
+        return Signature(self.name, args, kwargs)
+
+    def si(self, *args: Any, **kwargs: Any) -> Signature:
+        """An immutable signature: in a chain it does not receive the previous job's result."""
+        return Signature(self.name, args, kwargs, immutable=True)
+
+
+@dataclass
+class Signature:
+    """A job name with arguments and enqueue options."""
+
+    name: str
+    args: tuple[Any, ...] = ()
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    immutable: bool = False
+    options: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def job(self) -> Job:
+        return registry.get(self.name)
+
+    def set(self, **options: Any) -> Signature:
+        """Return a copy with enqueue options (those of ``apply_async``) added."""
+        return Signature(self.name, self.args, self.kwargs, self.immutable, {**self.options, **options})
+
+    def delay(self) -> JobResult:
+        return self.job.apply_async(self.args, self.kwargs, **self.options)
+
+    def apply_async(self, **options: Any) -> JobResult:
+        return self.job.apply_async(self.args, self.kwargs, **{**self.options, **options})
+
+
+def job(func: Callable[..., Any] | None = None, **options: Any) -> Any:
+    """Register a function as a background job: ``@job`` or ``@job(queue=..., priority=..., ...)``.
+
+    Options: ``name`` (default ``module.qualname``), ``queue`` (default ``DJTASKS['DEFAULT_QUEUE']``),
+    ``priority`` (-100..100, higher runs first; default 0), ``max_attempts`` (default 1 = no retry),
+    ``retry_backoff`` (``True`` for a 1 s base, or base seconds; exponential with jitter, capped at
+    ``retry_backoff_max``, default 600 s; without it a retry is due at once), ``retry_on`` (exception classes
+    that retry; default any ``Exception``), ``bind`` (pass a ``JobContext`` as first argument).
+    A bad option raises ``TypeError`` or ``ImproperlyConfigured`` naming the job and the option.
+    """
+
+    def decorate(f: Callable[..., Any]) -> Job:
+        j = Job(f, **options)
+        registry.register(j)
+        return j
+
+    if func is not None:
+        if options:
+            raise TypeError("use @job or @job(option=...), not job(func, option=...)")
+        if not callable(func):
+            raise TypeError(f"@job expects a function, got {func!r}; options are passed by keyword: @job(queue=...)")
+        return decorate(func)
+    return decorate
+
+
+from .results import JobResult  # noqa: E402 - results imports nothing from here at import time

@@ -1,0 +1,87 @@
+"""Records job outcomes in batches: one fenced statement per batch, retried until the database takes it.
+
+An outcome is dropped only once written or once the fence says the attempt is no longer ours (the job was
+rescued and re-queued meanwhile); while the database is away, outcomes wait here and are written on return.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from typing import Any
+from uuid import UUID
+
+from .db import CONNECTION_ERRORS, WorkerConnection
+
+logger = logging.getLogger("djtasks.worker")
+
+BATCH_MAX = 500  # outcomes per statement
+RETRY_START_S = 0.1  # first pause after a failed write; doubles up to RETRY_MAX_S
+RETRY_MAX_S = 5.0
+
+
+class Completer(threading.Thread):
+    def __init__(self, worker_id: UUID, alias: str | None = None) -> None:
+        super().__init__(name="djtasks-completer", daemon=True)
+        self.worker_id = worker_id
+        self.db = WorkerConnection(alias, role="completer")
+        self._queue: queue.Queue[dict[str, Any] | None] = queue.Queue()
+        self._pending = 0
+        self._lock = threading.Condition()
+        self.written = 0
+        self.fenced = 0
+
+    def put(self, outcome: dict[str, Any]) -> None:
+        with self._lock:
+            self._pending += 1
+        self._queue.put(outcome)
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every outcome put so far is written (or fenced off); False on timeout."""
+        with self._lock:
+            return self._lock.wait_for(lambda: self._pending == 0, timeout)
+
+    def stop(self) -> None:
+        self._queue.put(None)
+
+    def run(self) -> None:
+        stopping = False
+        while not stopping:
+            first = self._queue.get()
+            if first is None:
+                break
+            batch = [first]
+            while len(batch) < BATCH_MAX:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    stopping = True
+                    break
+                batch.append(item)
+            self._write(batch)
+        self.db.close()
+
+    def _write(self, batch: list[dict[str, Any]]) -> None:
+        pause = RETRY_START_S
+        while True:
+            try:
+                written = self.db.store.job_finish_many(worker_id=self.worker_id, outcomes=batch)
+                break
+            except CONNECTION_ERRORS as exc:
+                logger.warning("recording %d outcomes failed (%s); retrying in %.1f s", len(batch), exc, pause)
+                self.db.reset()
+                threading.Event().wait(pause)
+                pause = min(pause * 2, RETRY_MAX_S)
+        self.written += len(written)
+        lost = [o["id"] for o in batch if o["id"] not in written]
+        if lost:
+            self.fenced += len(lost)
+            logger.warning(
+                "outcomes of %d job(s) no longer owned by this worker were not recorded: %s", len(lost), lost
+            )
+        with self._lock:
+            self._pending -= len(batch)
+            self._lock.notify_all()

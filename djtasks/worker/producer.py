@@ -1,0 +1,142 @@
+"""Claims jobs for this worker process: never more than its free slots, with one statement each time.
+
+It sleeps until something can have changed: a NOTIFY for one of its queues (sent when an enqueueing
+transaction commits), a slot freed by a finished job, the next scheduled job becoming due, or the poll
+interval (the fallback for notifications missed while reconnecting, and the only wake-up without LISTEN).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import select
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any
+from uuid import UUID
+
+from django.utils import timezone
+
+from ..status import JobStatus
+from .db import CONNECTION_ERRORS, WorkerConnection
+
+logger = logging.getLogger("djtasks.worker")
+
+RECONNECT_START_S = 0.2  # first pause after losing the database; doubles up to RECONNECT_MAX_S
+RECONNECT_MAX_S = 5.0
+
+
+class Producer:
+    def __init__(
+        self,
+        *,
+        worker_id: UUID,
+        queues: Sequence[str],
+        slots: int,
+        submit: Callable[[dict[str, Any]], None],
+        poll_interval: float,
+        listen: bool,
+        alias: str | None = None,
+    ) -> None:
+        self.worker_id = worker_id
+        self.queues = list(queues)
+        self.slots = slots
+        self.submit = submit
+        self.poll_interval = poll_interval
+        self.listen = listen
+        self.db = WorkerConnection(alias, role="producer")
+        self.stopping = threading.Event()
+        self._free = slots
+        self._lock = threading.Lock()
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+        self._listening = False
+
+    # -- called from other threads --------------------------------------------------------------------
+    def wake(self) -> None:
+        with contextlib.suppress(BlockingIOError):  # a full pipe means a wake-up is already pending
+            os.write(self._wake_w, b"\0")
+
+    def slot_freed(self) -> None:
+        with self._lock:
+            self._free += 1
+        self.wake()
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.wake()
+
+    @property
+    def free(self) -> int:
+        with self._lock:
+            return self._free
+
+    # -- the loop -------------------------------------------------------------------------------------
+    def run(self) -> None:
+        pause = RECONNECT_START_S
+        while not self.stopping.is_set():
+            try:
+                self._ensure_listening()
+                timeout = self._claim_once()
+                pause = RECONNECT_START_S
+                if timeout is not None:
+                    self._wait(timeout)
+            except CONNECTION_ERRORS as exc:
+                logger.warning("producer lost the database (%s); reconnecting in %.1f s", exc, pause)
+                self.db.reset()
+                self._listening = False
+                self.stopping.wait(pause)
+                pause = min(pause * 2, RECONNECT_MAX_S)
+        self.db.close()
+        os.close(self._wake_r)
+        os.close(self._wake_w)
+
+    def _ensure_listening(self) -> None:
+        if self.listen and not self._listening:
+            conn = self.db.connection
+            # Notifications that arrive while a query runs go to this handler instead of piling up in
+            # psycopg's backlog; the wait below reads them straight off the socket.
+            conn.add_notify_handler(lambda _n: None)
+            self.db.store.queue_listen()
+            self._listening = True
+
+    def _claim_once(self) -> float | None:
+        """Claim what fits; return how long to sleep, or None to claim again at once."""
+        free = self.free
+        if free <= 0:
+            return self.poll_interval
+        now = timezone.now()
+        rows = self.db.store.job_claim_many(now=now, worker_id=self.worker_id, queues=self.queues, limit=free)
+        for row in rows:
+            if row["status"] != JobStatus.RUNNING:  # expired before it started: the claim cancelled it
+                logger.info("job %s %s expired before it started", row["id"], row["name"])
+                continue
+            with self._lock:
+                self._free -= 1
+            self.submit(row)
+        if len(rows) == free:
+            return None  # we took all we could: there may be more waiting
+        next_run_at = self.db.store.job_next_run_at(queues=self.queues)
+        if next_run_at is None:
+            return self.poll_interval
+        return max(0.0, min(self.poll_interval, (next_run_at - timezone.now()).total_seconds()))
+
+    def _wait(self, timeout: float) -> None:
+        watched = [self._wake_r]
+        conn = self.db.connection if self._listening and self.free > 0 else None
+        if conn is not None:
+            watched.append(conn.fileno())
+        readable, _, _ = select.select(watched, [], [], timeout)
+        if self._wake_r in readable:
+            try:
+                while os.read(self._wake_r, 4096):
+                    pass
+            except BlockingIOError:
+                pass
+        if conn is not None and conn.fileno() in readable:
+            pgconn = conn.pgconn
+            pgconn.consume_input()
+            while pgconn.notifies() is not None:
+                pass  # a wake-up is all a notification means; the claim finds what is due

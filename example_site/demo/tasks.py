@@ -1,0 +1,28 @@
+"""The demo's jobs. Every installed app's tasks.py is imported by djtasks at startup."""
+
+from __future__ import annotations
+
+import time
+
+from djtasks import job
+
+
+@job
+def add(a: int, b: int, seconds: float = 0.0) -> int:
+    """Add two numbers, after pretending to work for ``seconds``."""
+    time.sleep(seconds)
+    return a + b
+
+
+@job(queue="slow", max_attempts=3, retry_backoff=2, bind=True)
+def flaky_add(ctx, a: int, b: int) -> int:
+    """Fails on its first two attempts, then succeeds: watch the retries with backoff."""
+    if ctx.attempt < 3:
+        raise RuntimeError(f"flaky: attempt {ctx.attempt} fails on purpose")
+    return a + b
+
+
+@job
+def fail(message: str) -> None:
+    """Always fails, to show a stored error and traceback."""
+    raise ValueError(message)

@@ -1,0 +1,52 @@
+from __future__ import annotations
+
+from django import forms
+from django.db import transaction
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+
+from djtasks import JobResult
+from djtasks.models import Job
+
+from .tasks import add, fail, flaky_add
+
+RECENT_JOBS = 15
+
+
+class EnqueueForm(forms.Form):
+    JOBS = [
+        ("add", "add(a, b) after a delay"),
+        ("flaky_add", "flaky_add(a, b): fails twice, then succeeds"),
+        ("fail", "fail(): always raises"),
+    ]
+    job = forms.ChoiceField(choices=JOBS)
+    a = forms.IntegerField(initial=2)
+    b = forms.IntegerField(initial=3)
+    seconds = forms.FloatField(initial=1.0, min_value=0, max_value=60, help_text="how long add() works")
+    countdown = forms.FloatField(initial=0, min_value=0, max_value=3600, help_text="start no sooner than this")
+
+
+def index(request: HttpRequest) -> HttpResponse:
+    form = EnqueueForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        # The job row is written in this transaction: it exists (and a worker sees it) only on commit.
+        with transaction.atomic():
+            if data["job"] == "add":
+                result = add.apply_async(args=(data["a"], data["b"], data["seconds"]), countdown=data["countdown"])
+            elif data["job"] == "flaky_add":
+                result = flaky_add.apply_async(args=(data["a"], data["b"]), countdown=data["countdown"])
+            else:
+                result = fail.delay(f"you asked for it: {data['a']} {data['b']}")
+        return redirect("job-detail", job_id=result.id)
+    recent = Job.objects.order_by("-enqueued_at")[:RECENT_JOBS]
+    return render(request, "demo/index.html", {"form": form, "recent": recent})
+
+
+def job_detail(request: HttpRequest, job_id: str) -> HttpResponse:
+    result = JobResult(job_id)
+    try:
+        result.refresh()
+    except LookupError:
+        return render(request, "demo/job.html", {"missing": True, "job_id": job_id}, status=404)
+    return render(request, "demo/job.html", {"job": result, "finished": result.status.is_final})

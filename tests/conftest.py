@@ -1,0 +1,119 @@
+"""Shared fixtures. The database is a real PostgreSQL cluster started by tests/settings.py."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def subprocess_env() -> dict[str, str]:
+    """Environment for manage.py subprocesses: the same cluster, pointed at the test database."""
+    from django.db import connection
+
+    url = urlsplit(os.environ["DATABASE_URL"])
+    test_url = urlunsplit(url._replace(path="/" + connection.settings_dict["NAME"]))
+    return {**os.environ, "DATABASE_URL": test_url, "DJANGO_SETTINGS_MODULE": "tests.settings", "PYTHONUNBUFFERED": "1"}
+
+
+class WorkerProcess:
+    """A real ``manage.py runworker`` subprocess; its output goes to a log file shown on failure."""
+
+    def __init__(self, tmp_path: Path, *args: str) -> None:
+        self.log_path = tmp_path / f"runworker-{time.monotonic_ns()}.log"
+        self._log = open(self.log_path, "w")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            [sys.executable, str(ROOT / "manage.py"), "runworker", *args],
+            cwd=ROOT,
+            env=subprocess_env(),
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    @property
+    def log(self) -> str:
+        return self.log_path.read_text()
+
+    def signal(self, signum: int) -> None:
+        self.proc.send_signal(signum)
+
+    def wait(self, timeout: float) -> int:
+        return self.proc.wait(timeout)
+
+    def stop(self, timeout: float = 60) -> int | None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self._log.close()
+        return self.proc.returncode
+
+
+@pytest.fixture
+def start_worker(tmp_path: Path) -> Iterator:
+    """Start ``runworker`` subprocesses with the given arguments; all are stopped after the test."""
+    started: list[WorkerProcess] = []
+
+    def start(*args: str) -> WorkerProcess:
+        worker = WorkerProcess(tmp_path, *args)
+        started.append(worker)
+        return worker
+
+    yield start
+    for worker in started:
+        worker.stop()
+        sys.stderr.write(f"--- {worker.log_path.name}\n{worker.log[-5000:]}\n")
+
+
+def wait_until(predicate, timeout: float, interval: float = 0.05, message: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {message}")
+
+
+def drain(queues=("default", "other", "slow"), limit: int = 10) -> int:
+    """Claim, run and record every due job in this process, the way a worker does; returns jobs run."""
+    from django.utils import timezone
+
+    from djtasks.ids import uuid7
+    from djtasks.worker.db import WorkerConnection
+    from djtasks.worker.executor import execute
+
+    db = WorkerConnection()
+    worker_id = uuid7()
+    ran = 0
+    try:
+        while True:
+            rows = db.store.job_claim_many(now=timezone.now(), worker_id=worker_id, queues=queues, limit=limit)
+            if not rows:
+                return ran
+            outcomes = [execute(row) for row in rows if row["status"] == "running"]
+            ran += len(outcomes)
+            db.store.job_finish_many(worker_id=worker_id, outcomes=outcomes)
+    finally:
+        db.close()
+
+
+@pytest.fixture
+def store():
+    from djtasks.worker.db import WorkerConnection
+
+    db = WorkerConnection()
+    yield db.store
+    db.close()

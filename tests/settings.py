@@ -1,0 +1,55 @@
+"""Settings for the test suite. Without DATABASE_URL, a throwaway PostgreSQL cluster is started from the
+local server binaries for this test run (and removed at exit); worker subprocesses inherit its URL."""
+
+from __future__ import annotations
+
+import os
+
+import environ
+
+if not os.environ.get("DATABASE_URL"):
+    from djtasks.localpg import throwaway_cluster
+
+    throwaway_cluster("djtasks")
+
+env = environ.Env()
+DATABASES = {"default": env.db("DATABASE_URL")}
+SECRET_KEY = "tests-only"
+DEBUG = False
+USE_TZ = True
+TIME_ZONE = "UTC"
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "djtasks",
+    "tests.testapp",
+]
+MIDDLEWARE = [
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+]
+ROOT_URLCONF = "example_site.urls"
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ]
+        },
+    }
+]
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+DJTASKS = {
+    "QUEUES": {"default": {}, "other": {}, "slow": {}},
+    "POLL_INTERVAL": 0.2,
+    "HEARTBEAT_INTERVAL": 1,
+    "WORKER_TIMEOUT": 5,
+}
