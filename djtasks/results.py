@@ -95,6 +95,16 @@ class JobResult:
     def failed(self) -> bool:
         return self.refresh().status in (JobStatus.FAILED, JobStatus.CANCELLED)
 
+    # -- acting ---------------------------------------------------------------------------------------
+    def cancel(self) -> bool:
+        """Cancel the job: if still queued it never runs (status ``cancelled`` at once); if running, its
+        worker is asked to stop it. Returns False if the job had already finished."""
+        from .operations import cancel_jobs
+
+        changed = cancel_jobs([self.id])
+        self._row = None
+        return self.id in changed
+
     # -- waiting --------------------------------------------------------------------------------------
     def get(self, timeout: float | None = None, propagate: bool = True) -> Any:
         """Wait for the job to finish and return its result.

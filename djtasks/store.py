@@ -118,6 +118,14 @@ class Store:
     def job_next_run_at(self, *, queues: Sequence[str]) -> datetime | None:
         return self._execute("job_next_run_at", {"queues": list(queues)})[0]["run_at"]
 
+    # -- jobs: operator actions --------------------------------------------------------------------------
+    def job_cancel_many(self, *, now: datetime, ids: Sequence[UUID]) -> dict[UUID, str]:
+        """Cancel queued jobs now and flag running ones; returns ``{id: status after}`` for jobs it touched
+        (finished jobs are left alone and absent from the answer)."""
+        if not ids:
+            return {}
+        return {row["id"]: row["status"] for row in self._execute("job_cancel_many", {"now": now, "ids": list(ids)})}
+
     # -- jobs: reads ----------------------------------------------------------------------------------
     def job_get(self, job_id: UUID) -> dict[str, Any] | None:
         rows = self._execute("job_get", {"id": job_id})

@@ -118,3 +118,18 @@ DELETE FROM djtasks_worker WHERE id = %(id)s;
 -- name: queue_listen
 -- Subscribe this connection to enqueue notifications (payload: the queue name).
 LISTEN djtasks;
+
+-- name: job_cancel_many
+-- Cancel jobs: queued ones at once (they never run), running ones by request (the worker acts on it).
+UPDATE djtasks_job
+SET status = CASE WHEN status = 'queued' THEN 'cancelled' ELSE status END,
+    finished_at = CASE WHEN status = 'queued' THEN %(now)s ELSE finished_at END,
+    worker_id = CASE WHEN status = 'queued' THEN NULL ELSE worker_id END,
+    cancel_requested = CASE WHEN status = 'running' THEN true ELSE cancel_requested END,
+    errors = CASE WHEN status = 'queued'
+        THEN errors || jsonb_build_array(jsonb_build_object(
+            'type', 'djtasks.exceptions.JobCancelled', 'message', 'cancelled before it ran',
+            'traceback', '', 'attempt', attempt, 'at', %(now)s))
+        ELSE errors END
+WHERE id = ANY(%(ids)s::uuid[]) AND status IN ('queued', 'running')
+RETURNING id, status;

@@ -164,3 +164,13 @@ def test_aget():
         return await result.aget(timeout=2)
 
     assert async_to_sync(wait)() == 7
+
+
+def test_cancel_a_queued_job_means_it_never_runs():
+    result = tasks.record.delay("never")
+    assert result.cancel() is True
+    assert result.status == JobStatus.CANCELLED
+    assert drain() == 0
+    with pytest.raises(JobCancelled):
+        result.get(timeout=1)
+    assert result.cancel() is False  # already finished

@@ -211,3 +211,20 @@ def test_worker_register_heartbeat_delete(store):
     assert Worker.objects.get(id=worker).heartbeat_at == t0 + timedelta(seconds=5)
     store.worker_delete(id=worker)
     assert store.worker_heartbeat(now=t0, id=worker) is False
+
+
+def test_job_cancel_many_cancels_queued_and_flags_running(store):
+    store.job_insert_many(now=timezone.now(), jobs=[job_row(), job_row()])
+    worker = uuid7()
+    (running,) = store.job_claim_many(now=timezone.now(), worker_id=worker, queues=["default"], limit=1)
+    queued = Job.objects.get(status="queued")
+    done = job_row()
+    store.job_insert(now=timezone.now(), **done)
+    Job.objects.filter(id=done["id"]).update(status="succeeded")
+    changed = store.job_cancel_many(now=timezone.now(), ids=[running["id"], queued.id, done["id"]])
+    assert changed == {running["id"]: "running", queued.id: "cancelled"}
+    queued.refresh_from_db()
+    assert queued.status == "cancelled" and queued.errors[-1]["type"] == "djtasks.exceptions.JobCancelled"
+    job = Job.objects.get(id=running["id"])
+    assert job.status == "running" and job.cancel_requested and job.worker_id == worker
+    assert Job.objects.get(id=done["id"]).status == "succeeded"
