@@ -169,8 +169,9 @@ def _has_c_utf8() -> bool:
     return "c.utf8" in out or "c.utf-8" in out
 
 
-def throwaway_cluster(dbname: str, env_var: str = "DATABASE_URL") -> LocalPostgres:
-    """Start a non-durable cluster in a fresh temporary directory, removed when this process exits.
+def throwaway_cluster(dbname: str, env_var: str = "DATABASE_URL", *, durable: bool = False) -> LocalPostgres:
+    """Start a cluster in a fresh temporary directory, removed when this process exits (non-durable unless
+    ``durable``: fsync off suits tests, not benchmarks).
 
     The URL is exported in ``env_var`` so that child processes (workers started by tests) reach the same
     cluster instead of starting their own; ``DJTASKS_TEST_PGDATA`` names the data directory so a test can
@@ -179,7 +180,7 @@ def throwaway_cluster(dbname: str, env_var: str = "DATABASE_URL") -> LocalPostgr
     parent = tempfile.mkdtemp(prefix="djtasks-pg-")
     if os.geteuid() == 0:
         os.chmod(parent, 0o755)
-    cluster = LocalPostgres(os.path.join(parent, "data"), durable=False)
+    cluster = LocalPostgres(os.path.join(parent, "data"), durable=durable)
     cluster.start()
     cluster.create_database(dbname)
     owner = os.getpid()

@@ -24,7 +24,9 @@ INSTALLED_APPS = [
     "django.contrib.contenttypes",
     "django.contrib.sessions",
     "django.contrib.messages",
+    "django.contrib.staticfiles",
     "djtasks",
+    "example_site.demo",
     "tests.testapp",
 ]
 MIDDLEWARE = [
@@ -46,6 +48,7 @@ TEMPLATES = [
         },
     }
 ]
+STATIC_URL = "static/"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 DJTASKS = {
     "QUEUES": {"default": {}, "other": {}, "slow": {}},

@@ -1,0 +1,19 @@
+"""Settings for benchmarks: a durable (fsync on) throwaway cluster unless DATABASE_URL is set."""
+
+from __future__ import annotations
+
+import os
+
+import environ
+
+if not os.environ.get("DATABASE_URL"):
+    from djtasks.localpg import throwaway_cluster
+
+    throwaway_cluster("djtasks_bench", durable=True)
+
+DATABASES = {"default": environ.Env().db("DATABASE_URL")}
+SECRET_KEY = "bench-only"
+USE_TZ = True
+INSTALLED_APPS = ["django.contrib.contenttypes", "django.contrib.auth", "djtasks", "bench"]
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+DJTASKS = {"QUEUES": {"default": {}}}
