@@ -67,8 +67,19 @@ def bench_bulk_enqueue(n: int) -> None:
 def start_worker(processes: int, threads: int) -> subprocess.Popen[bytes]:
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "bench.settings"}
     proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "manage.py"), "runworker", "--processes", str(processes), "--threads", str(threads),
-         "--loglevel", "WARNING"], cwd=ROOT, env=env,
+        [
+            sys.executable,
+            str(ROOT / "manage.py"),
+            "runworker",
+            "--processes",
+            str(processes),
+            "--threads",
+            str(threads),
+            "--loglevel",
+            "WARNING",
+        ],
+        cwd=ROOT,
+        env=env,
     )
     from djtasks.models import Worker
 

@@ -126,6 +126,13 @@ class Store:
             return {}
         return {row["id"]: row["status"] for row in self._execute("job_cancel_many", {"now": now, "ids": list(ids)})}
 
+    # -- jobs: maintenance ----------------------------------------------------------------------------
+    def job_prune_many(self, *, statuses: Sequence[str], before: datetime, limit: int) -> int:
+        """Delete one batch of finished jobs; returns how many were deleted."""
+        with self._cursor() as cur:
+            cur.execute(queries()["job_prune_many"], {"statuses": list(statuses), "before": before, "limit": limit})
+            return cur.rowcount
+
     # -- jobs: reads ----------------------------------------------------------------------------------
     def job_get(self, job_id: UUID) -> dict[str, Any] | None:
         rows = self._execute("job_get", {"id": job_id})

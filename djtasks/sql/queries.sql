@@ -133,3 +133,17 @@ SET status = CASE WHEN status = 'queued' THEN 'cancelled' ELSE status END,
         ELSE errors END
 WHERE id = ANY(%(ids)s::uuid[]) AND status IN ('queued', 'running')
 RETURNING id, status;
+
+-- name: job_prune_many
+-- Delete up to %(limit)s jobs in the given final statuses that finished before %(before)s, oldest first.
+WITH doomed AS (
+    SELECT id
+    FROM djtasks_job
+    WHERE status = ANY(%(statuses)s::text[]) AND finished_at < %(before)s
+    ORDER BY finished_at
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+)
+DELETE FROM djtasks_job AS j
+USING doomed AS d
+WHERE j.id = d.id;

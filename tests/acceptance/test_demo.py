@@ -29,9 +29,23 @@ def test_demo_command_serves_the_page_and_runs_jobs(tmp_path):
     port = free_port()
     env = {**subprocess_env(), "DJANGO_SETTINGS_MODULE": "example_site.settings", "SECRET_KEY": "demo-test"}
     log = open(tmp_path / "demo.log", "w")  # noqa: SIM115
-    proc = subprocess.Popen([sys.executable, str(ROOT / "manage.py"), "demo", "--bind", f"127.0.0.1:{port}",
-                             "--processes", "1", "--threads", "2"], cwd=ROOT, env=env, stdout=log,
-                            stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            str(ROOT / "manage.py"),
+            "demo",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--processes",
+            "1",
+            "--threads",
+            "2",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(CookieJar()))
     base = f"http://127.0.0.1:{port}"
     try:
@@ -44,8 +58,9 @@ def test_demo_command_serves_the_page_and_runs_jobs(tmp_path):
                 assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "demo.log").read_text()
                 time.sleep(0.3)
         token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)
-        form = urllib.parse.urlencode({"csrfmiddlewaretoken": token, "job": "add", "a": 20, "b": 22,
-                                       "seconds": 0, "countdown": 0}).encode()
+        form = urllib.parse.urlencode(
+            {"csrfmiddlewaretoken": token, "job": "add", "a": 20, "b": 22, "seconds": 0, "countdown": 0}
+        ).encode()
         response = opener.open(urllib.request.Request(base + "/", data=form, headers={"Referer": base + "/"}))
         job_url = response.geturl()
         assert "/jobs/" in job_url

@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from djtasks.maintenance import pruner
+from djtasks.models import Job
+from tests.testapp import tasks
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def make_finished(count: int, status: str, age: timedelta) -> None:
+    results = tasks.add.bulk_delay([(1, 1)] * count)
+    Job.objects.filter(id__in=[r.id for r in results]).update(status=status, finished_at=timezone.now() - age)
+
+
+def test_job_prune_many_deletes_only_old_jobs_of_the_given_statuses(store):
+    make_finished(5, "succeeded", timedelta(days=2))
+    make_finished(3, "failed", timedelta(days=2))
+    tasks.add.delay(1, 1)  # queued, never pruned
+    deleted = store.job_prune_many(statuses=["succeeded"], before=timezone.now() - timedelta(days=1), limit=3)
+    assert deleted == 3
+    assert Job.objects.filter(status="succeeded").count() == 2
+    assert Job.objects.filter(status="failed").count() == 3 and Job.objects.filter(status="queued").count() == 1
+
+
+def test_run_once_applies_both_ttls_in_batches(store):
+    make_finished(25, "succeeded", timedelta(hours=25))
+    make_finished(4, "cancelled", timedelta(hours=25))
+    make_finished(6, "succeeded", timedelta(hours=1))  # young: kept
+    make_finished(7, "failed", timedelta(days=8))
+    make_finished(2, "failed", timedelta(days=2))  # failed are kept 7 days
+    result = pruner.run_once(timezone.now(), store, result_ttl=86400, failed_result_ttl=7 * 86400, batch=10)
+    assert (result.succeeded, result.failed, result.complete) == (29, 7, True)
+    assert Job.objects.filter(status="succeeded").count() == 6 and Job.objects.filter(status="failed").count() == 2
+
+
+def test_run_once_stops_at_its_batch_budget(store):
+    make_finished(30, "succeeded", timedelta(days=2))
+    result = pruner.run_once(timezone.now(), store, result_ttl=86400, failed_result_ttl=86400, batch=10, max_batches=2)
+    assert (result.deleted, result.complete) == (20, False)
+    assert Job.objects.count() == 10
