@@ -115,8 +115,8 @@ class Store:
             return set()
         return {row["id"] for row in self._execute("job_release_many", {"worker_id": worker_id, "ids": list(ids)})}
 
-    def job_next_run_at(self, *, queues: Sequence[str]) -> datetime | None:
-        return self._execute("job_next_run_at", {"queues": list(queues)})[0]["run_at"]
+    def job_next_run_at(self, *, queues: Sequence[str], horizon: datetime) -> datetime | None:
+        return self._execute("job_next_run_at", {"queues": list(queues), "horizon": horizon})[0]["run_at"]
 
     # -- jobs: operator actions --------------------------------------------------------------------------
     def job_cancel_many(self, *, now: datetime, ids: Sequence[UUID]) -> dict[UUID, str]:

@@ -37,13 +37,21 @@ FROM (SELECT DISTINCT queue FROM inserted WHERE run_at <= %(now)s) AS q;
 
 -- name: job_claim_many
 -- Claim up to %(limit)s due jobs for one worker, highest priority first; expired ones are cancelled instead.
+-- One index-ordered scan per queue (LATERAL) instead of sorting every waiting job of all queues: the claim
+-- costs the same with a million jobs waiting or finished as with ten.
 WITH candidates AS (
-    SELECT id
-    FROM djtasks_job
-    WHERE status = 'queued' AND queue = ANY(%(queues)s::text[]) AND run_at <= %(now)s
-    ORDER BY priority DESC, run_at, id
+    SELECT c.id
+    FROM unnest(%(queues)s::text[]) AS q(name)
+    CROSS JOIN LATERAL (
+        SELECT id, priority, run_at
+        FROM djtasks_job
+        WHERE status = 'queued' AND queue = q.name AND run_at <= %(now)s
+        ORDER BY priority DESC, run_at, id
+        LIMIT %(limit)s
+        FOR UPDATE SKIP LOCKED
+    ) AS c
+    ORDER BY c.priority DESC, c.run_at, c.id
     LIMIT %(limit)s
-    FOR UPDATE SKIP LOCKED
 )
 UPDATE djtasks_job AS j
 SET status = CASE WHEN j.expires_at <= %(now)s THEN 'cancelled' ELSE 'running' END,
@@ -97,10 +105,11 @@ FROM djtasks_job
 WHERE id = %(id)s;
 
 -- name: job_next_run_at
--- When the earliest scheduled job in these queues becomes due, so an idle worker sleeps just that long.
+-- The earliest waiting job due before %(horizon)s in these queues, so an idle worker sleeps just that long
+-- (beyond the horizon it sleeps a poll interval anyway, so later jobs need not be looked at).
 SELECT min(run_at) AS run_at
 FROM djtasks_job
-WHERE status = 'queued' AND queue = ANY(%(queues)s::text[]);
+WHERE status = 'queued' AND queue = ANY(%(queues)s::text[]) AND run_at <= %(horizon)s;
 
 -- name: worker_register
 -- Announce a worker process; its id fences every job it claims.

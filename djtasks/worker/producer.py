@@ -13,6 +13,7 @@ import os
 import select
 import threading
 from collections.abc import Callable, Sequence
+from datetime import timedelta
 from typing import Any
 from uuid import UUID
 
@@ -118,7 +119,8 @@ class Producer:
             self.submit(row)
         if len(rows) == free:
             return None  # we took all we could: there may be more waiting
-        next_run_at = self.db.store.job_next_run_at(queues=self.queues)
+        horizon = now + timedelta(seconds=self.poll_interval)
+        next_run_at = self.db.store.job_next_run_at(queues=self.queues, horizon=horizon)
         if next_run_at is None:
             return self.poll_interval
         return max(0.0, min(self.poll_interval, (next_run_at - timezone.now()).total_seconds()))

@@ -178,11 +178,13 @@ def test_job_release_many_returns_jobs_without_counting_the_attempt(store):
 
 
 def test_job_next_run_at(store):
-    assert store.job_next_run_at(queues=["default"]) is None
+    horizon = timezone.now() + timedelta(minutes=1)
+    assert store.job_next_run_at(queues=["default"], horizon=horizon) is None
     soon = timezone.now() + timedelta(seconds=5)
     store.job_insert_many(now=timezone.now(), jobs=[job_row(run_at=soon), job_row(run_at=soon + timedelta(hours=1))])
-    assert abs((store.job_next_run_at(queues=["default"]) - soon).total_seconds()) < 0.001
-    assert store.job_next_run_at(queues=["other"]) is None
+    assert abs((store.job_next_run_at(queues=["default"], horizon=horizon) - soon).total_seconds()) < 0.001
+    assert store.job_next_run_at(queues=["default"], horizon=soon - timedelta(seconds=1)) is None
+    assert store.job_next_run_at(queues=["other"], horizon=horizon) is None
 
 
 def test_queue_listen_receives_notify_from_enqueue_on_commit(store):

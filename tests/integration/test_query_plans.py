@@ -1,0 +1,139 @@
+"""The hot queries keep using their partial indexes with a large backlog and a large history, after ANALYZE.
+
+A claim that walks the primary key or sorts every waiting job gets slower as the table grows; these tests
+fail if the planner would choose such a plan for any hot-path query.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+from django.utils import timezone
+
+from djtasks.store import queries
+from djtasks.worker.db import WorkerConnection
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+FINISHED_ROWS = 200_000
+QUEUED_ROWS = 40_000
+
+
+@pytest.fixture
+def big_table():
+    db = WorkerConnection()
+    conn = db.connection
+    conn.execute(
+        "INSERT INTO djtasks_job (id, name, queue, priority, status, args, kwargs, run_at, enqueued_at, finished_at,"
+        " attempt, max_attempts, errors, cancel_requested)"
+        " SELECT gen_random_uuid(), 'x', 'default', 0, CASE WHEN i %% 10 = 0 THEN 'failed' ELSE 'succeeded' END,"
+        " '[]', '{}', now() - interval '2 days', now() - interval '2 days', now() - interval '1 day' + i * interval '1 ms',"
+        " 1, 1, '[]', false FROM generate_series(1, %s) AS i",
+        (FINISHED_ROWS,),
+    )
+    conn.execute(
+        "INSERT INTO djtasks_job (id, name, queue, priority, status, args, kwargs, run_at, enqueued_at,"
+        " attempt, max_attempts, errors, cancel_requested)"
+        " SELECT gen_random_uuid(), 'x', CASE WHEN i %% 2 = 0 THEN 'default' ELSE 'other' END, (i %% 5) - 2, 'queued',"
+        " '[]', '{}', now() + (i %% 7 - 3) * interval '1 minute', now(), 0, 1, '[]', false"
+        " FROM generate_series(1, %s) AS i",
+        (QUEUED_ROWS,),
+    )
+    conn.execute("ANALYZE djtasks_job")
+    yield conn
+    db.close()
+
+
+def plan_nodes(conn, name: str, params: dict) -> list[dict]:
+    with conn.cursor() as cur:
+        cur.execute("EXPLAIN (FORMAT JSON) " + queries()[name], params)
+        raw = cur.fetchone()[0]
+    plan = (json.loads(raw) if isinstance(raw, str) else raw)[0]["Plan"]
+    nodes, stack = [], [plan]
+    while stack:
+        node = stack.pop()
+        nodes.append(node)
+        stack.extend(node.get("Plans", []))
+    return nodes
+
+
+def scans_of_job_table(nodes: list[dict]) -> list[tuple[str, str | None]]:
+    return [(n["Node Type"], n.get("Index Name")) for n in nodes if n.get("Relation Name") == "djtasks_job"]
+
+
+def used_indexes(nodes: list[dict]) -> set[str]:
+    return {n["Index Name"] for n in nodes if "Index Name" in n}
+
+
+def assert_no_full_scan(nodes: list[dict]) -> None:
+    for kind, index in scans_of_job_table(nodes):
+        assert kind != "Seq Scan", "sequential scan of djtasks_job"
+        if index == "djtasks_job_pkey":
+            # only as a lookup by id of rows found elsewhere, never as an ordered walk
+            node = next(n for n in nodes if n.get("Index Name") == index)
+            assert "id" in node.get("Index Cond", ""), node
+
+
+@pytest.mark.parametrize("queues", [["default"], ["default", "other"]])
+def test_claim_walks_the_claim_index_and_never_sorts_the_backlog(big_table, queues):
+    nodes = plan_nodes(
+        big_table,
+        "job_claim_many",
+        {
+            "now": timezone.now(),
+            "worker_id": uuid.uuid4(),
+            "queues": queues,
+            "limit": 10,
+        },
+    )
+    scans = scans_of_job_table(nodes)
+    assert ("Index Scan", "djtasks_job_claim") in scans, scans
+    assert_no_full_scan(nodes)
+    for node in nodes:
+        if node["Node Type"] == "Sort":
+            assert node["Plan Rows"] <= 10 * len(queues), f"sorts {node['Plan Rows']} rows: the backlog"
+
+
+def test_next_run_at_uses_the_claim_index(big_table):
+    nodes = plan_nodes(big_table, "job_next_run_at", {"queues": ["default"], "horizon": timezone.now()})
+    assert "djtasks_job_claim" in used_indexes(nodes), scans_of_job_table(nodes)
+    assert_no_full_scan(nodes)
+
+
+@pytest.mark.parametrize("name", ["job_finish_many", "job_release_many", "job_get", "job_cancel_many"])
+def test_by_id_queries_use_the_primary_key_or_running_index(big_table, name):
+    ids = [uuid.uuid4() for _ in range(50)]
+    params = {
+        "job_finish_many": {
+            "worker_id": uuid.uuid4(),
+            "ids": ids,
+            "attempts": [1] * 50,
+            "statuses": ["succeeded"] * 50,
+            "results": [None] * 50,
+            "errors": [None] * 50,
+            "run_ats": [None] * 50,
+            "finished_ats": [timezone.now()] * 50,
+        },
+        "job_release_many": {"worker_id": uuid.uuid4(), "ids": ids},
+        "job_get": {"id": ids[0]},
+        "job_cancel_many": {"now": timezone.now(), "ids": ids},
+    }[name]
+    nodes = plan_nodes(big_table, name, params)
+    assert used_indexes(nodes) & {"djtasks_job_pkey", "djtasks_job_running"}, scans_of_job_table(nodes)
+    assert_no_full_scan(nodes)
+
+
+def test_prune_walks_the_finished_index(big_table):
+    nodes = plan_nodes(
+        big_table,
+        "job_prune_many",
+        {
+            "statuses": ["succeeded", "cancelled"],
+            "before": timezone.now(),
+            "limit": 1000,
+        },
+    )
+    assert "djtasks_job_finished" in used_indexes(nodes), scans_of_job_table(nodes)
+    assert_no_full_scan(nodes)
