@@ -28,6 +28,7 @@ import psycopg
 
 from bench.common import (
     analyze_jobs,
+    checkpoint,
     clear_jobs,
     percentile,
     psycopg_params,
@@ -88,6 +89,7 @@ def bench_ceiling_drain(n: int, *, processes: int = DEFAULT_PROCESSES, batch: in
     clear_jobs()
     noop.bulk_delay([()] * n)
     analyze_jobs()
+    checkpoint()
     ctx = multiprocessing.get_context("fork")  # children use only psycopg, never the parent's connection
     barrier, out = ctx.Barrier(processes), ctx.Queue()
     procs = [ctx.Process(target=_drain_loop, args=(psycopg_params(), batch, barrier, out)) for _ in range(processes)]
@@ -111,6 +113,7 @@ def bench_bare_insert(n: int) -> dict[str, float]:
     """``job_insert`` ``n`` times on a bare autocommit psycopg connection: one INSERT + NOTIFY + COMMIT each,
     with the same parameters ``.delay()`` sends for the no-op job (a fresh UUIDv7, ``[]``, ``{}``)."""
     clear_jobs()
+    checkpoint()
     sql = queries()["job_insert"]
     latencies = []
     with psycopg.connect(**psycopg_params(), autocommit=True, application_name="djtasks-ceiling") as conn:
@@ -135,6 +138,7 @@ def bench_bare_insert(n: int) -> dict[str, float]:
         "p50_ms": percentile(latencies, 0.5) * 1000,
         "p95_ms": percentile(latencies, 0.95) * 1000,
         "jobs": n,
+        "seconds": elapsed,
     }
 
 

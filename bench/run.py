@@ -36,6 +36,7 @@ from bench.common import (
     JOB_TABLE,
     ROOT,
     analyze_jobs,
+    checkpoint,
     clear_jobs,
     database_info,
     percentile,
@@ -60,6 +61,7 @@ DEFAULT_SAMPLES = 200
 def bench_single_enqueue(n: int) -> dict[str, float]:
     """``.delay()`` ``n`` times in autocommit mode: one INSERT + NOTIFY and one COMMIT per job."""
     clear_jobs()
+    checkpoint()
     latencies = []
     started = time.perf_counter()
     for _ in range(n):
@@ -73,12 +75,14 @@ def bench_single_enqueue(n: int) -> dict[str, float]:
         "p50_ms": percentile(latencies, 0.5) * 1000,
         "p95_ms": percentile(latencies, 0.95) * 1000,
         "jobs": n,
+        "seconds": elapsed,
     }
 
 
 def bench_bulk_enqueue(n: int) -> dict[str, float]:
     """One ``bulk_delay`` of ``n`` jobs (autocommit: djtasks splits it into statements of its own size)."""
     clear_jobs()
+    checkpoint()
     started = time.perf_counter()
     noop.bulk_delay([()] * n)
     elapsed = time.perf_counter() - started
@@ -87,9 +91,11 @@ def bench_bulk_enqueue(n: int) -> dict[str, float]:
 
 
 def prepare_backlog(n: int) -> None:
-    """``n`` due no-op jobs, then ANALYZE so the drain runs on the plans autovacuum's statistics give."""
+    """``n`` due no-op jobs, then ANALYZE so the drain runs on the plans autovacuum's statistics give, then
+    CHECKPOINT so the drain does not pay for flushing the backlog's pages."""
     noop.bulk_delay([()] * n)
     analyze_jobs()
+    checkpoint()
 
 
 @contextlib.contextmanager
@@ -215,13 +221,15 @@ def bench_drain_with_history(n: int, processes: int, threads: int, rows: int) ->
     return {"fill": fill, "drain": drain}
 
 
-def run_djtasks(args: argparse.Namespace) -> dict[str, Any]:
-    """Every djtasks figure, printed as it comes and returned."""
+def run_djtasks(args: argparse.Namespace, *, single_enqueue: bool = True) -> dict[str, Any]:
+    """Every djtasks figure, printed as it comes and returned (``single_enqueue=False``: all but ``.delay()``,
+    which the peers harness times itself, interleaved with the bare insert)."""
     out: dict[str, Any] = {}
-    out["delay"] = d = bench_single_enqueue(args.enqueue)
-    report(f".delay() in its own transaction ({args.enqueue})", d["rate"], "jobs/s")
-    report(".delay() latency p50", d["p50_ms"], "ms")
-    report(".delay() latency p95", d["p95_ms"], "ms")
+    if single_enqueue:
+        out["delay"] = d = bench_single_enqueue(args.enqueue)
+        report(f".delay() in its own transaction ({args.enqueue})", d["rate"], "jobs/s")
+        report(".delay() latency p50", d["p50_ms"], "ms")
+        report(".delay() latency p95", d["p95_ms"], "ms")
     out["bulk"] = b = bench_bulk_enqueue(args.jobs)
     report(f"bulk_delay of {args.jobs}", b["rate"], "jobs/s")
     drained = bench_drain(args.jobs, args.processes, args.threads, pickup_samples=args.samples)
