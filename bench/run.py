@@ -1,70 +1,107 @@
 """djtasks benchmarks: enqueue rate, bulk enqueue rate, drain throughput and idle pick-up latency.
 
-    python bench/run.py [--jobs 20000] [--processes 2] [--threads 4]
+    python bench/run.py [--jobs 20000] [--enqueue 2000] [--processes 2] [--threads 4] [--history 1000000]
+    python bench/run.py --ceiling      # also the bare psycopg ceiling (bench/ceiling.py) and ratios to it
+    python bench/run.py --peers        # also the ceiling, Celery+Redis and django-tasks-db: one table, ratios
 
 Starts its own durable PostgreSQL cluster (fsync on) unless DATABASE_URL is set, runs a real
-``manage.py runworker`` subprocess, and prints one line per figure.
+``manage.py runworker`` subprocess, and prints one line per figure. The ``bench_*`` functions return their
+numbers, so other scripts (``bench/peers/harness.py``) can put them side by side.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import os
 import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-os.environ["DJANGO_SETTINGS_MODULE"] = "bench.settings"
+if __package__ in (None, ""):  # run as a script: make the repository importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import django  # noqa: E402
+from django.core.management import call_command
+from django.db import connection, transaction
+from django.db.models import Min
+from django.utils import timezone
 
-django.setup()
+from bench.common import (
+    JOB_TABLE,
+    ROOT,
+    analyze_jobs,
+    checkpoint,
+    clear_jobs,
+    database_info,
+    percentile,
+    report,
+)
+from bench.tasks import noop
+from djtasks.models import Job, Worker
 
-from django.core.management import call_command  # noqa: E402
-from django.db import connection, transaction  # noqa: E402
-from django.utils import timezone  # noqa: E402
-
-from bench.tasks import noop  # noqa: E402
-from djtasks.models import Job  # noqa: E402
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
-def report(name: str, value: float, unit: str) -> None:
-    print(f"{name:<44} {value:>12,.1f} {unit}", flush=True)
+DRAIN_POLL_S = 0.005  # how often the drain watcher asks "anything left?"; bounds the end-time error
+PICKUP_POLL_S = 0.0005  # how often the pick-up watcher looks for the job's started_at
+PICKUP_GAP_S = 0.01  # pause between pick-up samples, so each finds an idle worker
+PICKUP_TIMEOUT_S = 30.0
+WORKER_START_TIMEOUT_S = 60.0
+DRAIN_TIMEOUT_S = 900.0
+WORKER_STOP_TIMEOUT_S = 60.0
+HISTORY_ROWS = 1_000_000
+DEFAULT_JOBS = 20_000
+DEFAULT_ENQUEUE = 2_000
+DEFAULT_SAMPLES = 200
 
 
-def clear() -> None:
-    Job.objects.all().delete()
-
-
-def bench_single_enqueue(n: int) -> None:
+def bench_single_enqueue(n: int) -> dict[str, float]:
+    """``.delay()`` ``n`` times in autocommit mode: one INSERT + NOTIFY and one COMMIT per job."""
+    clear_jobs()
+    checkpoint()
     latencies = []
     started = time.perf_counter()
     for _ in range(n):
         t0 = time.perf_counter()
-        noop.delay()  # autocommit: one transaction per job
+        noop.delay()
         latencies.append(time.perf_counter() - t0)
     elapsed = time.perf_counter() - started
-    report("enqueue .delay() (own transaction)", n / elapsed, "jobs/s")
-    report("enqueue .delay() latency p50", percentile(latencies, 0.5) * 1000, "ms")
-    report("enqueue .delay() latency p95", percentile(latencies, 0.95) * 1000, "ms")
+    clear_jobs()
+    return {
+        "rate": n / elapsed,
+        "p50_ms": percentile(latencies, 0.5) * 1000,
+        "p95_ms": percentile(latencies, 0.95) * 1000,
+        "jobs": n,
+        "seconds": elapsed,
+    }
 
 
-def bench_bulk_enqueue(n: int) -> None:
+def bench_bulk_enqueue(n: int) -> dict[str, float]:
+    """One ``bulk_delay`` of ``n`` jobs (autocommit: djtasks splits it into statements of its own size)."""
+    clear_jobs()
+    checkpoint()
     started = time.perf_counter()
     noop.bulk_delay([()] * n)
-    report(f"bulk_delay of {n}", n / (time.perf_counter() - started), "jobs/s")
+    elapsed = time.perf_counter() - started
+    clear_jobs()
+    return {"rate": n / elapsed, "jobs": n}
 
 
-def start_worker(processes: int, threads: int) -> subprocess.Popen[bytes]:
+def prepare_backlog(n: int) -> None:
+    """``n`` due no-op jobs, then ANALYZE so the drain runs on the plans autovacuum's statistics give, then
+    CHECKPOINT so the drain does not pay for flushing the backlog's pages."""
+    noop.bulk_delay([()] * n)
+    analyze_jobs()
+    checkpoint()
+
+
+@contextlib.contextmanager
+def running_worker(processes: int, threads: int) -> Iterator[subprocess.Popen[bytes]]:
+    """A real ``manage.py runworker`` subprocess, started and (warm) stopped around the block."""
+    Worker.objects.all().delete()  # rows of earlier, stopped workers must not count as started ones
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "bench.settings"}
     proc = subprocess.Popen(
         [
@@ -81,57 +118,180 @@ def start_worker(processes: int, threads: int) -> subprocess.Popen[bytes]:
         cwd=ROOT,
         env=env,
     )
-    from djtasks.models import Worker
+    try:
+        deadline = time.monotonic() + WORKER_START_TIMEOUT_S
+        while Worker.objects.count() < processes:
+            if proc.poll() is not None:
+                raise SystemExit(f"runworker exited with {proc.returncode} while starting")
+            if time.monotonic() > deadline:
+                raise SystemExit("runworker did not start")
+            time.sleep(0.05)
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(WORKER_STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
-    deadline = time.monotonic() + 60
-    while Worker.objects.count() < processes:
-        if time.monotonic() > deadline:
-            raise SystemExit("worker did not start")
-        time.sleep(0.1)
-    return proc
 
+def wait_drained(worker: subprocess.Popen[bytes], since: datetime, n: int) -> dict[str, float]:
+    """Watch until no job is queued or running; the drain runs from the first claim to that moment.
 
-def bench_drain(n: int, processes: int, threads: int) -> None:
-    clear()
-    noop.bulk_delay([()] * n)
-    worker = start_worker(processes, threads)
-    started = time.perf_counter()
+    The start is the earliest ``started_at`` (the claim time the worker wrote), so worker start-up is not
+    counted; the end is when the watcher saw the last outcome committed, so a completer that holds
+    outcomes back is counted. The watcher polls every ``DRAIN_POLL_S``.
+    """
+    deadline = time.monotonic() + DRAIN_TIMEOUT_S
     while Job.objects.filter(status__in=["queued", "running"]).exists():
-        time.sleep(0.05)
-    elapsed = time.perf_counter() - started
-    report(f"drain {n} no-op jobs ({processes}x{threads})", n / elapsed, "jobs/s")
+        if worker.poll() is not None:
+            raise SystemExit(f"runworker exited with {worker.returncode} during the drain")
+        if time.monotonic() > deadline:
+            raise SystemExit(f"drain did not finish within {DRAIN_TIMEOUT_S:.0f} s")
+        time.sleep(DRAIN_POLL_S)
+    ended = time.time()
+    drained = Job.objects.filter(started_at__gte=since)
+    first = drained.aggregate(first=Min("started_at"))["first"]
+    succeeded = drained.filter(status="succeeded").count()
+    if succeeded != n:
+        raise SystemExit(f"drain: {succeeded} of {n} jobs succeeded")
+    elapsed = ended - first.timestamp()
+    return {"rate": n / elapsed, "seconds": elapsed, "jobs": n}
+
+
+def measure_pickup(samples: int) -> dict[str, float]:
+    """Idle pick-up latency: from just before the enqueueing transaction's COMMIT to the job's claim
+    (``started_at``), one job at a time, ``samples`` times. A worker must be running and idle."""
     latencies = []
-    clear()
-    for _ in range(200):
+    for _ in range(samples):
         with transaction.atomic():
             result = noop.delay()
             committed = timezone.now()  # just before COMMIT: the latency includes the commit itself
+        deadline = time.monotonic() + PICKUP_TIMEOUT_S
         while (job := Job.objects.filter(id=result.id).values("started_at").first())["started_at"] is None:
-            time.sleep(0.0005)
+            if time.monotonic() > deadline:
+                raise SystemExit("pick-up: the worker did not start a job within 30 s")
+            time.sleep(PICKUP_POLL_S)
         latencies.append((job["started_at"] - committed).total_seconds())
-        time.sleep(0.01)
-    report("idle pick-up latency p50 (commit -> start)", statistics.median(latencies) * 1000, "ms")
-    report("idle pick-up latency p95 (commit -> start)", percentile(latencies, 0.95) * 1000, "ms")
-    worker.terminate()
-    worker.wait(60)
+        time.sleep(PICKUP_GAP_S)
+    return {
+        "p50_ms": statistics.median(latencies) * 1000,
+        "p95_ms": percentile(latencies, 0.95) * 1000,
+        "samples": samples,
+    }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--jobs", type=int, default=20000)
-    parser.add_argument("--enqueue", type=int, default=2000)
-    parser.add_argument("--processes", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=4)
-    args = parser.parse_args()
-    call_command("migrate", verbosity=0)
+def bench_drain(n: int, processes: int, threads: int, *, pickup_samples: int = 0) -> dict[str, Any]:
+    """Drain ``n`` no-op jobs enqueued in advance with a fresh ``runworker``; then, with the same (now idle)
+    worker on an emptied table, measure pick-up latency when ``pickup_samples`` > 0."""
+    clear_jobs()
+    prepare_backlog(n)
+    since = timezone.now()
+    out: dict[str, Any] = {}
+    with running_worker(processes, threads) as worker:
+        out["drain"] = wait_drained(worker, since, n)
+        if pickup_samples:
+            clear_jobs()
+            out["pickup"] = measure_pickup(pickup_samples)
+    return out
+
+
+def fill_history(rows: int) -> dict[str, float]:
+    """``rows`` succeeded jobs finished over the past day, with time-ordered (v7-like) ids older than any new
+    job's, so they sit where real history sits: in the primary key's left part and the finished index."""
+    started = time.perf_counter()
     with connection.cursor() as cur:
-        cur.execute("SHOW fsync")
-        print(f"PostgreSQL {connection.pg_version}, fsync={cur.fetchone()[0]}, cpus={os.cpu_count()}")
-    clear()
-    bench_single_enqueue(args.enqueue)
-    clear()
-    bench_bulk_enqueue(args.jobs)
-    bench_drain(args.jobs, args.processes, args.threads)
+        cur.execute(
+            f"""
+            INSERT INTO {JOB_TABLE} (id, name, queue, priority, status, args, kwargs, run_at, enqueued_at,
+                                     started_at, finished_at, attempt, max_attempts, result, errors,
+                                     cancel_requested)
+            SELECT (lpad(to_hex(ms), 12, '0') || '7' || substr(h, 1, 3) || '8' || substr(h, 4, 15))::uuid,
+                   %s, 'default', 0, 'succeeded', '[]', '{{}}', t, t, t, t, 1, 1, 'null', '[]', false
+            FROM (
+                SELECT t, (extract(epoch FROM t) * 1000)::bigint AS ms, md5(g::text) AS h
+                FROM (SELECT g, now() - interval '1 day' + g * (interval '1 day' / %s) AS t
+                      FROM generate_series(1, %s) AS g) AS s
+            ) AS rows
+            """,
+            [noop.name, rows + 1, rows],
+        )
+    analyze_jobs()
+    return {"rows": rows, "seconds": time.perf_counter() - started}
+
+
+def bench_drain_with_history(n: int, processes: int, threads: int, rows: int) -> dict[str, Any]:
+    """The same drain as ``bench_drain`` with ``rows`` finished jobs in the table (ANALYZEd)."""
+    clear_jobs()
+    fill = fill_history(rows)
+    prepare_backlog(n)
+    since = timezone.now()
+    with running_worker(processes, threads) as worker:
+        drain = wait_drained(worker, since, n)
+    return {"fill": fill, "drain": drain}
+
+
+def run_djtasks(args: argparse.Namespace, *, single_enqueue: bool = True) -> dict[str, Any]:
+    """Every djtasks figure, printed as it comes and returned (``single_enqueue=False``: all but ``.delay()``,
+    which the peers harness times itself, interleaved with the bare insert)."""
+    out: dict[str, Any] = {}
+    if single_enqueue:
+        out["delay"] = d = bench_single_enqueue(args.enqueue)
+        report(f".delay() in its own transaction ({args.enqueue})", d["rate"], "jobs/s")
+        report(".delay() latency p50", d["p50_ms"], "ms")
+        report(".delay() latency p95", d["p95_ms"], "ms")
+    out["bulk"] = b = bench_bulk_enqueue(args.jobs)
+    report(f"bulk_delay of {args.jobs}", b["rate"], "jobs/s")
+    drained = bench_drain(args.jobs, args.processes, args.threads, pickup_samples=args.samples)
+    out.update(drained)
+    report(f"drain {args.jobs} no-op jobs ({args.processes}x{args.threads})", drained["drain"]["rate"], "jobs/s")
+    report(f"idle pick-up latency p50 (commit -> start, {args.samples})", drained["pickup"]["p50_ms"], "ms")
+    report("idle pick-up latency p95 (commit -> start)", drained["pickup"]["p95_ms"], "ms")
+    if args.history:
+        hist = bench_drain_with_history(args.jobs, args.processes, args.threads, args.history)
+        out["history"] = hist
+        report(f"  (filled {args.history:,} finished rows + ANALYZE in)", hist["fill"]["seconds"], "s")
+        report(f"drain {args.jobs} with {args.history:,} finished rows", hist["drain"]["rate"], "jobs/s")
+        report("  ... relative to the empty table", 100 * hist["drain"]["rate"] / drained["drain"]["rate"], "%")
+    return out
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=DEFAULT_JOBS, help="jobs per drain and per bulk enqueue")
+    parser.add_argument("--enqueue", type=int, default=DEFAULT_ENQUEUE, help="single .delay() calls timed")
+    parser.add_argument("--samples", type=int, default=DEFAULT_SAMPLES, help="idle pick-up samples")
+    parser.add_argument("--processes", type=int, default=2, help="runworker --processes (2-core recommendation)")
+    parser.add_argument("--threads", type=int, default=4, help="runworker --threads (2-core recommendation)")
+    parser.add_argument(
+        "--history", type=int, default=HISTORY_ROWS, help="finished rows for the history drain (0: skip it)"
+    )
+    parser.add_argument("--ceiling", action="store_true", help="also run the bare psycopg ceiling")
+    parser.add_argument("--peers", action="store_true", help="also run the ceiling, Celery+Redis, django-tasks-db")
+    parser.add_argument("--ceiling-k1-jobs", type=int, default=5000, help="jobs for the 1-per-transaction ceiling")
+    parser.add_argument("--json", metavar="PATH", help="also write every figure to this JSON file")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    call_command("migrate", verbosity=0)
+    info = database_info()
+    print(
+        f"{info['postgres_version']}, fsync={info['fsync']}, "
+        f"synchronous_commit={info['synchronous_commit']}, cpus={info['cpus']}, "
+        f"load average {info['loadavg'][0]:.2f}",
+        flush=True,
+    )
+    if args.peers or args.ceiling:
+        from bench.peers.harness import run_all  # imported here: the plain run needs no peer
+
+        results = run_all(args, info)
+    else:
+        results = {"machine": info, "djtasks": run_djtasks(args)}
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2, default=str))
 
 
 if __name__ == "__main__":

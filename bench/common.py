@@ -1,0 +1,84 @@
+"""What the benchmark scripts share: Django on the benchmark cluster, the job table's state, numbers out.
+
+Importing this module sets Django up with ``bench.settings``, which starts a durable (fsync on) throwaway
+PostgreSQL cluster unless ``DATABASE_URL`` is set, and exports its URL so that every subprocess the
+benchmarks start (workers, peer drivers) reaches the same cluster.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+os.environ["DJANGO_SETTINGS_MODULE"] = "bench.settings"
+
+import django  # noqa: E402
+
+django.setup()
+
+from django.db import DatabaseError, connection  # noqa: E402
+
+JOB_TABLE = "djtasks_job"
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The ``q`` quantile (0..1) by nearest rank: what p50/p95 mean in every figure here."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def report(name: str, value: float, unit: str) -> None:
+    print(f"{name:<52} {value:>12,.1f} {unit}", flush=True)
+
+
+def database_info() -> dict[str, Any]:
+    with connection.cursor() as cur:
+        cur.execute("SELECT current_setting('fsync'), current_setting('synchronous_commit'), version()")
+        fsync, sync_commit, version = cur.fetchone()
+    return {
+        "postgres": connection.pg_version,
+        "postgres_version": version.split(" (")[0].split(",")[0],
+        "fsync": fsync,
+        "synchronous_commit": sync_commit,
+        "cpus": os.cpu_count(),
+        "python": sys.version.split()[0],
+        "django": django.get_version(),
+        "loadavg": os.getloadavg(),
+    }
+
+
+def clear_jobs() -> None:
+    """Empty the job table (TRUNCATE: every measurement starts from the same clean table, no dead rows)."""
+    with connection.cursor() as cur:
+        cur.execute(f"TRUNCATE {JOB_TABLE}")
+
+
+def analyze_jobs() -> None:
+    """Refresh the planner's statistics, as autovacuum would: the plans measured are the plans it gets."""
+    with connection.cursor() as cur:
+        cur.execute(f"ANALYZE {JOB_TABLE}")
+
+
+def checkpoint() -> None:
+    """Flush dirty pages now, so that one phase's writes are not paid for during the next phase's timing
+    (skipped where the role may not CHECKPOINT, e.g. a non-superuser on an external server)."""
+    try:
+        with connection.cursor() as cur:
+            cur.execute("CHECKPOINT")
+    except DatabaseError:
+        pass
+
+
+def psycopg_params() -> dict[str, Any]:
+    """Plain psycopg ``connect()`` arguments for the benchmark database: Django's own, less what is Django's
+    (its cursor class, its adapters) and less its ``prepare_threshold=None``, so a bare connection keeps
+    psycopg's defaults (server-side binding, statements prepared after a few runs)."""
+    params = dict(connection.get_connection_params())
+    for key in ("cursor_factory", "context", "prepare_threshold"):
+        params.pop(key, None)
+    return params
