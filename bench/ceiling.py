@@ -124,8 +124,18 @@ def bench_bare_insert(n: int) -> dict[str, float]:
             now = datetime.now(UTC)
             cur.execute(
                 sql,
-                {"id": uuid7(), "name": noop.name, "queue": "default", "priority": 0, "args": "[]", "kwargs": "{}",
-                 "run_at": now, "now": now, "expires_at": None, "max_attempts": 1},
+                {
+                    "id": uuid7(),
+                    "name": noop.name,
+                    "queue": "default",
+                    "priority": 0,
+                    "args": "[]",
+                    "kwargs": "{}",
+                    "run_at": now,
+                    "now": now,
+                    "expires_at": None,
+                    "max_attempts": 1,
+                },
             )
             latencies.append(time.perf_counter() - t0)
         elapsed = time.perf_counter() - started

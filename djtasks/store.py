@@ -52,7 +52,8 @@ class Store:
 
         from .conf import djtasks_settings
 
-        return cls(connections[alias or djtasks_settings.DATABASE].cursor)
+        # Looked up per query: Django's connections are per thread, and a Store may be shared.
+        return cls(lambda: connections[alias or djtasks_settings.DATABASE].cursor())
 
     def _execute(self, name: str, params: dict[str, Any]) -> list[dict[str, Any]]:
         with self._cursor() as cur:
@@ -86,9 +87,12 @@ class Store:
     def job_claim_many(
         self, *, now: datetime, worker_id: UUID, queues: Sequence[str], limit: int
     ) -> list[dict[str, Any]]:
-        return self._execute(
+        rows = self._execute(
             "job_claim_many", {"now": now, "worker_id": worker_id, "queues": list(queues), "limit": limit}
         )
+        # UPDATE ... RETURNING does not keep the candidates' order: restore it, so jobs start by priority.
+        rows.sort(key=lambda r: (-r["priority"], r["run_at"], r["id"]))
+        return rows
 
     def job_finish_many(self, *, worker_id: UUID, outcomes: Iterable[dict[str, Any]]) -> set[UUID]:
         """Record outcomes (``id, attempt, status, result, error, run_at, finished_at``); returns the ids written."""

@@ -59,8 +59,27 @@ def start_redis(tmp: str) -> tuple[subprocess.Popen[bytes], str]:
         raise SystemExit("redis-server not found: apt-get install -y redis-server")
     sock = os.path.join(tmp, "redis.sock")
     proc = subprocess.Popen(
-        [binary, "--port", "0", "--unixsocket", sock, "--unixsocketperm", "700", "--save", "", "--appendonly", "no",
-         "--dir", tmp, "--daemonize", "no", "--loglevel", "warning", "--logfile", os.path.join(tmp, "redis.log")],
+        [
+            binary,
+            "--port",
+            "0",
+            "--unixsocket",
+            sock,
+            "--unixsocketperm",
+            "700",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            tmp,
+            "--daemonize",
+            "no",
+            "--loglevel",
+            "warning",
+            "--logfile",
+            os.path.join(tmp, "redis.log"),
+        ],
         stdout=subprocess.DEVNULL,
     )
     import redis
@@ -96,9 +115,26 @@ def start_worker(concurrency: int) -> subprocess.Popen[bytes]:
     # as root (this machine's case) Celery warns at length; the tasks take JSON only, so it does not apply
     env["PYTHONWARNINGS"] = "ignore:You're running the worker with superuser privileges"
     return subprocess.Popen(
-        [sys.executable, "-m", "celery", "--quiet", "-A", "bench.peers.celery_app", "worker", "--pool", "prefork",
-         "--concurrency", str(concurrency), "--loglevel", "WARNING", "--hostname", "bench@%h"],
-        cwd=ROOT, env=env, stdout=sys.stderr,
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "--quiet",
+            "-A",
+            "bench.peers.celery_app",
+            "worker",
+            "--pool",
+            "prefork",
+            "--concurrency",
+            str(concurrency),
+            "--loglevel",
+            "WARNING",
+            "--hostname",
+            "bench@%h",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=sys.stderr,
     )
 
 
@@ -142,8 +178,12 @@ def run(args: argparse.Namespace, sock: str) -> dict[str, Any]:
         latencies.append(time.perf_counter() - t0)
     elapsed = time.perf_counter() - started
     client.delete(QUEUE_KEY)
-    out["delay"] = {"rate": args.enqueue / elapsed, "p50_ms": percentile(latencies, 0.5) * 1000,
-                    "p95_ms": percentile(latencies, 0.95) * 1000, "jobs": args.enqueue}
+    out["delay"] = {
+        "rate": args.enqueue / elapsed,
+        "p50_ms": percentile(latencies, 0.5) * 1000,
+        "p95_ms": percentile(latencies, 0.95) * 1000,
+        "jobs": args.enqueue,
+    }
     log(f".delay() {out['delay']['rate']:,.0f} jobs/s")
 
     # drain: the backlog is enqueued before the worker starts, framed by two stamps
@@ -176,15 +216,21 @@ def run(args: argparse.Namespace, sock: str) -> dict[str, Any]:
             sent = published[0]
             picks.append(wait_stamp(client, PICKUP_KEY, worker, PICKUP_TIMEOUT_S) - sent)
             time.sleep(PICKUP_GAP_S)
-        out["pickup"] = {"p50_ms": statistics.median(picks) * 1000, "p95_ms": percentile(picks, 0.95) * 1000,
-                         "samples": args.samples}
+        out["pickup"] = {
+            "p50_ms": statistics.median(picks) * 1000,
+            "p95_ms": percentile(picks, 0.95) * 1000,
+            "samples": args.samples,
+        }
         log(f"pick-up p50 {out['pickup']['p50_ms']:.1f} ms")
     finally:
         stop(worker, WORKER_STOP_TIMEOUT_S)
     import celery
 
-    out["versions"] = {"celery": celery.__version__, "redis-py": redis.__version__,
-                       "redis-server": client.info("server")["redis_version"]}
+    out["versions"] = {
+        "celery": celery.__version__,
+        "redis-py": redis.__version__,
+        "redis-server": client.info("server")["redis_version"],
+    }
     out["settings"] = f"prefork, concurrency {args.concurrency}, task_ignore_result, broker on a unix socket"
     client.close()
     return out

@@ -71,9 +71,24 @@ def start_workers(processes: int, interval: float) -> list[subprocess.Popen[byte
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     return [
         subprocess.Popen(
-            [sys.executable, "-m", "django", "db_worker", "--queue-name", "default", "--interval", str(interval),
-             "--no-startup-delay", "--worker-id", f"bench-{i}", "--verbosity", "0"],
-            cwd=ROOT, env=env, stdout=sys.stderr,
+            [
+                sys.executable,
+                "-m",
+                "django",
+                "db_worker",
+                "--queue-name",
+                "default",
+                "--interval",
+                str(interval),
+                "--no-startup-delay",
+                "--worker-id",
+                f"bench-{i}",
+                "--verbosity",
+                "0",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=sys.stderr,
         )
         for i in range(processes)
     ]
@@ -130,8 +145,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         noop.enqueue()  # autocommit: one transaction per task, as djtasks' .delay() is timed
         latencies.append(time.perf_counter() - t0)
     elapsed = time.perf_counter() - started
-    out["delay"] = {"rate": args.enqueue / elapsed, "p50_ms": percentile(latencies, 0.5) * 1000,
-                    "p95_ms": percentile(latencies, 0.95) * 1000, "jobs": args.enqueue}
+    out["delay"] = {
+        "rate": args.enqueue / elapsed,
+        "p50_ms": percentile(latencies, 0.5) * 1000,
+        "p95_ms": percentile(latencies, 0.95) * 1000,
+        "jobs": args.enqueue,
+    }
     log(f".enqueue() {out['delay']['rate']:,.0f} jobs/s")
 
     # drain: no bulk API, so the backlog is N .enqueue() calls in one transaction, then ANALYZE
@@ -181,8 +200,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             # db_worker polls: back to back, every sample would land just after both workers' polls and
             # wait a whole interval. A random pause puts each enqueue at a random point of the cycle.
             time.sleep(PICKUP_GAP_S + random.uniform(0, args.interval))
-        out["pickup"] = {"p50_ms": statistics.median(picks) * 1000, "p95_ms": percentile(picks, 0.95) * 1000,
-                         "samples": args.samples}
+        out["pickup"] = {
+            "p50_ms": statistics.median(picks) * 1000,
+            "p95_ms": percentile(picks, 0.95) * 1000,
+            "samples": args.samples,
+        }
         log(f"pick-up p50 {out['pickup']['p50_ms']:.1f} ms")
     finally:
         stop_workers(workers)

@@ -63,8 +63,12 @@ def run_driver(module: str, argv: list[str]) -> dict[str, Any] | None:
     """Run a peer driver in a subprocess (its progress on our stderr); its ``RESULT {json}`` line, or None."""
     try:
         proc = subprocess.run(
-            [sys.executable, "-m", module, *argv], cwd=ROOT, stdout=subprocess.PIPE, text=True,
-            timeout=DRIVER_TIMEOUT_S, check=False,
+            [sys.executable, "-m", module, *argv],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            text=True,
+            timeout=DRIVER_TIMEOUT_S,
+            check=False,
         )
     except subprocess.TimeoutExpired:
         print(f"!! {module} did not finish within {DRIVER_TIMEOUT_S:.0f} s; skipped", flush=True)
@@ -155,32 +159,74 @@ def ratios(results: dict[str, Any]) -> list[dict[str, Any]]:
     bulk = _get(results, "djtasks", "bulk", "rate")
     rows: list[tuple[str, float | None, str, str, float | None]] = [
         # (label, value, unit, target text, threshold: value >= threshold)
-        ("djtasks drain / Celery+Redis drain", _ratio(drain, _get(results, "celery", "drain", "rate")), "x",
-         f">= {TARGET_DRAIN_VS_CELERY:g}x", TARGET_DRAIN_VS_CELERY),
-        ("djtasks drain / ceiling drain (K per claim)", _ratio(drain, _get(results, "ceiling", "drain", "rate")), "%",
-         f">= {TARGET_DRAIN_VS_CEILING:.0%}", TARGET_DRAIN_VS_CEILING),
-        ("djtasks drain / ceiling drain (1 per claim)", _ratio(drain, _get(results, "ceiling", "drain_k1", "rate")),
-         "x", "", None),
+        (
+            "djtasks drain / Celery+Redis drain",
+            _ratio(drain, _get(results, "celery", "drain", "rate")),
+            "x",
+            f">= {TARGET_DRAIN_VS_CELERY:g}x",
+            TARGET_DRAIN_VS_CELERY,
+        ),
+        (
+            "djtasks drain / ceiling drain (K per claim)",
+            _ratio(drain, _get(results, "ceiling", "drain", "rate")),
+            "%",
+            f">= {TARGET_DRAIN_VS_CEILING:.0%}",
+            TARGET_DRAIN_VS_CEILING,
+        ),
+        (
+            "djtasks drain / ceiling drain (1 per claim)",
+            _ratio(drain, _get(results, "ceiling", "drain_k1", "rate")),
+            "x",
+            "",
+            None,
+        ),
         ("djtasks drain / django-tasks-db drain", _ratio(drain, _get(results, "dtdb", "drain", "rate")), "x", "", None),
-        (".delay() rate / bare job_insert rate",
-         _ratio(_get(results, "djtasks", "delay", "rate"), _get(results, "ceiling", "insert", "rate")), "%",
-         f">= {TARGET_DELAY_VS_INSERT:.0%}", TARGET_DELAY_VS_INSERT),
+        (
+            ".delay() rate / bare job_insert rate",
+            _ratio(_get(results, "djtasks", "delay", "rate"), _get(results, "ceiling", "insert", "rate")),
+            "%",
+            f">= {TARGET_DELAY_VS_INSERT:.0%}",
+            TARGET_DELAY_VS_INSERT,
+        ),
         ("bulk enqueue, jobs/s", bulk, "", f">= {TARGET_BULK_RATE:,.0f}", TARGET_BULK_RATE),
-        ("drain with finished-row history / empty table",
-         _ratio(_get(results, "djtasks", "history", "drain", "rate"), drain), "%",
-         f">= {TARGET_HISTORY_VS_EMPTY:.0%}", TARGET_HISTORY_VS_EMPTY),
-        ("Celery pick-up p50 / djtasks pick-up p50", _ratio(_get(results, "celery", "pickup", "p50_ms"), p50), "x",
-         "", None),
+        (
+            "drain with finished-row history / empty table",
+            _ratio(_get(results, "djtasks", "history", "drain", "rate"), drain),
+            "%",
+            f">= {TARGET_HISTORY_VS_EMPTY:.0%}",
+            TARGET_HISTORY_VS_EMPTY,
+        ),
+        (
+            "Celery pick-up p50 / djtasks pick-up p50",
+            _ratio(_get(results, "celery", "pickup", "p50_ms"), p50),
+            "x",
+            "",
+            None,
+        ),
     ]
     out = [
-        {"ratio": label, "value": value, "unit": unit, "target": target,
-         "met": None if value is None or threshold is None else value >= threshold}
+        {
+            "ratio": label,
+            "value": value,
+            "unit": unit,
+            "target": target,
+            "met": None if value is None or threshold is None else value >= threshold,
+        }
         for label, value, unit, target, threshold in rows
     ]
-    for label, value, limit in (("idle pick-up p50, ms", p50, TARGET_PICKUP_P50_MS),
-                                ("idle pick-up p95, ms", p95, TARGET_PICKUP_P95_MS)):
-        out.append({"ratio": label, "value": value, "unit": "ms", "target": f"<= {limit:g} ms",
-                    "met": None if value is None else value <= limit})
+    for label, value, limit in (
+        ("idle pick-up p50, ms", p50, TARGET_PICKUP_P50_MS),
+        ("idle pick-up p95, ms", p95, TARGET_PICKUP_P95_MS),
+    ):
+        out.append(
+            {
+                "ratio": label,
+                "value": value,
+                "unit": "ms",
+                "target": f"<= {limit:g} ms",
+                "met": None if value is None else value <= limit,
+            }
+        )
     return out
 
 
@@ -216,8 +262,10 @@ def print_table(results: dict[str, Any]) -> None:
         ("  its latency p50 / p95 (ms)", lambda s: _pair(results, s, enqueue(s))),
         ("bulk enqueue (jobs/s)", lambda s: _fmt(_get(results, s, "bulk", "rate"))),
         (f"drain {_fmt(jobs)} no-op jobs (jobs/s)", lambda s: _fmt(_get(results, s, "drain", "rate"))),
-        (f"  same, {_fmt(hist_rows)} finished rows in the table",
-         lambda s: _fmt(_get(results, s, "history", "drain", "rate"))),
+        (
+            f"  same, {_fmt(hist_rows)} finished rows in the table",
+            lambda s: _fmt(_get(results, s, "history", "drain", "rate")),
+        ),
         ("  same, 1 job per claim (jobs/s)", lambda s: _fmt(_get(results, s, "drain_k1", "rate"))),
         ("idle pick-up p50 / p95 (ms)", lambda s: _pair(results, s, "pickup")),
     ]

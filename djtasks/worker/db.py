@@ -33,7 +33,9 @@ class WorkerConnection:
         self._params = connection_params(alias)
         self._params["application_name"] = f"djtasks-{role}"
         self._conn: psycopg.Connection[Any] | None = None
-        self.store = Store(self.connection.cursor)
+        # A lambda, not the bound method: each query must go through the property, which reopens the
+        # connection after reset().
+        self.store = Store(lambda: self.connection.cursor())
 
     @property
     def connection(self) -> psycopg.Connection[Any]:

@@ -230,3 +230,24 @@ def test_job_cancel_many_cancels_queued_and_flags_running(store):
     job = Job.objects.get(id=running["id"])
     assert job.status == "running" and job.cancel_requested and job.worker_id == worker
     assert Job.objects.get(id=done["id"]).status == "succeeded"
+
+
+def test_worker_connection_reopens_after_reset_and_after_the_server_drops_it():
+    import psycopg
+
+    from djtasks.worker.db import CONNECTION_ERRORS, WorkerConnection
+
+    db = WorkerConnection()
+    try:
+        assert db.store.job_get(uuid7()) is None
+        db.reset()
+        assert db.store.job_get(uuid7()) is None  # a new connection, opened on use
+        pid = db.connection.info.backend_pid
+        with psycopg.connect(db.connection.info.dsn, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        with pytest.raises(CONNECTION_ERRORS):
+            db.store.job_get(uuid7())
+        db.reset()
+        assert db.store.job_get(uuid7()) is None and db.connection.info.backend_pid != pid
+    finally:
+        db.close()
