@@ -161,7 +161,7 @@ class ScheduleAdmin(admin.ModelAdmin):
 
     def get_readonly_fields(self, request: HttpRequest, obj: Schedule | None = None) -> tuple[str, ...]:
         if obj is not None and obj.source != "admin":
-            return (*DEFINITION_FIELDS, *STATUS_FIELDS)  # the definition belongs to the code or settings
+            return ("name", *DEFINITION_FIELDS, *STATUS_FIELDS)  # the definition belongs to the code or settings
         return STATUS_FIELDS if obj is not None else ()
 
     # -- columns ------------------------------------------------------------------------------------------

@@ -107,9 +107,9 @@ def test_code_schedules_are_read_only_except_the_switch(admin_client):
     url = reverse("admin:djtasks_schedule_change", args=[schedule.pk])
     page = admin_client.get(url).content.decode()
     assert 'name="cron"' not in page and 'name="enabled"' in page
-    admin_client.post(url, {"name": "from-code", "cron": "* * * * *"})  # `enabled` unticked
+    admin_client.post(url, {"name": "renamed", "cron": "* * * * *"})  # `enabled` unticked
     schedule.refresh_from_db()
-    assert schedule.cron == "0 4 * * *" and not schedule.enabled
+    assert (schedule.name, schedule.cron, schedule.enabled) == ("from-code", "0 4 * * *", False)
 
 
 def test_actions_enable_disable_and_run_now(admin_client):
