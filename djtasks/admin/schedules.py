@@ -54,6 +54,14 @@ def _local(value: datetime | None, tz_name: str) -> str:
     return value.astimezone(tz).strftime("%Y-%m-%d %H:%M:%S %Z")
 
 
+def _next_fire(obj: Schedule, now: datetime, *, retimed: bool) -> datetime | None:
+    """``next_fire_at`` for a schedule that was re-timed, created or switched back on: the next tick after
+    ``now``; a one-off that already fired and was merely switched back on stays done."""
+    if not retimed and obj.at is not None and obj.last_fire_at is not None and obj.last_fire_at >= obj.at:
+        return None
+    return first_fire(timing_of(row_of(obj)), now)
+
+
 class ScheduleForm(forms.ModelForm):
     class Meta:
         model = Schedule
@@ -198,15 +206,15 @@ class ScheduleAdmin(admin.ModelAdmin):
     def save_model(self, request: HttpRequest, obj: Schedule, form: forms.ModelForm, change: bool) -> None:
         original = Schedule.objects.filter(pk=obj.pk).first() if change else None
         if original is None:
-            obj.next_fire_at = first_fire(timing_of(row_of(obj)), timezone.now())
+            obj.next_fire_at = _next_fire(obj, timezone.now(), retimed=True)
             obj.source = "admin"
             obj.save()
         else:
             # Compare with the row as it is now, and write only what the operator changed.
             fields = [f for f in form.base_fields if getattr(obj, f) != getattr(original, f)]
-            retimed = any(f in TIMING_FIELDS for f in fields) or (obj.enabled and not original.enabled)
-            if retimed:
-                obj.next_fire_at = first_fire(timing_of(row_of(obj)), timezone.now())
+            retimed = any(f in TIMING_FIELDS for f in fields)
+            if retimed or (obj.enabled and not original.enabled):
+                obj.next_fire_at = _next_fire(obj, timezone.now(), retimed=retimed)
                 fields.append("next_fire_at")
             obj.save(update_fields=fields)
         # Delivered when the admin's transaction commits: running schedulers re-read at once.
@@ -223,7 +231,7 @@ class ScheduleAdmin(admin.ModelAdmin):
                 )
                 continue
             obj.enabled = True
-            obj.next_fire_at = first_fire(timing_of(row_of(obj)), now)
+            obj.next_fire_at = _next_fire(obj, now, retimed=False)
             obj.save(update_fields=["enabled", "next_fire_at"])
             Store.for_django().schedule_notify(name=obj.name)
             enabled += 1

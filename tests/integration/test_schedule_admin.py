@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from djtasks.models import Job, Schedule
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = pytest.mark.django_db  # one connection: each test rolls back
 
 TICK = "tests.testapp.tasks.tick"
 CHANGELIST = "admin:djtasks_schedule_changelist"
@@ -144,3 +144,13 @@ def test_actions_need_the_change_permission(client):
     client.post(url, {"action": "run_now", "_selected_action": [schedule.pk]})
     client.post(url, {"action": "disable_schedules", "_selected_action": [schedule.pk]})
     assert not Job.objects.exists() and Schedule.objects.get().enabled
+
+
+def test_switching_a_fired_one_off_back_on_does_not_fire_it_again(admin_client):
+    at = datetime(2024, 1, 1, tzinfo=UTC)
+    done = Schedule.objects.create(
+        name="once", job_name=TICK, at=at, timezone="UTC", enabled=False, next_fire_at=None, last_fire_at=at
+    )
+    admin_client.post(reverse(CHANGELIST), {"action": "enable_schedules", "_selected_action": [done.pk]})
+    done.refresh_from_db()
+    assert done.enabled and done.next_fire_at is None
