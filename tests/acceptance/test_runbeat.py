@@ -98,7 +98,7 @@ def test_three_runbeats_and_a_worker_beat_enqueue_every_tick_exactly_once(manage
     beats.append(manage("runworker", "--beat", "--processes", "1", "--threads", "2"))
     wait_until(lambda: all("beat: synced schedules" in b.log for b in beats), timeout=60, message="four schedulers up")
     all_up = timezone.now()
-    time.sleep(21)
+    time.sleep(22)
     stop_at = timezone.now()
     for index, beat in enumerate(beats):  # Ctrl-C to one, SIGTERM to the others, all at once
         beat.proc.send_signal(signal.SIGINT if index == 0 else signal.SIGTERM)
@@ -110,8 +110,9 @@ def test_three_runbeats_and_a_worker_beat_enqueue_every_tick_exactly_once(manage
     assert max(per_tick.values()) == 1, [t for t, n in per_tick.items() if n > 1]
     # None missing: every whole second from the first tick to the last has its job ...
     assert ticks[0] == first and ticks == [first + i * S for i in range(len(ticks))]
-    # ... the last fired tick is the one due when the stop signal went out (give or take the tick in flight),
-    assert stop_at - 2 * S <= ticks[-1] <= stop_at + S
+    # ... the ticks kept coming until the stop signal (the last one is at most a few seconds before it: the
+    # tick in flight, plus slack for a loaded machine) and none fired after the schedulers stopped,
+    assert stop_at - 3 * S <= ticks[-1] <= stop_at + S
     # ... and at least 20 of them fell due while all four schedulers were running.
     assert sum(all_up <= t <= stop_at for t in ticks) >= 20
 
@@ -153,12 +154,14 @@ def test_a_schedule_edited_in_the_admin_applies_without_restarting_runbeat(manag
     assert not ticks_of("edited")
 
     change_url = reverse("admin:djtasks_schedule_change", args=[schedule.pk])
+    posted_at = timezone.now()
     response = client.post(change_url, {**form, "interval_seconds": "1"})
     assert response.status_code == 302, response.content.decode()[:3000]
-    edited_at = timezone.now()
-    wait_until(lambda: len(ticks_of("edited")) >= 3, timeout=10, message="jobs on the new interval")
+    wait_until(lambda: len(ticks_of("edited")) >= 3, timeout=15, message="jobs on the new interval")
+    # The old timing's next tick was an hour away: these come from the edit, applied by the running runbeat.
     first_tick = min(ticks_of("edited"))
-    assert edited_at < first_tick <= edited_at + 2 * S  # picked up at once, not on a restart
+    assert posted_at < first_tick <= posted_at + 3 * S
+    assert beat.proc.poll() is None and beat.log.count("beat: started") == 1
 
     # a bad cron is refused by the form with a clear message, and the schedule keeps running
     response = client.post(change_url, {**form, "interval_seconds": "", "cron": "*/5 * * *"})
