@@ -67,6 +67,7 @@ def check_schedules(conf: Any) -> list[Error]:
                     f"{where} names job {definition.job!r}, which no @job registered",
                     hint="use the job's full dotted name (module.function, or its name=); registered jobs: "
                     + (", ".join(known[:20]) + (" ..." if len(known) > 20 else "") if known else "none"),
+                    obj=definition.origin,
                     id="djtasks.E006",
                 )
             )
@@ -77,6 +78,7 @@ def check_schedules(conf: Any) -> list[Error]:
                 Error(
                     f"{where} sends its jobs to queue {queue!r}, which is not in DJTASKS['QUEUES']",
                     hint=f"add {queue!r} to DJTASKS['QUEUES'] or use one of: {', '.join(conf.QUEUES)}",
+                    obj=definition.origin,
                     id="djtasks.E007",
                 )
             )
