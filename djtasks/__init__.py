@@ -5,6 +5,7 @@ from __future__ import annotations
 from .exceptions import JobCancelled, JobFailed, NotRegistered, SerializationError
 from .jobs import Job, JobContext, Signature, job
 from .results import JobResult
+from .schedules import periodic
 from .status import JobStatus
 
 __all__ = [
@@ -18,5 +19,6 @@ __all__ = [
     "SerializationError",
     "Signature",
     "job",
+    "periodic",
 ]
 __version__ = "0.1.0"

@@ -16,7 +16,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Error]:
     try:
         conf = parse(getattr(settings, "DJTASKS", None))
     except SettingError as exc:
-        return [Error(str(exc), hint=exc.hint or "see the DJTASKS settings table in the README", id="djtasks.E001")]
+        return [Error(str(exc), hint=exc.hint or "see the DJTASKS settings table in the README", id=exc.check_id)]
     errors = []
     databases = settings.DATABASES
     if conf.DATABASE not in databases:
@@ -43,6 +43,43 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Error]:
                     hint=f"add {job.queue!r} to DJTASKS['QUEUES'] or use one of: {', '.join(conf.QUEUES)}",
                     obj=job.func,
                     id="djtasks.E004",
+                )
+            )
+    errors.extend(check_schedules(conf))
+    return errors
+
+
+def check_schedules(conf: Any) -> list[Error]:
+    """Periodic schedules must name a registered job (``djtasks.E006``) and a known queue (``djtasks.E007``)."""
+    from .schedules import code_schedules
+
+    errors = []
+    for definition in [*code_schedules.all(), *conf.BEAT_SCHEDULE.values()]:
+        where = (
+            f"DJTASKS['BEAT_SCHEDULE'][{definition.name!r}]"
+            if definition.source == "settings"
+            else f"periodic schedule {definition.name!r}"
+        )
+        if definition.job not in registry:
+            known = sorted(job.name for job in registry.all())
+            errors.append(
+                Error(
+                    f"{where} names job {definition.job!r}, which no @job registered",
+                    hint="use the job's full dotted name (module.function, or its name=); registered jobs: "
+                    + (", ".join(known[:20]) + (" ..." if len(known) > 20 else "") if known else "none"),
+                    obj=definition.origin,
+                    id="djtasks.E006",
+                )
+            )
+            continue
+        queue = definition.queue or registry.get(definition.job).queue
+        if queue is not None and queue not in conf.QUEUES:
+            errors.append(
+                Error(
+                    f"{where} sends its jobs to queue {queue!r}, which is not in DJTASKS['QUEUES']",
+                    hint=f"add {queue!r} to DJTASKS['QUEUES'] or use one of: {', '.join(conf.QUEUES)}",
+                    obj=definition.origin,
+                    id="djtasks.E007",
                 )
             )
     return errors

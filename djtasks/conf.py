@@ -9,11 +9,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
+
+if TYPE_CHECKING:
+    from .schedules import ScheduleDef
 
 PRIORITY_MIN = -100
 PRIORITY_MAX = 100
@@ -41,7 +44,7 @@ class DjtasksSettings:
     LISTEN: bool = True
     RESULT_TTL: float = 86400.0
     FAILED_RESULT_TTL: float = 7 * 86400.0
-    BEAT_SCHEDULE: dict[str, Any] = field(default_factory=dict)
+    BEAT_SCHEDULE: dict[str, ScheduleDef] = field(default_factory=dict)
 
     @property
     def rescue_interval(self) -> float:
@@ -62,10 +65,11 @@ KNOWN_KEYS = set(DjtasksSettings.__dataclass_fields__)
 class SettingError(ImproperlyConfigured):
     """One bad ``DJTASKS`` entry; ``hint`` says how to fix it (shown by the system check)."""
 
-    def __init__(self, key: str, message: str, hint: str = "") -> None:
+    def __init__(self, key: str, message: str, hint: str = "", check_id: str = "djtasks.E001") -> None:
         super().__init__(f"DJTASKS[{key!r}]: {message}")
         self.key = key
         self.hint = hint
+        self.check_id = check_id
 
 
 def duration_seconds(value: Any, what: str) -> float:
@@ -149,9 +153,18 @@ def parse(raw: Any) -> DjtasksSettings:
             raise SettingError("DEFAULT_QUEUE", "must be a queue name (a string)")
         values["DEFAULT_QUEUE"] = raw["DEFAULT_QUEUE"]
     if "BEAT_SCHEDULE" in raw:
-        if not isinstance(raw["BEAT_SCHEDULE"], dict):
-            raise SettingError("BEAT_SCHEDULE", "must be a dict of schedule name to definition")
-        values["BEAT_SCHEDULE"] = dict(raw["BEAT_SCHEDULE"])
+        from .schedules import parse_settings
+
+        try:
+            values["BEAT_SCHEDULE"] = parse_settings(raw["BEAT_SCHEDULE"])
+        except (ValueError, TypeError) as exc:
+            raise SettingError(
+                "BEAT_SCHEDULE",
+                str(exc),
+                hint='e.g. {"nightly": {"job": "app.tasks.build", "cron": "0 3 * * *", "tz": "Europe/Paris"}, '
+                '"ping": {"job": "app.tasks.ping", "every": 30}}; see "Periodic jobs" in the README',
+                check_id="djtasks.E005",
+            ) from None
     result = DjtasksSettings(**values)
     if result.DEFAULT_QUEUE not in result.QUEUES:
         raise SettingError(

@@ -78,3 +78,75 @@ class Worker(models.Model):
 
     def __str__(self) -> str:
         return f"{self.hostname}:{self.pid}"
+
+
+def default_timezone() -> str:
+    """``settings.TIME_ZONE`` (read when a schedule is created, never at import)."""
+    from django.conf import settings
+
+    return settings.TIME_ZONE or "UTC"
+
+
+class Schedule(models.Model):
+    """A periodic schedule. Rows come from code (``@periodic``), settings (``BEAT_SCHEDULE``) or the admin.
+
+    Exactly one of ``cron`` (read in ``timezone``), ``interval_seconds`` or ``at`` (once) says when it fires.
+    ``next_fire_at`` is the tick that fires next: a scheduler fires it by moving ``next_fire_at`` on with a
+    compare-and-set and inserting the job in the same transaction, so each tick fires once however many
+    schedulers run. ``NULL`` means it never fires again (a one-off that fired).
+    """
+
+    SOURCES = [("code", "code"), ("settings", "settings"), ("admin", "admin")]
+    CATCH_UP = [("skip", "skip: fire once after downtime"), ("all", "all: one job per missed tick")]
+
+    name = models.CharField(max_length=200, unique=True)
+    job_name = models.CharField(max_length=255, help_text="the registered name of a @job (module.function)")
+    cron = models.CharField(max_length=200, blank=True, default="", help_text="5 fields, e.g. */5 * * * *")
+    interval_seconds = models.FloatField(null=True, blank=True, help_text="or: every N seconds (at least 1)")
+    at = models.DateTimeField(null=True, blank=True, help_text="or: once, at this time")
+    timezone = models.CharField(max_length=64, default=default_timezone, help_text="IANA zone the cron is read in")
+    args = models.JSONField(default=list, blank=True)
+    kwargs = models.JSONField(default=dict, blank=True)
+    queue = models.CharField(max_length=100, blank=True, default="", help_text="blank: the job's queue")
+    priority = models.SmallIntegerField(null=True, blank=True, help_text="blank: the job's priority")
+    enabled = models.BooleanField(default=True)
+    next_fire_at = models.DateTimeField(null=True, blank=True)
+    source = models.CharField(max_length=16, choices=SOURCES, default="admin", editable=False)
+    catch_up = models.CharField(max_length=8, choices=CATCH_UP, default="skip")
+    expires_seconds = models.FloatField(
+        null=True, blank=True, help_text="a job not started this long after its tick is cancelled"
+    )
+    unique = models.BooleanField(default=False, help_text="skip a tick while the previous job is queued or running")
+    orphaned = models.BooleanField(
+        default=False, editable=False, help_text="was defined in code/settings and no longer is: disabled"
+    )
+    last_fire_at = models.DateTimeField(null=True, blank=True, editable=False)
+    last_job_id = models.UUIDField(null=True, blank=True, editable=False)
+    last_status = models.CharField(max_length=200, blank=True, default="", editable=False)
+
+    class Meta:
+        db_table = "djtasks_schedule"
+        indexes = [
+            models.Index(fields=["next_fire_at"], name="djtasks_schedule_due", condition=Q(enabled=True)),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=(
+                    Q(~Q(cron=""), interval_seconds__isnull=True, at__isnull=True)
+                    | Q(cron="", interval_seconds__isnull=False, at__isnull=True)
+                    | Q(cron="", interval_seconds__isnull=True, at__isnull=False)
+                ),
+                name="djtasks_schedule_one_timing",
+            ),
+            models.CheckConstraint(
+                condition=Q(interval_seconds__isnull=True) | Q(interval_seconds__gte=1),
+                name="djtasks_schedule_interval_min",
+            ),
+            models.CheckConstraint(condition=Q(catch_up__in=["skip", "all"]), name="djtasks_schedule_catch_up"),
+            models.CheckConstraint(
+                condition=Q(source__in=["code", "settings", "admin"]), name="djtasks_schedule_source"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name

@@ -166,3 +166,96 @@ class Store:
 
     def worker_delete(self, *, id: UUID) -> None:
         self._execute("worker_delete", {"id": id})
+
+    # -- schedules --------------------------------------------------------------------------------------
+    def schedule_sync_many(self, *, schedules: Sequence[dict[str, Any]]) -> dict[str, bool]:
+        """Upsert definitions (keys as the ``djtasks_schedule`` columns, ``unique`` included); returns
+        ``{name: created}``."""
+        if not schedules:
+            return {}
+        rows = self._execute(
+            "schedule_sync_many",
+            {
+                "names": [s["name"] for s in schedules],
+                "job_names": [s["job_name"] for s in schedules],
+                "crons": [s["cron"] for s in schedules],
+                "intervals": [s["interval_seconds"] for s in schedules],
+                "ats": [s["at"] for s in schedules],
+                "timezones": [s["timezone"] for s in schedules],
+                "args": [s["args"] for s in schedules],
+                "kwargs": [s["kwargs"] for s in schedules],
+                "queues": [s["queue"] for s in schedules],
+                "priorities": [s["priority"] for s in schedules],
+                "next_fire_ats": [s["next_fire_at"] for s in schedules],
+                "sources": [s["source"] for s in schedules],
+                "catch_ups": [s["catch_up"] for s in schedules],
+                "expires": [s["expires_seconds"] for s in schedules],
+                "uniques": [s["unique"] for s in schedules],
+            },
+        )
+        return {row["name"]: row["created"] for row in rows}
+
+    def schedule_orphan_many(self, *, keep: Sequence[str]) -> dict[str, str]:
+        """Disable code/settings schedules whose names are not in ``keep``; returns ``{name: source}``."""
+        return {row["name"]: row["source"] for row in self._execute("schedule_orphan_many", {"names": list(keep)})}
+
+    def schedule_due_many(self, *, now: datetime, limit: int) -> list[dict[str, Any]]:
+        return self._execute("schedule_due_many", {"now": now, "limit": limit})
+
+    def schedule_fire(
+        self,
+        *,
+        id: int,
+        due: datetime,
+        next_fire_at: datetime | None,
+        cron: str,
+        interval_seconds: float | None,
+        at: datetime | None,
+        timezone: str,
+    ) -> bool:
+        """The compare-and-set that claims a tick; ``True`` for the one caller that won it. The timing columns
+        are compared too, so a tick read before an edit cannot be fired on the old timing."""
+        params = {
+            "id": id,
+            "due": due,
+            "next_fire_at": next_fire_at,
+            "cron": cron,
+            "interval_seconds": interval_seconds,
+            "at": at,
+            "timezone": timezone,
+        }
+        return bool(self._execute("schedule_fire", params))
+
+    def job_insert_periodic_many(self, *, now: datetime, jobs: Sequence[dict[str, Any]]) -> list[UUID]:
+        """Insert jobs (``job_insert_many``'s keys plus ``unique_key``); returns the ids actually inserted."""
+        if not jobs:
+            return []
+        rows = self._execute(
+            "job_insert_periodic_many",
+            {
+                "now": now,
+                "ids": [j["id"] for j in jobs],
+                "names": [j["name"] for j in jobs],
+                "queues": [j["queue"] for j in jobs],
+                "priorities": [j["priority"] for j in jobs],
+                "args": [j["args"] for j in jobs],
+                "kwargs": [j["kwargs"] for j in jobs],
+                "run_ats": [j["run_at"] for j in jobs],
+                "expires_ats": [j["expires_at"] for j in jobs],
+                "max_attempts": [j["max_attempts"] for j in jobs],
+                "unique_keys": [j["unique_key"] for j in jobs],
+            },
+        )
+        return [row["id"] for row in rows]
+
+    def schedule_record_fire(self, *, id: int, fired_at: datetime, job_id: UUID | None, status: str) -> None:
+        self._execute("schedule_record_fire", {"id": id, "fired_at": fired_at, "job_id": job_id, "status": status})
+
+    def schedule_next_fire_at(self) -> datetime | None:
+        return self._execute("schedule_next_fire_at", {})[0]["next_fire_at"]
+
+    def schedule_listen(self) -> None:
+        self._execute("schedule_listen", {})
+
+    def schedule_notify(self, *, name: str) -> None:
+        self._execute("schedule_notify", {"name": name})

@@ -55,4 +55,13 @@ DJTASKS = {
     "POLL_INTERVAL": 0.2,
     "HEARTBEAT_INTERVAL": 1,
     "WORKER_TIMEOUT": 5,
+    # Synced whenever a scheduler starts; fires only on 29 February.
+    "BEAT_SCHEDULE": {
+        "testapp-settings": {
+            "job": "tests.testapp.tasks.tick",
+            "cron": "0 5 29 2 *",
+            "tz": "America/New_York",
+            "kwargs": {"label": "settings"},
+        }
+    },
 }

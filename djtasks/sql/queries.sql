@@ -156,3 +156,107 @@ WITH doomed AS (
 DELETE FROM djtasks_job AS j
 USING doomed AS d
 WHERE j.id = d.id;
+
+-- name: schedule_sync_many
+-- Upsert code and settings schedules by name; next_fire_at is kept unless the timing changed or the row was orphaned.
+INSERT INTO djtasks_schedule AS s (
+    name, job_name, cron, interval_seconds, at, timezone, args, kwargs, queue, priority, enabled, next_fire_at,
+    source, catch_up, expires_seconds, "unique", orphaned, last_status
+)
+SELECT d.name, d.job_name, d.cron, d.interval_seconds, d.at, d.timezone, d.args, d.kwargs, d.queue, d.priority,
+       true, d.next_fire_at, d.source, d.catch_up, d.expires_seconds, d.is_unique, false, ''
+FROM unnest(
+    %(names)s::text[], %(job_names)s::text[], %(crons)s::text[], %(intervals)s::double precision[],
+    %(ats)s::timestamptz[], %(timezones)s::text[], %(args)s::jsonb[], %(kwargs)s::jsonb[], %(queues)s::text[],
+    %(priorities)s::smallint[], %(next_fire_ats)s::timestamptz[], %(sources)s::text[], %(catch_ups)s::text[],
+    %(expires)s::double precision[], %(uniques)s::boolean[]
+) AS d(name, job_name, cron, interval_seconds, at, timezone, args, kwargs, queue, priority, next_fire_at, source,
+       catch_up, expires_seconds, is_unique)
+ON CONFLICT (name) DO UPDATE SET
+    job_name = EXCLUDED.job_name,
+    cron = EXCLUDED.cron,
+    interval_seconds = EXCLUDED.interval_seconds,
+    at = EXCLUDED.at,
+    timezone = EXCLUDED.timezone,
+    args = EXCLUDED.args,
+    kwargs = EXCLUDED.kwargs,
+    queue = EXCLUDED.queue,
+    priority = EXCLUDED.priority,
+    source = EXCLUDED.source,
+    catch_up = EXCLUDED.catch_up,
+    expires_seconds = EXCLUDED.expires_seconds,
+    "unique" = EXCLUDED."unique",
+    -- An operator's off switch survives restarts; a definition that comes back after removal is on again.
+    enabled = s.enabled OR s.orphaned,
+    orphaned = false,
+    next_fire_at = CASE
+        WHEN s.orphaned
+          OR (s.cron, s.interval_seconds, s.at, s.timezone)
+             IS DISTINCT FROM (EXCLUDED.cron, EXCLUDED.interval_seconds, EXCLUDED.at, EXCLUDED.timezone)
+        THEN EXCLUDED.next_fire_at
+        ELSE s.next_fire_at
+    END
+RETURNING s.name, (xmax = 0) AS created;
+
+-- name: schedule_orphan_many
+-- Disable code and settings schedules that are no longer defined (admin ones are never touched).
+UPDATE djtasks_schedule
+SET enabled = false, orphaned = true, next_fire_at = NULL,
+    last_status = 'disabled: no longer defined in ' || source
+WHERE source IN ('code', 'settings') AND NOT orphaned AND NOT (name = ANY(%(names)s::text[]))
+RETURNING name, source;
+
+-- name: schedule_due_many
+-- Enabled schedules whose next tick is due, oldest first; read without locks (firing is a compare-and-set).
+SELECT id, name, job_name, cron, interval_seconds, at, timezone, args::text AS args, kwargs::text AS kwargs, queue,
+       priority, next_fire_at, catch_up, expires_seconds, "unique"
+FROM djtasks_schedule
+WHERE enabled AND next_fire_at <= %(now)s
+ORDER BY next_fire_at, id
+LIMIT %(limit)s;
+
+-- name: schedule_fire
+-- Claim a due tick: move next_fire_at on from it; of any number of schedulers exactly one matches the row.
+UPDATE djtasks_schedule
+SET next_fire_at = %(next_fire_at)s
+WHERE id = %(id)s AND enabled AND next_fire_at = %(due)s
+  AND cron = %(cron)s AND interval_seconds IS NOT DISTINCT FROM %(interval_seconds)s::double precision
+  AND at IS NOT DISTINCT FROM %(at)s::timestamptz AND timezone = %(timezone)s
+RETURNING id;
+
+-- name: job_insert_periodic_many
+-- Enqueue the jobs of a fire; a unique schedule's job is left out while one with its key is queued or running.
+WITH inserted AS (
+    INSERT INTO djtasks_job (
+        id, name, queue, priority, status, args, kwargs, run_at, enqueued_at, expires_at,
+        attempt, max_attempts, errors, cancel_requested, unique_key
+    )
+    SELECT i.id, i.name, i.queue, i.priority, 'queued', i.args, i.kwargs, i.run_at, %(now)s, i.expires_at,
+           0, i.max_attempts, '[]'::jsonb, false, i.unique_key
+    FROM unnest(
+        %(ids)s::uuid[], %(names)s::text[], %(queues)s::text[], %(priorities)s::int[], %(args)s::jsonb[],
+        %(kwargs)s::jsonb[], %(run_ats)s::timestamptz[], %(expires_ats)s::timestamptz[], %(max_attempts)s::int[],
+        %(unique_keys)s::text[]
+    ) AS i(id, name, queue, priority, args, kwargs, run_at, expires_at, max_attempts, unique_key)
+    ON CONFLICT (unique_key) WHERE status IN ('queued', 'running') AND unique_key IS NOT NULL DO NOTHING
+    RETURNING id, queue
+)
+SELECT i.id, pg_notify('djtasks', i.queue) FROM inserted AS i;
+
+-- name: schedule_record_fire
+-- Note a fire's outcome on its schedule for the admin: the tick, the job (kept if none was made) and a status.
+UPDATE djtasks_schedule
+SET last_fire_at = %(fired_at)s, last_job_id = COALESCE(%(job_id)s::uuid, last_job_id), last_status = %(status)s
+WHERE id = %(id)s;
+
+-- name: schedule_next_fire_at
+-- When the earliest enabled schedule is due next, so a scheduler sleeps just that long.
+SELECT min(next_fire_at) AS next_fire_at FROM djtasks_schedule WHERE enabled;
+
+-- name: schedule_listen
+-- Subscribe this connection to schedule changes (the admin notifies on save; payload: the schedule name).
+LISTEN djtasks_schedule;
+
+-- name: schedule_notify
+-- Wake every listening scheduler to re-read schedules (delivered when the saving transaction commits).
+SELECT pg_notify('djtasks_schedule', %(name)s);

@@ -57,7 +57,9 @@ class Producer:
 
     # -- called from other threads --------------------------------------------------------------------
     def wake(self) -> None:
-        with contextlib.suppress(BlockingIOError):  # a full pipe means a wake-up is already pending
+        # BlockingIOError: the pipe is full, a wake-up is already pending. OSError: closed at exit, when a late
+        # signal or job may still call this; nothing needs waking any more.
+        with contextlib.suppress(OSError):
             os.write(self._wake_w, b"\0")
 
     def slot_freed(self) -> None:
@@ -91,8 +93,6 @@ class Producer:
                 self.stopping.wait(pause)
                 pause = min(pause * 2, RECONNECT_MAX_S)
         self.db.close()
-        os.close(self._wake_r)
-        os.close(self._wake_w)
 
     def _ensure_listening(self) -> None:
         if self.listen and not self._listening:

@@ -25,9 +25,10 @@ TICK_S = 0.5
 
 
 class Supervisor:
-    def __init__(self, config: WorkerConfig, processes: int) -> None:
+    def __init__(self, config: WorkerConfig, processes: int, *, beat: bool = False) -> None:
         self.config = config
         self.processes = processes
+        self.beat = beat  # also run the periodic scheduler, in a thread of this process (runworker --beat)
         self._ctx = multiprocessing.get_context("spawn")
         self._children: dict[int, tuple[BaseProcess, float]] = {}  # slot -> (process, started at)
         self._backoff: dict[int, float] = {}
@@ -80,9 +81,20 @@ class Supervisor:
         signal.signal(signal.SIGINT, self._on_signal)
         for slot in range(self.processes):
             self._start(slot)
+        beat = self._start_beat() if self.beat else None
         while not self._stop.wait(TICK_S):
             self._reap()
+        if beat is not None:
+            beat[0].stop()
+            beat[1].join(STOP_GRACE_S)
         return self._stop_children()
+
+    def _start_beat(self) -> tuple[Any, threading.Thread]:
+        from ..beat import run_in_thread
+
+        return run_in_thread(
+            alias=self.config.alias, listen=self.config.listen, reload_interval=self.config.poll_interval
+        )
 
     def _stop_children(self) -> int:
         for proc, _ in self._children.values():

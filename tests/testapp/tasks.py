@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import time
 
-from djtasks import job
+from djtasks import job, periodic
 
 from .models import Execution
 
@@ -67,3 +67,13 @@ def on_other():
 @job
 def exits():
     raise SystemExit(3)
+
+
+@job
+def tick(label="tick"):
+    """Target of periodic schedules in the tests: its row's run_at is the tick it was enqueued for."""
+    return label
+
+
+# A code-defined schedule, synced to a row whenever a scheduler starts (far from firing during a test run).
+periodic(tick, cron="0 4 29 2 *", tz="Europe/Paris", name="testapp-rare", kwargs={"label": "rare"})

@@ -33,6 +33,11 @@ class Command(BaseCommand):
             default=DEFAULT_SHUTDOWN_TIMEOUT_S,
             help="seconds running jobs get to finish on SIGTERM before they are released (default 30)",
         )
+        parser.add_argument(
+            "--beat",
+            action="store_true",
+            help="also run the periodic scheduler (like runbeat) in the supervisor; safe on every host",
+        )
         parser.add_argument("--loglevel", default="INFO", help="djtasks log level (default INFO)")
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -56,4 +61,4 @@ class Command(BaseCommand):
             alias=djtasks_settings.DATABASE,
             log_level=options["loglevel"],
         )
-        sys.exit(Supervisor(config, options["processes"]).run())
+        sys.exit(Supervisor(config, options["processes"], beat=options["beat"]).run())

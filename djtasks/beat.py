@@ -1,0 +1,135 @@
+"""The beat loop: sync schedules once, then fire due ticks until stopped.
+
+It sleeps until the earliest schedule is due, but never longer than the reload interval, so schedules edited
+anywhere are picked up within it; with ``LISTEN`` it also wakes at once when the admin saves a schedule (the
+admin ``NOTIFY``s ``djtasks_schedule``). ``runbeat`` runs it in the main thread; ``runworker --beat`` runs it
+in a thread of the supervisor, away from the worker processes' hot path.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import select
+import threading
+
+from django.utils import timezone
+
+from .maintenance.scheduler import Scheduler
+from .worker.db import CONNECTION_ERRORS, WorkerConnection
+
+logger = logging.getLogger("djtasks.beat")
+
+RECONNECT_START_S = 0.2  # first pause after losing the database; doubles up to RECONNECT_MAX_S
+RECONNECT_MAX_S = 5.0
+
+
+class Beat:
+    """One scheduler loop on its own database connection. ``stop()`` may be called from any thread."""
+
+    def __init__(self, *, alias: str | None = None, listen: bool = True, reload_interval: float = 1.0) -> None:
+        self.alias = alias
+        self.listen = listen
+        self.reload_interval = reload_interval
+        self.stopping = threading.Event()
+        self.synced = False
+        self._db: WorkerConnection | None = None
+        self._listening = False
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+
+    def stop(self) -> None:
+        self.stopping.set()
+        with contextlib.suppress(BlockingIOError, OSError):  # full pipe: a wake-up is pending; closed: done
+            os.write(self._wake_w, b"\0")
+
+    def run(self) -> None:
+        """Loop until ``stop()``; database outages are waited out with backoff."""
+        logger.info("beat: started (pid %s)", os.getpid())
+        pause = RECONNECT_START_S
+        try:
+            while not self.stopping.is_set():
+                try:
+                    timeout = self._pass()
+                    pause = RECONNECT_START_S
+                    if timeout > 0:
+                        self._wait(timeout)
+                except CONNECTION_ERRORS as exc:
+                    logger.warning("beat lost the database (%s); reconnecting in %.1f s", exc, pause)
+                    self._close()
+                    self.stopping.wait(pause)
+                    pause = min(pause * 2, RECONNECT_MAX_S)
+        finally:
+            self._close()
+            os.close(self._wake_r)
+            os.close(self._wake_w)
+            logger.info("beat: stopped")
+
+    def _pass(self) -> float:
+        """Sync (first time), fire what is due, and return how long to sleep."""
+        if self._db is None:
+            # A new connection object each time: its store is bound to the connection it was made with.
+            self._db = WorkerConnection(self.alias, role="beat")
+            self._listening = False
+        scheduler = Scheduler.for_connection(self._db)
+        if not self.synced:
+            result = scheduler.sync(timezone.now())
+            self.synced = True
+            logger.info(
+                "beat: synced schedules (%d new, %d updated, %d disabled)",
+                len(result.created),
+                len(result.updated),
+                len(result.orphaned),
+            )
+        if self.listen and not self._listening:
+            self._db.connection.add_notify_handler(lambda _n: None)  # see Producer._ensure_listening
+            self._db.store.schedule_listen()
+            self._listening = True
+        result = scheduler.run_once(timezone.now())
+        timeout = self.reload_interval
+        if result.next_fire_at is not None:
+            timeout = min(timeout, (result.next_fire_at - timezone.now()).total_seconds())
+        if result.failed:  # do not spin on a schedule that keeps failing
+            timeout = self.reload_interval
+        return max(0.0, timeout)
+
+    def _wait(self, timeout: float) -> None:
+        watched = [self._wake_r]
+        conn = self._db.connection if self._db is not None and self._listening else None
+        if conn is not None:
+            watched.append(conn.fileno())
+        readable, _, _ = select.select(watched, [], [], timeout)
+        if self._wake_r in readable:
+            with contextlib.suppress(BlockingIOError):
+                while os.read(self._wake_r, 4096):
+                    pass
+        if conn is not None and conn.fileno() in readable:
+            pgconn = conn.pgconn
+            pgconn.consume_input()
+            while pgconn.notifies() is not None:
+                pass  # a schedule changed: the next pass re-reads them all
+
+    def _close(self) -> None:
+        db, self._db = self._db, None
+        self._listening = False
+        if db is not None:
+            db.close()
+
+
+def run_in_thread(
+    *, alias: str | None = None, listen: bool = True, reload_interval: float = 1.0
+) -> tuple[Beat, threading.Thread]:
+    """Start a ``Beat`` in a daemon thread (``runworker --beat``); stop it with ``beat.stop(); thread.join()``."""
+    beat = Beat(alias=alias, listen=listen, reload_interval=reload_interval)
+
+    def target() -> None:
+        try:
+            beat.run()
+        except Exception:  # a thread's exception would vanish; say it loudly
+            logger.exception("beat: the scheduler thread died")
+
+    thread = threading.Thread(target=target, name="djtasks-beat", daemon=True)
+    thread.start()
+    return beat, thread
