@@ -148,10 +148,27 @@ class Store:
         return {row["id"] for row in self._execute("job_delete_many", {"ids": list(ids)})}
 
     def job_fill_synthetic(
-        self, *, now: datetime, n: int, names: Sequence[str], queues: Sequence[str], worker_id: UUID
+        self,
+        *,
+        now: datetime,
+        first: int,
+        last: int,
+        total: int,
+        names: Sequence[str],
+        queues: Sequence[str],
+        worker_id: UUID,
     ) -> None:
-        """Benchmarks only: insert ``n`` synthetic jobs; ``names[k]`` runs on ``queues[k]``."""
-        params = {"now": now, "n": n, "names": list(names), "queues": list(queues), "worker_id": worker_id}
+        """Benchmarks only: insert synthetic jobs number ``first..last`` (1-based) of ``total``, spread over the
+        day before ``now``; ``names[k]`` runs on ``queues[k]``."""
+        params = {
+            "now": now,
+            "first": first,
+            "last": last,
+            "total": total,
+            "names": list(names),
+            "queues": list(queues),
+            "worker_id": worker_id,
+        }
         self._execute("job_fill_synthetic", params)
 
     def job_table_analyze(self) -> None:

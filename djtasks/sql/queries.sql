@@ -224,7 +224,7 @@ FROM djtasks_worker AS w
 ORDER BY w.hostname, w.pid;
 
 -- name: job_fill_synthetic
--- Benchmarks only: %(n)s synthetic jobs enqueued over the day before %(now)s, in one statement: 2% failed,
+-- Benchmarks only: synthetic jobs number %(first)s..%(last)s of %(total)s enqueued over the day before %(now)s: 2% failed,
 -- 1% cancelled, 1% due and 1% scheduled, one in 20,000 running, the rest succeeded. Ids are UUIDv7 by enqueue time.
 INSERT INTO djtasks_job (
     id, name, queue, priority, status, args, kwargs, run_at, enqueued_at, started_at, finished_at,
@@ -250,7 +250,7 @@ SELECT (lpad(to_hex((extract(epoch FROM s.enqueued_at) * 1000)::bigint), 12, '0'
 FROM (
     SELECT g.i,
            md5(g.i::text) AS h,
-           %(now)s - interval '24 hours' * (1 - g.i::float8 / %(n)s) AS enqueued_at,
+           %(now)s - interval '24 hours' * (1 - g.i::float8 / %(total)s) AS enqueued_at,
            (%(names)s::text[])[1 + (g.i * 7919) %% cardinality(%(names)s::text[])] AS name,
            (%(queues)s::text[])[1 + (g.i * 7919) %% cardinality(%(queues)s::text[])] AS queue,
            CASE WHEN g.i %% 20000 = 5 THEN 'running'
@@ -258,7 +258,7 @@ FROM (
                 WHEN g.i %% 100 = 2 THEN 'cancelled'
                 WHEN g.i %% 100 IN (3, 4) THEN 'queued'
                 ELSE 'succeeded' END AS status
-    FROM generate_series(1, %(n)s) AS g(i)
+    FROM generate_series(%(first)s::bigint, %(last)s::bigint) AS g(i)
 ) AS s;
 
 -- name: job_table_analyze
