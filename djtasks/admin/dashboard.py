@@ -26,6 +26,8 @@ from ..models import QueueDashboard
 REFRESH_S = 5  # default auto-refresh period; ?refresh=N (1..300) overrides it
 CHART_HEIGHT = 36
 BAR_WIDTH = 4
+BIG_CHART_HEIGHT = 80  # the all-queues chart at the top
+BIG_BAR_WIDTH = 10
 
 
 def _n(value: float) -> str:
@@ -140,7 +142,8 @@ class QueueDashboardAdmin(admin.ModelAdmin):
             "summary": data,
             "rows": [_row(q, queue=q.name) for q in data.queues],
             "total": _row(data.total, queue=None),
-            "total_chart": chart_svg(data.total.buckets, height=80, bar_width=10),
+            "total_chart": chart_svg(data.total.buckets, height=BIG_CHART_HEIGHT, bar_width=BIG_BAR_WIDTH),
+            "total_chart_width": BIG_BAR_WIDTH * len(data.total.buckets),
             "refresh": refresh,
             "workers_url": reverse("admin:djtasks_worker_changelist"),
             "dead_workers_url": reverse("admin:djtasks_worker_changelist") + "?alive=no",

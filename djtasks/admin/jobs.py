@@ -22,7 +22,8 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
 
 from ..conf import djtasks_settings
 from ..dashboard import format_duration
@@ -34,6 +35,7 @@ from .pagination import EstimatedCountPaginator
 LIST_PER_PAGE = 100
 FROM_DETAIL = "_from_detail"  # posted by the detail page's buttons: come back there after the action
 DELETE_SAMPLE = 20  # jobs listed by name on the delete confirmation page
+PRETTY_ONE_LINE = 100  # JSON shorter than this many characters stays on one line
 
 
 class StatusFilter(admin.SimpleListFilter):
@@ -91,13 +93,22 @@ class NameFilter(admin.SimpleListFilter):
 
 
 def _time(value: datetime | None) -> str:
-    return "—" if value is None else f"{timezone.localtime(value):%Y-%m-%d %H:%M:%S}"
+    """Compact for the list: the time of day for today, else the date and minute; the hover title (and the
+    detail page) give the full timestamp."""
+    if value is None:
+        return "—"
+    local = timezone.localtime(value)
+    shown = "%H:%M:%S" if local.date() == timezone.localdate() else "%Y-%m-%d %H:%M"
+    return format_html('<span title="{}">{}</span>', f"{local:%Y-%m-%d %H:%M:%S.%f %Z}", f"{local:{shown}}")
 
 
 def _pretty(value: Any) -> str | None:
-    """JSON for a <pre> block (escaped by the template, like everything stored)."""
+    """JSON for a <pre> block (escaped by the template, like everything stored): on one line when short."""
     if value is None:
         return None
+    short = json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
+    if len(short) <= PRETTY_ONE_LINE:
+        return short
     return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True, default=str)
 
 
@@ -112,8 +123,7 @@ def run_time(job: Job, now: datetime | None = None) -> timedelta | None:
 @admin.register(Job)
 class JobAdmin(admin.ModelAdmin):
     list_display = (
-        "id",
-        "name",
+        "job",
         "status_badge",
         "queue",
         "priority",
@@ -123,7 +133,7 @@ class JobAdmin(admin.ModelAdmin):
         "finished",
         "run_time_display",
     )
-    list_display_links = ("id",)
+    list_display_links = ("job",)
     list_filter = (StatusFilter, QueueFilter, NameFilter)
     search_fields = ("id", "name")  # shows the search box; get_search_results does the work
     search_help_text = "A job id (exact), or part of a job name."
@@ -138,6 +148,16 @@ class JobAdmin(admin.ModelAdmin):
     detail_template = "admin/djtasks/job/detail.html"
 
     # -- list columns -------------------------------------------------------------------------------------
+    @admin.display(description="job")
+    def job(self, job: Job) -> str:
+        """The function's name, its module under it in small type (free to wrap after a dot, so the list fits
+        a laptop screen); the full name and the id on hover."""
+        module, _, function = job.name.rpartition(".")
+        parts = format_html_join(mark_safe(".<wbr>"), "{}", ((part,) for part in module.split("."))) if module else ""
+        return format_html(
+            '<span title="{} {}">{}<span class="djtasks-module">{}</span></span>', job.name, job.id, function, parts
+        )
+
     @admin.display(description="status")
     def status_badge(self, job: Job) -> str:
         label = job.status

@@ -46,9 +46,9 @@ def test_changelist_lists_jobs_newest_first_with_their_columns(admin_client, job
     newest_first = sorted((j.id for j in jobs.values()), reverse=True)  # UUIDv7: id order is enqueue order
     positions = [html.index(str(job_id)) for job_id in newest_first]
     assert positions == sorted(positions), "newest first"
-    for header in ("Name", "Status", "Queue", "Priority", "Attempts", "Enqueued", "Started", "Finished", "Run time"):
+    for header in ("Job", "Status", "Queue", "Priority", "Attempts", "Enqueued", "Started", "Finished", "Run time"):
         assert f">{header}<" in html or f">{header}</a>" in html, header
-    assert "6 jobs" in html and "about" not in html.split('class="paginator"')[1]
+    assert "6 jobs" in html and "is an estimate" not in html
     assert 'class="djtasks-status djtasks-failed">failed<' in html
     assert ">scheduled<" in html, "a queued job due later shows as scheduled"
     assert "2.0 s" in html, "run time of the finished jobs"
@@ -95,7 +95,7 @@ def test_long_lists_show_an_estimated_count(admin_client, jobs, monkeypatch):
     monkeypatch.setattr(pagination, "EXACT_COUNT_BELOW", 0)
     for url in (LIST, f"{LIST}?status=failed"):
         html = admin_client.get(url).content.decode()
-        assert re.search(r"about \d+\s+jobs?", html.split('class="paginator"')[1]), url
+        assert "The number of jobs is an estimate" in html, url
 
 
 def test_detail_page_shows_everything_stored(admin_client):
