@@ -144,7 +144,8 @@ class JobAdmin(admin.ModelAdmin):
     paginator = EstimatedCountPaginator
     show_full_result_count = False
     show_facets = admin.ShowFacets.NEVER
-    actions = ("retry_selected", "cancel_selected", "requeue_selected", "delete_selected_jobs")
+    # "delete_selected" replaces Django's action of that name, whose confirmation page lists every object.
+    actions = ("retry_selected", "cancel_selected", "requeue_selected", "delete_selected")
     detail_template = "admin/djtasks/job/detail.html"
 
     # -- list columns -------------------------------------------------------------------------------------
@@ -211,11 +212,6 @@ class JobAdmin(admin.ModelAdmin):
 
     def has_requeue_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("djtasks.requeue_job")
-
-    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
-        actions = super().get_actions(request)
-        actions.pop("delete_selected", None)  # lists every object on its confirmation page: ours does not
-        return actions
 
     def lookup_allowed(self, lookup: str, value: str, request: HttpRequest | None = None) -> bool:
         # The detail page links to the rest of a job's group, the workers page to a worker's jobs.
@@ -302,7 +298,7 @@ class JobAdmin(admin.ModelAdmin):
         return self._back(request, copies[0] if len(copies) == 1 else None)
 
     @admin.action(description="Delete selected jobs", permissions=["delete"])
-    def delete_selected_jobs(self, request: HttpRequest, queryset: QuerySet[Job]) -> HttpResponse | None:
+    def delete_selected(self, request: HttpRequest, queryset: QuerySet[Job]) -> HttpResponse | None:
         """Like Django's delete action, but the confirmation page shows a count, not every row."""
         if request.POST.get("post") == "yes":
             selected, deleted = self._run(request, queryset, delete_jobs)
