@@ -13,6 +13,7 @@ from .status import JobStatus
 # Plain strings (not the enum) so migrations stay stable.
 ACTIVE = Q(status__in=["queued", "running"])
 FINISHED = Q(status__in=["succeeded", "failed", "cancelled"])
+PROBLEMS = Q(status__in=["failed", "cancelled"])
 
 
 class Job(models.Model):
@@ -51,6 +52,15 @@ class Job(models.Model):
             ),
             models.Index(fields=["worker_id"], name="djtasks_job_running", condition=Q(status="running")),
             models.Index(fields=["finished_at"], name="djtasks_job_finished", condition=FINISHED),
+            # The admin's "failed"/"cancelled" filters, newest first: few rows, and a job enters the index only
+            # when it fails or is cancelled, so enqueue, claim and success never pay for it. (The unfiltered
+            # list walks the primary key backwards: ids are UUIDv7, ordered by enqueue time.)
+            models.Index(fields=["id"], name="djtasks_job_problems", condition=PROBLEMS),
+        ]
+        permissions = [
+            ("retry_job", "Can retry failed or cancelled jobs"),
+            ("cancel_job", "Can cancel jobs"),
+            ("requeue_job", "Can requeue copies of finished jobs"),
         ]
         constraints = [
             models.UniqueConstraint(
@@ -150,3 +160,12 @@ class Schedule(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+class QueueDashboard(Job):
+    """No data of its own: gives the queue dashboard its place in the admin's app list (see admin/dashboard.py)."""
+
+    class Meta:
+        proxy = True
+        verbose_name = "queue dashboard"
+        verbose_name_plural = "queue dashboard"
+        default_permissions = ()

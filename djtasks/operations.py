@@ -1,13 +1,37 @@
-"""Operator actions on jobs, shared by ``JobResult``, the admin and ``manage.py djtasks``."""
+"""Operator actions on jobs, shared by ``JobResult``, the admin and ``manage.py djtasks``.
+
+Retry, requeue and delete take any number of ids and work through them in batches of ``BATCH_SIZE`` (one
+statement each), so "select all 50,000 failed jobs, retry" builds no giant statement; each batch NOTIFYs the
+queues it refilled, like an enqueue does.
+"""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 from django.utils import timezone
 
+from .ids import uuid7
 from .store import Store
+
+BATCH_SIZE = 1000  # ids per statement
+
+
+def _uuids(ids: Iterable[uuid.UUID | str]) -> Iterator[uuid.UUID]:
+    for i in ids:
+        yield i if isinstance(i, uuid.UUID) else uuid.UUID(str(i))
+
+
+def _batches(ids: Iterable[uuid.UUID | str]) -> Iterator[list[uuid.UUID]]:
+    batch: list[uuid.UUID] = []
+    for job_id in _uuids(ids):
+        batch.append(job_id)
+        if len(batch) == BATCH_SIZE:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 def cancel_jobs(ids: Iterable[uuid.UUID | str]) -> dict[uuid.UUID, str]:
@@ -18,3 +42,42 @@ def cancel_jobs(ids: Iterable[uuid.UUID | str]) -> dict[uuid.UUID, str]:
     """
     job_ids = [i if isinstance(i, uuid.UUID) else uuid.UUID(str(i)) for i in ids]
     return Store.for_django().job_cancel_many(now=timezone.now(), ids=job_ids)
+
+
+def retry_jobs(ids: Iterable[uuid.UUID | str]) -> set[uuid.UUID]:
+    """Put failed or cancelled jobs back in their queue, due now, and wake the workers (NOTIFY).
+
+    The row is reused: its id, arguments and error history stay, the attempt count goes on (the next run is
+    attempt n+1) and ``max_attempts`` is raised if needed so that at least that one attempt is allowed. An
+    ``expires_at`` already past is cleared. Jobs in other states, and jobs whose ``unique_key`` is held by an
+    active job, are left alone. Returns the ids retried.
+    """
+    store = Store.for_django()
+    retried: set[uuid.UUID] = set()
+    for batch in _batches(ids):
+        retried |= store.job_retry_many(now=timezone.now(), ids=batch)
+    return retried
+
+
+def requeue_jobs(ids: Iterable[uuid.UUID | str]) -> dict[uuid.UUID, uuid.UUID]:
+    """Enqueue a fresh copy of each finished (succeeded, failed or cancelled) job: same name, queue,
+    priority, arguments and ``max_attempts``, a new id, no history, due now, outside any group or chain.
+    The original stays as it is. Returns ``{original_id: new_id}`` for the copies made.
+    """
+    store = Store.for_django()
+    copies: dict[uuid.UUID, uuid.UUID] = {}
+    for batch in _batches(ids):
+        new_ids = [uuid7() for _ in batch]
+        made = store.job_requeue_many(now=timezone.now(), ids=batch, new_ids=new_ids)
+        copies.update({old: new for old, new in zip(batch, new_ids, strict=True) if new in made})
+    return copies
+
+
+def delete_jobs(ids: Iterable[uuid.UUID | str]) -> set[uuid.UUID]:
+    """Delete jobs, except running ones (cancel those first, or their worker would finish a missing row).
+    Returns the ids deleted."""
+    store = Store.for_django()
+    deleted: set[uuid.UUID] = set()
+    for batch in _batches(ids):
+        deleted |= store.job_delete_many(ids=batch)
+    return deleted

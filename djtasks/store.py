@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -137,10 +137,80 @@ class Store:
             cur.execute(queries()["job_prune_many"], {"statuses": list(statuses), "before": before, "limit": limit})
             return cur.rowcount
 
+    def job_retry_many(self, *, now: datetime, ids: Sequence[UUID]) -> set[UUID]:
+        """Failed/cancelled jobs back to ``queued`` (due ``now``, one more attempt allowed); NOTIFYs their
+        queues. Returns the ids retried."""
+        if not ids:
+            return set()
+        return {row["id"] for row in self._execute("job_retry_many", {"now": now, "ids": list(ids)})}
+
+    def job_requeue_many(self, *, now: datetime, ids: Sequence[UUID], new_ids: Sequence[UUID]) -> set[UUID]:
+        """Insert a fresh copy of each finished job in ``ids`` under the id at the same place in ``new_ids``;
+        NOTIFYs their queues. Returns the new ids inserted."""
+        if not ids:
+            return set()
+        params = {"now": now, "ids": list(ids), "new_ids": list(new_ids)}
+        return {row["id"] for row in self._execute("job_requeue_many", params)}
+
+    def job_delete_many(self, *, ids: Sequence[UUID]) -> set[UUID]:
+        """Delete jobs that are not running; returns the ids deleted."""
+        if not ids:
+            return set()
+        return {row["id"] for row in self._execute("job_delete_many", {"ids": list(ids)})}
+
+    def job_fill_synthetic(
+        self,
+        *,
+        now: datetime,
+        first: int,
+        last: int,
+        total: int,
+        names: Sequence[str],
+        queues: Sequence[str],
+        worker_id: UUID,
+    ) -> None:
+        """Benchmarks only: insert synthetic jobs number ``first..last`` (1-based) of ``total``, spread over the
+        day before ``now``; ``names[k]`` runs on ``queues[k]``."""
+        params = {
+            "now": now,
+            "first": first,
+            "last": last,
+            "total": total,
+            "names": list(names),
+            "queues": list(queues),
+            "worker_id": worker_id,
+        }
+        self._execute("job_fill_synthetic", params)
+
+    def job_table_analyze(self) -> None:
+        """VACUUM (ANALYZE) the job table; must run outside a transaction."""
+        self._execute("job_table_analyze", {})
+
     # -- jobs: reads ----------------------------------------------------------------------------------
     def job_get(self, job_id: UUID) -> dict[str, Any] | None:
         rows = self._execute("job_get", {"id": job_id})
         return rows[0] if rows else None
+
+    def job_count_estimate(self) -> int | None:
+        """The planner's row count of the job table, or ``None`` before its first ANALYZE."""
+        return self._execute("job_count_estimate", {})[0]["estimate"]
+
+    # -- queue dashboard --------------------------------------------------------------------------------
+    def queue_stats_waiting(self, *, now: datetime) -> list[dict[str, Any]]:
+        """Per queue: ``queued`` (due), ``scheduled`` (later), ``oldest_run_at`` of the due ones."""
+        return self._execute("queue_stats_waiting", {"now": now})
+
+    def queue_stats_running(self) -> list[dict[str, Any]]:
+        """Per queue: ``running``."""
+        return self._execute("queue_stats_running", {})
+
+    def queue_stats_finished(
+        self, *, now: datetime, since: datetime, bucket: timedelta, origin: datetime
+    ) -> list[dict[str, Any]]:
+        """Per queue and ``bucket``-long slot (aligned on ``origin``) between ``since`` and ``now``:
+        ``succeeded``, ``failed``, ``cancelled``."""
+        params = {"now": now, "since": since, "bucket": bucket, "origin": origin}
+        return self._execute("queue_stats_finished", params)
 
     def queue_listen(self) -> None:
         self._execute("queue_listen", {})
@@ -259,3 +329,7 @@ class Store:
 
     def schedule_notify(self, *, name: str) -> None:
         self._execute("schedule_notify", {"name": name})
+
+    def worker_list(self) -> list[dict[str, Any]]:
+        """Every worker row (``queues`` as JSON text) with ``running``, its number of running jobs."""
+        return self._execute("worker_list", {})

@@ -1,3 +1,10 @@
-"""The djtasks admin, one module per part (autodiscovered by ``django.contrib.admin`` as ``djtasks.admin``)."""
+"""djtasks in the Django admin: jobs, workers, the queue dashboard and periodic schedules, one module each.
 
-from . import schedules  # noqa: F401 - registers the periodic schedules admin
+Importing this package registers them with ``django.contrib.admin.site`` (the admin autodiscovers it).
+"""
+
+from __future__ import annotations
+
+from . import dashboard, jobs, schedules, workers
+
+__all__ = ["dashboard", "jobs", "schedules", "workers"]

@@ -260,3 +260,134 @@ LISTEN djtasks_schedule;
 -- name: schedule_notify
 -- Wake every listening scheduler to re-read schedules (delivered when the saving transaction commits).
 SELECT pg_notify('djtasks_schedule', %(name)s);
+
+-- name: job_retry_many
+-- Operator retry: failed or cancelled jobs go back to the queue, due now, with at least one attempt left.
+-- A job whose unique_key is held by an active job is skipped (so is a second job with the same key).
+WITH candidates AS (
+    SELECT DISTINCT ON (coalesce(j.unique_key, j.id::text)) j.id
+    FROM djtasks_job AS j
+    WHERE j.id = ANY(%(ids)s::uuid[]) AND j.status IN ('failed', 'cancelled')
+      AND (j.unique_key IS NULL OR NOT EXISTS (
+          SELECT 1 FROM djtasks_job AS a
+          WHERE a.unique_key = j.unique_key AND a.status IN ('queued', 'running')
+      ))
+    ORDER BY coalesce(j.unique_key, j.id::text), j.id DESC
+),
+retried AS (
+    UPDATE djtasks_job AS j
+    SET status = 'queued', run_at = %(now)s, started_at = NULL, finished_at = NULL, worker_id = NULL,
+        result = NULL, progress = NULL, cancel_requested = false,
+        max_attempts = greatest(j.max_attempts, j.attempt + 1),
+        expires_at = CASE WHEN j.expires_at <= %(now)s THEN NULL ELSE j.expires_at END
+    FROM candidates AS c
+    WHERE j.id = c.id AND j.status IN ('failed', 'cancelled')
+    RETURNING j.id, j.queue
+)
+SELECT r.id, pg_notify('djtasks', r.queue) FROM retried AS r;
+
+-- name: job_requeue_many
+-- Operator requeue: a fresh copy (new id, no history, not in any group or chain) of each finished job, due now.
+WITH inserted AS (
+    INSERT INTO djtasks_job (
+        id, name, queue, priority, status, args, kwargs, run_at, enqueued_at, expires_at,
+        attempt, max_attempts, errors, unique_key, cancel_requested
+    )
+    SELECT n.new_id, j.name, j.queue, j.priority, 'queued', j.args, j.kwargs, %(now)s, %(now)s, NULL,
+           0, j.max_attempts, '[]'::jsonb, j.unique_key, false
+    FROM unnest(%(ids)s::uuid[], %(new_ids)s::uuid[]) AS n(id, new_id)
+    JOIN djtasks_job AS j ON j.id = n.id
+    WHERE j.status IN ('succeeded', 'failed', 'cancelled')
+    ON CONFLICT DO NOTHING
+    RETURNING id, queue
+)
+SELECT i.id, pg_notify('djtasks', i.queue) FROM inserted AS i;
+
+-- name: job_delete_many
+-- Operator delete: remove jobs that are not running (a running job is cancelled first, then deleted).
+DELETE FROM djtasks_job WHERE id = ANY(%(ids)s::uuid[]) AND status <> 'running' RETURNING id;
+
+-- name: job_count_estimate
+-- The planner's idea of the row count (reltuples scaled to the table's current size): no COUNT(*) scan.
+SELECT CASE WHEN c.reltuples < 0 OR c.relpages = 0 THEN NULL
+            ELSE (c.reltuples / c.relpages * (pg_relation_size(c.oid) / current_setting('block_size')::int))::bigint
+       END AS estimate
+FROM pg_class AS c
+WHERE c.oid = 'djtasks_job'::regclass;
+
+-- name: queue_stats_waiting
+-- Per queue: jobs due now, jobs scheduled later, and the run_at of the oldest due job (claim index only).
+SELECT queue,
+       count(*) FILTER (WHERE run_at <= %(now)s) AS queued,
+       count(*) FILTER (WHERE run_at > %(now)s) AS scheduled,
+       min(run_at) FILTER (WHERE run_at <= %(now)s) AS oldest_run_at
+FROM djtasks_job
+WHERE status = 'queued'
+GROUP BY queue;
+
+-- name: queue_stats_running
+-- Per queue: jobs running now (running-jobs index only).
+SELECT queue, count(*) AS running
+FROM djtasks_job
+WHERE status = 'running'
+GROUP BY queue;
+
+-- name: queue_stats_finished
+-- Per queue and time bucket since %(since)s: jobs that succeeded, failed, were cancelled (finished index only).
+SELECT queue,
+       date_bin(%(bucket)s::interval, finished_at, %(origin)s) AS bucket,
+       count(*) FILTER (WHERE status = 'succeeded') AS succeeded,
+       count(*) FILTER (WHERE status = 'failed') AS failed,
+       count(*) FILTER (WHERE status = 'cancelled') AS cancelled
+FROM djtasks_job
+WHERE status IN ('succeeded', 'failed', 'cancelled') AND finished_at >= %(since)s AND finished_at <= %(now)s
+GROUP BY 1, 2;
+
+-- name: worker_list
+-- Every registered worker process with how many jobs it runs now (alive or not is the caller's call).
+SELECT w.id, w.hostname, w.pid, w.queues::text AS queues, w.concurrency, w.started_at, w.heartbeat_at,
+       (SELECT count(*) FROM djtasks_job AS j WHERE j.status = 'running' AND j.worker_id = w.id) AS running
+FROM djtasks_worker AS w
+ORDER BY w.hostname, w.pid;
+
+-- name: job_fill_synthetic
+-- Benchmarks only: synthetic jobs number %(first)s..%(last)s of %(total)s enqueued over the day before %(now)s: 2% failed,
+-- 1% cancelled, 1% due and 1% scheduled, one in 20,000 running, the rest succeeded. Ids are UUIDv7 by enqueue time.
+INSERT INTO djtasks_job (
+    id, name, queue, priority, status, args, kwargs, run_at, enqueued_at, started_at, finished_at,
+    attempt, max_attempts, worker_id, result, errors, cancel_requested
+)
+SELECT (lpad(to_hex((extract(epoch FROM s.enqueued_at) * 1000)::bigint), 12, '0') || '7'
+        || substr(s.h, 1, 3) || '8' || substr(s.h, 4, 15))::uuid,
+       s.name, s.queue, (s.i %% 3) - 1, s.status,
+       jsonb_build_array(s.i, 'synthetic'), jsonb_build_object('user_id', s.i),
+       CASE WHEN s.status = 'queued' AND s.i %% 100 = 4 THEN %(now)s + interval '1 hour' ELSE s.enqueued_at END,
+       s.enqueued_at,
+       CASE WHEN s.status IN ('queued', 'cancelled') THEN NULL ELSE s.enqueued_at + interval '50 ms' END,
+       CASE WHEN s.status IN ('queued', 'running') THEN NULL
+            ELSE s.enqueued_at + interval '50 ms' + (s.i %% 997) * interval '1 ms' END,
+       CASE WHEN s.status IN ('queued', 'cancelled') THEN 0 ELSE 1 END, 1,
+       CASE WHEN s.status = 'running' THEN %(worker_id)s::uuid END,
+       CASE WHEN s.status = 'succeeded' THEN jsonb_build_object('ok', true, 'n', s.i) END,
+       CASE WHEN s.status = 'failed' THEN jsonb_build_array(jsonb_build_object(
+           'type', 'builtins.ValueError', 'message', 'synthetic failure ' || s.i, 'attempt', 1,
+           'at', s.enqueued_at, 'traceback', repeat('  File "app/tasks.py", line 42, in job' || chr(10), 8)))
+            ELSE '[]'::jsonb END,
+       false
+FROM (
+    SELECT g.i,
+           md5(g.i::text) AS h,
+           %(now)s - interval '24 hours' * (1 - g.i::float8 / %(total)s) AS enqueued_at,
+           (%(names)s::text[])[1 + (g.i * 7919) %% cardinality(%(names)s::text[])] AS name,
+           (%(queues)s::text[])[1 + (g.i * 7919) %% cardinality(%(queues)s::text[])] AS queue,
+           CASE WHEN g.i %% 20000 = 5 THEN 'running'
+                WHEN g.i %% 100 IN (0, 1) THEN 'failed'
+                WHEN g.i %% 100 = 2 THEN 'cancelled'
+                WHEN g.i %% 100 IN (3, 4) THEN 'queued'
+                ELSE 'succeeded' END AS status
+    FROM generate_series(%(first)s::bigint, %(last)s::bigint) AS g(i)
+) AS s;
+
+-- name: job_table_analyze
+-- Refresh the planner's statistics and visibility map of djtasks_job (autovacuum does this on a live table).
+VACUUM (ANALYZE) djtasks_job;

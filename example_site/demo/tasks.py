@@ -26,3 +26,11 @@ def flaky_add(ctx, a: int, b: int) -> int:
 def fail(message: str) -> None:
     """Always fails, to show a stored error and traceback."""
     raise ValueError(message)
+
+
+@job(bind=True)
+def fail_once(ctx, a: int, b: int) -> int:
+    """Fails on its first attempt and has no automatic retry: retry it from the admin and it succeeds."""
+    if ctx.attempt == 1:
+        raise RuntimeError("fail_once: the first attempt fails on purpose; retry me from the admin")
+    return a + b

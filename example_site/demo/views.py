@@ -8,7 +8,7 @@ from django.shortcuts import redirect, render
 from djtasks import JobResult
 from djtasks.models import Job
 
-from .tasks import add, fail, flaky_add
+from .tasks import add, fail, fail_once, flaky_add
 
 RECENT_JOBS = 15
 
@@ -18,6 +18,7 @@ class EnqueueForm(forms.Form):
         ("add", "add(a, b) after a delay"),
         ("flaky_add", "flaky_add(a, b): fails twice, then succeeds"),
         ("fail", "fail(): always raises"),
+        ("fail_once", "fail_once(a, b): fails once; retry it in the admin"),
     ]
     job = forms.ChoiceField(choices=JOBS)
     a = forms.IntegerField(initial=2)
@@ -36,6 +37,8 @@ def index(request: HttpRequest) -> HttpResponse:
                 result = add.apply_async(args=(data["a"], data["b"], data["seconds"]), countdown=data["countdown"])
             elif data["job"] == "flaky_add":
                 result = flaky_add.apply_async(args=(data["a"], data["b"]), countdown=data["countdown"])
+            elif data["job"] == "fail_once":
+                result = fail_once.apply_async(args=(data["a"], data["b"]), countdown=data["countdown"])
             else:
                 result = fail.delay(f"you asked for it: {data['a']} {data['b']}")
         return redirect("job-detail", job_id=result.id)

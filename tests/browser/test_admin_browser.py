@@ -1,0 +1,114 @@
+"""The admin in a real browser: headless Chromium against the example site under gunicorn, with a real worker.
+
+An operator logs in, watches the queue dashboard drain as a worker runs the jobs (the page refreshes itself),
+then retries a failed job from the job list and watches it succeed on its detail page. Screenshots of the
+dashboard and the job detail page are saved in tests/browser/artifacts/.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.utils import timezone
+
+from djtasks.ids import uuid7
+from djtasks.models import Job, Worker
+from djtasks.store import Store
+from tests.browser.conftest import ARTIFACTS
+from tests.conftest import wait_until
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow, pytest.mark.browser]
+
+JOBS = 16
+JOB_SECONDS = 0.5  # with 2 threads: about 4 s of draining, several dashboard refreshes
+
+
+def enqueue(name: str, *args: object, count: int = 1) -> list:
+    """Insert jobs of the example site by name (this process does not import the example site's jobs)."""
+    now = timezone.now()
+    rows = [
+        {
+            "id": uuid7(),
+            "name": name,
+            "queue": "default",
+            "priority": 0,
+            "args": json.dumps(list(args)),
+            "kwargs": "{}",
+            "run_at": now,
+            "expires_at": None,
+            "max_attempts": 1,
+        }
+        for _ in range(count)
+    ]
+    Store.for_django().job_insert_many(now=now, jobs=rows)
+    return [row["id"] for row in rows]
+
+
+def log_in(page, base_url: str) -> None:
+    get_user_model().objects.create_superuser("operator", "op@example.com", "s3cret-pw")
+    page.goto(f"{base_url}/admin/login/?next=/admin/")
+    page.fill("#id_username", "operator")
+    page.fill("#id_password", "s3cret-pw")
+    page.click("input[type=submit]")
+    page.wait_for_url(f"{base_url}/admin/")
+    assert page.locator("a[href='/admin/djtasks/queuedashboard/']").count() >= 1, "dashboard is in the app list"
+
+
+def test_operator_watches_the_queue_drain_then_retries_a_failed_job(browser_page, live_site, start_site_worker):
+    page = browser_page
+    log_in(page, live_site)
+    enqueue("example_site.demo.tasks.add", 1, 2, JOB_SECONDS, count=JOBS)
+    failing = enqueue("example_site.demo.tasks.fail_once", 20, 22)[0]
+
+    # The dashboard before any worker runs: everything waits.
+    page.click("a[href='/admin/djtasks/queuedashboard/']")
+    page.wait_for_url("**/queuedashboard/")
+    page.goto(f"{live_site}/admin/djtasks/queuedashboard/?refresh=1")
+    queued = page.locator("#djtasks-total-queued")
+    assert queued.inner_text() == str(JOBS + 1)
+    assert page.locator("#djtasks-workers-alive").inner_text() == "0"
+
+    # A worker drains the queue; the page refreshes itself and the numbers follow.
+    start_site_worker("--processes", "1", "--threads", "2")
+    seen = []
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        seen.append(int(queued.inner_text()))
+        if seen[-1] == 0 and page.locator("#djtasks-total-succeeded").inner_text() == str(JOBS):
+            break
+        page.wait_for_timeout(200)
+    distinct = list(dict.fromkeys(seen))
+    assert distinct[0] == JOBS + 1 and distinct[-1] == 0, distinct
+    assert len(distinct) >= 3, f"the page showed the queue going down, not just before and after: {distinct}"
+    assert page.locator("#djtasks-total-failed").inner_text() == "1"
+    assert page.locator("#djtasks-workers-alive").inner_text() == "1"
+    assert Worker.objects.count() == 1
+    page.locator(".djtasks-bar-succeeded").first.wait_for(state="attached")
+    page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
+
+    # The failed job, from the list: select it, run "Retry", see the message.
+    page.goto(f"{live_site}/admin/djtasks/job/?status=failed")
+    assert page.locator("#result_list tbody tr").count() == 1
+    page.check(f"input[name=_selected_action][value='{failing}']")
+    page.select_option("select[name=action]", "retry_selected")
+    page.click("button[name=index]")
+    page.locator("ul.messagelist").wait_for()
+    assert "Retried 1 job(s): queued again." in page.locator("ul.messagelist").inner_text()
+
+    # Its detail page: the worker runs it again and it succeeds; the first attempt's traceback stays.
+    wait_until(lambda: Job.objects.get(id=failing).status == "succeeded", timeout=60, message="the retry to succeed")
+    page.goto(f"{live_site}/admin/djtasks/job/{failing}/change/")
+    assert page.locator("#djtasks-job-status").inner_text().startswith("succeeded")
+    assert page.locator("#djtasks-result").inner_text() == "42"
+    assert "RuntimeError" in page.locator(".djtasks-error").inner_text()
+    assert "fail_once: the first attempt fails on purpose" in page.locator(".djtasks-error pre").inner_text()
+    assert "2 of 2" in page.locator(".djtasks-facts").inner_text()
+    page.screenshot(path=str(ARTIFACTS / "job_detail.png"), full_page=True)
+
+    page.goto(f"{live_site}/admin/djtasks/job/")
+    page.screenshot(path=str(ARTIFACTS / "job_list.png"), full_page=True)
+    page.goto(f"{live_site}/admin/djtasks/worker/")
+    assert page.locator("#result_list").inner_text().count("alive") == 1
