@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .exceptions import JobCancelled, JobFailed, NotRegistered, SerializationError
+from .exceptions import JobCancelled, JobFailed, NotRegistered, SerializationError, SoftTimeLimitExceeded
 from .jobs import Job, JobContext, Signature, job
 from .results import JobResult
 from .status import JobStatus
@@ -17,6 +17,7 @@ __all__ = [
     "NotRegistered",
     "SerializationError",
     "Signature",
+    "SoftTimeLimitExceeded",
     "job",
 ]
 __version__ = "0.1.0"

@@ -27,20 +27,25 @@ class Completer(threading.Thread):
         self.worker_id = worker_id
         self.db = WorkerConnection(alias, role="completer")
         self._queue: queue.Queue[dict[str, Any] | None] = queue.Queue()
-        self._pending = 0
+        self._pending: set[UUID] = set()  # ids of outcomes put and not yet written (or fenced off)
         self._lock = threading.Condition()
         self.written = 0
         self.fenced = 0
 
     def put(self, outcome: dict[str, Any]) -> None:
         with self._lock:
-            self._pending += 1
+            self._pending.add(outcome["id"])
         self._queue.put(outcome)
+
+    def pending_ids(self) -> set[UUID]:
+        """Jobs whose outcome waits to be written: still ``running`` in the database, but not lost."""
+        with self._lock:
+            return set(self._pending)
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until every outcome put so far is written (or fenced off); False on timeout."""
         with self._lock:
-            return self._lock.wait_for(lambda: self._pending == 0, timeout)
+            return self._lock.wait_for(lambda: not self._pending, timeout)
 
     def stop(self) -> None:
         self._queue.put(None)
@@ -83,5 +88,5 @@ class Completer(threading.Thread):
                 "outcomes of %d job(s) no longer owned by this worker were not recorded: %s", len(lost), lost
             )
         with self._lock:
-            self._pending -= len(batch)
+            self._pending.difference_update(o["id"] for o in batch)
             self._lock.notify_all()
