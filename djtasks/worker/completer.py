@@ -2,6 +2,9 @@
 
 An outcome is dropped only once written or once the fence says the attempt is no longer ours (the job was
 rescued and re-queued meanwhile); while the database is away, outcomes wait here and are written on return.
+``on_done(n)`` is called once ``n`` outcomes are settled: the producer frees their slots only then, so a
+worker process never has more jobs ``running`` in the database than it has threads (and a process that
+dies loses at most that many attempts).
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+from collections.abc import Callable
 from typing import Any
 from uuid import UUID
 
@@ -22,7 +26,9 @@ RETRY_MAX_S = 5.0
 
 
 class Completer(threading.Thread):
-    def __init__(self, worker_id: UUID, alias: str | None = None) -> None:
+    def __init__(
+        self, worker_id: UUID, alias: str | None = None, *, on_done: Callable[[int], None] = lambda n: None
+    ) -> None:
         super().__init__(name="djtasks-completer", daemon=True)
         self.worker_id = worker_id
         self.db = WorkerConnection(alias, role="completer")
@@ -30,6 +36,7 @@ class Completer(threading.Thread):
         self._pending: set[UUID] = set()  # ids of outcomes put and not yet written (or fenced off)
         self._lock = threading.Condition()
         self.written = 0
+        self.on_done = on_done
         self.fenced = 0
 
     def put(self, outcome: dict[str, Any]) -> None:
@@ -90,3 +97,4 @@ class Completer(threading.Thread):
         with self._lock:
             self._pending.difference_update(o["id"] for o in batch)
             self._lock.notify_all()
+        self.on_done(len(batch))

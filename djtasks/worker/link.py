@@ -30,10 +30,12 @@ class SupervisorLink:
         self._lock = threading.Lock()
 
     def send(self, kind: str, **fields: Any) -> None:
-        if self._conn is None:
-            return
+        """Send one message; never raises (a job must not fail because its supervisor is gone)."""
         with self._lock:
+            if self._conn is None:
+                return
             try:
                 self._conn.send((kind, fields))
-            except (OSError, ValueError):  # the supervisor died: the process notices and stops on its own
+            except Exception as exc:  # noqa: BLE001 - the supervisor died: the process notices and stops on its own
+                logger.warning("cannot report to the supervisor (%r); no more reports", exc)
                 self._conn = None

@@ -119,7 +119,7 @@ class WorkerProcess:
         self.link = link.SupervisorLink(conn)
         self.executor = ThreadPoolExecutor(max_workers=config.threads, thread_name_prefix="djtasks-job")
         self.soft_limits = SoftLimiter()
-        self.completer = Completer(self.id, config.alias)
+        self.completer = Completer(self.id, config.alias, on_done=self._outcomes_recorded)
         self.heartbeat = Heartbeat(
             self.id,
             config.heartbeat_interval,
@@ -177,7 +177,9 @@ class WorkerProcess:
         limit = self.config.max_memory_per_child
         if limit is not None and (used := rss_mb()) > limit:
             self.recycle(f"memory {used:.0f} MB > --max-memory-per-child {limit:g} MB")
-        self.producer.slot_freed()
+
+    def _outcomes_recorded(self, n: int) -> None:
+        self.producer.slot_freed(n)
 
     # -- stopping -------------------------------------------------------------------------------------
     def recycle(self, reason: str) -> None:

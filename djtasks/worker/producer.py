@@ -70,9 +70,9 @@ class Producer:
         with contextlib.suppress(BlockingIOError):  # a full pipe means a wake-up is already pending
             os.write(self._wake_w, b"\0")
 
-    def slot_freed(self) -> None:
+    def slot_freed(self, n: int = 1) -> None:
         with self._lock:
-            self._free += 1
+            self._free += n
         self.wake()
 
     def stop(self) -> None:
