@@ -16,6 +16,8 @@ from collections.abc import Callable
 from typing import Any
 from uuid import UUID
 
+import psycopg
+
 from .db import CONNECTION_ERRORS, WorkerConnection
 
 logger = logging.getLogger("djtasks.worker")
@@ -76,17 +78,35 @@ class Completer(threading.Thread):
             self._write(batch)
         self.db.close()
 
-    def _write(self, batch: list[dict[str, Any]]) -> None:
+    def _finish(self, batch: list[dict[str, Any]], *, replacement: bool = False) -> set[UUID]:
+        """Write a batch, retrying while the database is away. An outcome the database refuses for another
+        reason (it should not happen: results are JSON already) is written alone, and if it still fails the
+        job is failed with that error, so one bad outcome never blocks the others or stays unrecorded."""
         pause = RETRY_START_S
         while True:
             try:
-                written = self.db.store.job_finish_many(worker_id=self.worker_id, outcomes=batch)
-                break
+                return self.db.store.job_finish_many(worker_id=self.worker_id, outcomes=batch)
             except CONNECTION_ERRORS as exc:
                 logger.warning("recording %d outcomes failed (%s); retrying in %.1f s", len(batch), exc, pause)
                 self.db.reset()
                 threading.Event().wait(pause)
                 pause = min(pause * 2, RETRY_MAX_S)
+            except psycopg.Error as exc:
+                self.db.reset()
+                if len(batch) > 1:
+                    return set().union(*(self._finish([outcome]) for outcome in batch))
+                logger.exception("job %s: its outcome could not be recorded", batch[0]["id"])
+                if replacement:
+                    return set()  # cannot even fail it: shutdown hands it back to the queue
+                from django.utils import timezone
+
+                from .executor import failure_outcome
+
+                outcome = failure_outcome(batch[0], exc, timezone.now(), retry_in=None)
+                return self._finish([outcome], replacement=True)
+
+    def _write(self, batch: list[dict[str, Any]]) -> None:
+        written = self._finish(batch)
         self.written += len(written)
         lost = [o["id"] for o in batch if o["id"] not in written]
         if lost:

@@ -230,10 +230,13 @@ class WorkerProcess:
         registrar.close()
 
     # -- main -----------------------------------------------------------------------------------------
-    def run(self) -> int:
+    def run(self, early_signals: list[int] | None = None) -> int:
+        """Work until stopped; ``early_signals`` arrived while the process was still starting."""
         signal.signal(signal.SIGTERM, self.request_stop)
         signal.signal(signal.SIGQUIT, self.request_cold_stop)
         signal.signal(signal.SIGINT, signal.SIG_IGN if self.supervised else self.request_stop)
+        for signum in early_signals or ():
+            (self.request_cold_stop if signum == signal.SIGQUIT else self.request_stop)(signum)
         cap_switch_interval()
         self._register()
         self.link.send(link.READY)
@@ -313,13 +316,20 @@ def main(
     parent_pid: int | None = None,
 ) -> None:
     """Entry point of a worker process started by the supervisor (multiprocessing, spawn)."""
+    # A stop signal during start-up (Django setup takes a while) is kept and acted on once running, so
+    # the process still stops cleanly rather than dying on the default action.
+    early: list[int] = []
+    for signum in (signal.SIGTERM, signal.SIGQUIT):
+        signal.signal(signum, lambda signum, frame: early.append(signum))
+    if conn is not None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
     import django
 
     django.setup()
     from .logs import configure_logging
 
     configure_logging(config.log_level)
-    code = WorkerProcess(config, worker_id=worker_id, conn=conn, parent_pid=parent_pid).run()
+    code = WorkerProcess(config, worker_id=worker_id, conn=conn, parent_pid=parent_pid).run(early)
     logging.shutdown()
     # Job threads still running past the shutdown timeout were released to the queue; do not wait for them.
     os._exit(code)

@@ -213,8 +213,8 @@ class Supervisor:
                     logger.warning("supervisor: jobs of dead pid %s: %s", pid, result.describe())
 
             self.bookkeeper.submit(f"rescuing the jobs of dead pid {pid}", rescue)
-        if self._stopping and child.stopped is None and child.kill_reason is None:
-            self._exit_code = 1
+        if self._stopping and child.stopped is None and child.kill_reason is None and child.ready:
+            self._exit_code = 1  # it died instead of stopping (one that was not ready yet had no jobs)
 
     # -- limits and cancels ---------------------------------------------------------------------------
     def _enforce_time_limits(self) -> None:

@@ -83,3 +83,28 @@ def test_heartbeat_registers_again_when_declared_dead_and_notices_a_dead_supervi
     finally:
         heartbeat.stop()
         heartbeat.join(5)
+
+
+def test_completer_isolates_an_outcome_the_database_refuses(store):
+    from djtasks.models import Job
+    from djtasks.worker.completer import Completer
+    from tests.integration.test_store import job_row
+
+    worker_id = uuid7()
+    store.job_insert_many(now=timezone.now(), jobs=[job_row(), job_row()])
+    good, bad = store.job_claim_many(now=timezone.now(), worker_id=worker_id, queues=["default"], limit=2)
+    settled = []
+    completer = Completer(worker_id, on_done=settled.append)
+    completer.start()
+    try:
+        now = timezone.now()
+        for row, result in ((good, "3"), (bad, "{not json")):
+            completer.put({"id": row["id"], "attempt": 1, "status": "succeeded", "result": result, "finished_at": now})
+        assert completer.flush(10)
+    finally:
+        completer.stop()
+        completer.join(5)
+    assert sum(settled) == 2 and completer.written == 2
+    assert Job.objects.get(id=good["id"]).status == "succeeded"
+    refused = Job.objects.get(id=bad["id"])
+    assert refused.status == "failed" and "InvalidTextRepresentation" in refused.errors[-1]["type"]
