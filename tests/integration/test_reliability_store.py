@@ -213,6 +213,7 @@ def test_rescuer_run_once_takes_now_and_the_runner_holds_the_lock(store):
         try:
             assert holder.store.maintenance_lock(name="rescuer")
             assert runner.run_service(rescuer) is None  # another process is rescuing: skip
+            assert holder.store.maintenance_unlock(name="rescuer")
         finally:
             holder.close()
         result = runner.run_service(Rescuer(runner.store, worker_timeout=0.5, interval=1))
