@@ -213,21 +213,25 @@ class WorkerProcess:
             concurrency=self.config.threads,
         )
 
-    def _register(self) -> None:
+    def _register(self) -> bool:
+        """Register, retrying while the database is away; False if told to stop before it could."""
         registrar = WorkerConnection(self.config.alias, role="register")
         pause = 0.2
-        while True:
-            try:
-                self._register_on(registrar)
-                break
-            except CONNECTION_ERRORS as exc:
-                if self.producer.stopping.is_set():
-                    raise
-                logger.warning("cannot register worker (%s); retrying in %.1f s", exc, pause)
-                registrar.reset()
-                time.sleep(pause)
-                pause = min(pause * 2, 5.0)
-        registrar.close()
+        try:
+            while True:
+                try:
+                    self._register_on(registrar)
+                    return True
+                except CONNECTION_ERRORS as exc:
+                    if self.producer.stopping.is_set():
+                        logger.warning("worker %s: stopping before it could register (%s)", self.id, exc)
+                        return False
+                    logger.warning("cannot register worker (%s); retrying in %.1f s", exc, pause)
+                    registrar.reset()
+                    self.producer.stopping.wait(pause)
+                    pause = min(pause * 2, 5.0)
+        finally:
+            registrar.close()
 
     # -- main -----------------------------------------------------------------------------------------
     def run(self, early_signals: list[int] | None = None) -> int:
@@ -238,7 +242,9 @@ class WorkerProcess:
         for signum in early_signals or ():
             (self.request_cold_stop if signum == signal.SIGQUIT else self.request_stop)(signum)
         cap_switch_interval()
-        self._register()
+        if not self._register():
+            self.link.send(link.STOPPED, released=True)  # it never claimed anything
+            return 0
         self.link.send(link.READY)
         self.heartbeat.start()
         self.completer.start()

@@ -137,3 +137,21 @@ def test_postgres_restart_mid_run_loses_nothing_and_runs_nothing_twice(start_wor
     assert "dead worker(s)" not in log, "nobody was declared dead because of the outage"
     assert worker.stop() == 0
     assert not Worker.objects.exists()
+
+
+def test_runworker_started_while_the_database_is_down_waits_for_it(start_worker, tmp_path):
+    path = tmp_path / "effects.log"
+    results = tasks.touch.bulk_delay([(str(path),) for _ in range(20)])
+    cluster = LocalPostgres(os.environ["DJTASKS_TEST_PGDATA"])
+    cluster.stop()
+    try:
+        worker = start_worker("--processes", "2", "--threads", "2")
+        time.sleep(OUTAGE_S)
+        assert worker.proc.poll() is None, "it waits for the database instead of exiting"
+    finally:
+        cluster.start()
+        connection.close()
+    wait_until(lambda: _succeeded() == 20, timeout=60, message="the jobs to run once the database is back")
+    assert set(side_effects(path).values()) == {1} and len(side_effects(path)) == len(results)
+    assert "cannot register worker" in worker.log
+    assert worker.stop() == 0
