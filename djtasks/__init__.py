@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .exceptions import JobCancelled, JobFailed, NotRegistered, SerializationError
+from .exceptions import JobCancelled, JobFailed, NotRegistered, SerializationError, SoftTimeLimitExceeded
 from .jobs import Job, JobContext, Signature, job
 from .results import JobResult
 from .schedules import periodic
@@ -18,6 +18,7 @@ __all__ = [
     "NotRegistered",
     "SerializationError",
     "Signature",
+    "SoftTimeLimitExceeded",
     "job",
     "periodic",
 ]

@@ -62,10 +62,12 @@ def check_schedules(conf: Any) -> list[Error]:
         )
         if definition.job not in registry:
             known = sorted(job.name for job in registry.all())
+            close = registry.similar(definition.job)
             errors.append(
                 Error(
                     f"{where} names job {definition.job!r}, which no @job registered",
-                    hint="use the job's full dotted name (module.function, or its name=); registered jobs: "
+                    hint=(f"did you mean {' or '.join(close)}? " if close else "")
+                    + "use the job's full dotted name (module.function, or its name=); registered jobs: "
                     + (", ".join(known[:20]) + (" ..." if len(known) > 20 else "") if known else "none"),
                     obj=definition.origin,
                     id="djtasks.E006",

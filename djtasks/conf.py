@@ -130,7 +130,7 @@ def parse(raw: Any) -> DjtasksSettings:
     for key in DURATION_KEYS:
         if key in raw and not (key == "RESCUE_INTERVAL" and raw[key] is None):
             values[key] = duration_seconds(raw[key], key)
-    for key in ("HEARTBEAT_INTERVAL", "POLL_INTERVAL", "WORKER_TIMEOUT"):
+    for key in ("HEARTBEAT_INTERVAL", "POLL_INTERVAL", "WORKER_TIMEOUT", "RESCUE_INTERVAL"):
         if key in values and values[key] == 0:
             raise SettingError(key, "must be greater than zero")
     if "DATABASE" in raw:

@@ -48,6 +48,28 @@ class JobExpired(DjtasksError):
     """Recorded for a job whose ``expires`` passed before a worker started it; the job never ran."""
 
 
+class SoftTimeLimitExceeded(DjtasksError):
+    """Raised inside a running job when its ``soft_time_limit`` passes, so it can clean up and stop.
+
+    It is an ``Exception``: a job may catch it (and return, or re-raise). Uncaught, it fails the attempt like
+    any other exception (and retries when ``retry_on`` allows). It is raised when the job's thread next runs
+    Python code: a blocking C call (``time.sleep``, a socket read, a long C extension call) is not
+    interrupted, which is what the hard ``time_limit`` is for.
+    """
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*(args or ("soft time limit exceeded",)))
+
+
+class TimeLimitExceeded(DjtasksError):
+    """Recorded for an attempt that ran past its hard ``time_limit``: its worker process was killed."""
+
+
+class WorkerLost(DjtasksError):
+    """Recorded for an attempt whose worker process died (or went silent for ``WORKER_TIMEOUT``) while
+    running it; the attempt counts, and the job runs again while attempts remain."""
+
+
 class Retry(DjtasksError):
     """Raised by ``ctx.retry()``: ends this attempt and schedules the next one."""
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import math
 import random
+import time
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -20,10 +21,12 @@ from .conf import PRIORITY_MAX, PRIORITY_MIN, djtasks_settings
 from .exceptions import Retry
 from .ids import uuid7
 from .registry import registry
+from .timelimits import check_time_limits
 
 DEFAULT_RETRY_BACKOFF_S = 1.0  # base delay when retry_backoff=True
 DEFAULT_RETRY_BACKOFF_MAX_S = 600.0
 BULK_BATCH_SIZE = 5000  # rows per INSERT statement in bulk_delay
+CANCEL_CHECK_INTERVAL_S = 0.5  # JobContext.is_cancelled() reads the row at most this often
 
 JOB_OPTIONS = frozenset(
     {
@@ -35,6 +38,8 @@ JOB_OPTIONS = frozenset(
         "retry_backoff_max",
         "retry_on",
         "bind",
+        "time_limit",
+        "soft_time_limit",
     }
 )
 
@@ -83,6 +88,23 @@ class JobContext:
     attempt: int
     max_attempts: int
     queue: str
+    cancel_observed: bool = field(default=False, repr=False, compare=False)
+    _cancel_checked_at: float = field(default=-math.inf, repr=False, compare=False)
+
+    def is_cancelled(self) -> bool:
+        """True once someone asked to cancel this running job (``JobResult.cancel()``, the admin,
+        ``manage.py djtasks cancel``). Check it between units of work and stop: return or raise, and the job
+        ends ``cancelled`` (it is not retried). Reads the job row at most every
+        ``CANCEL_CHECK_INTERVAL_S``, so calling it in a loop is cheap; always False when run inline."""
+        if self.job_id is None or self.cancel_observed:
+            return self.cancel_observed
+        now = time.monotonic()
+        if now - self._cancel_checked_at >= CANCEL_CHECK_INTERVAL_S:
+            from .operations import cancel_requested
+
+            self._cancel_checked_at = now
+            self.cancel_observed = cancel_requested(self.job_id)
+        return self.cancel_observed
 
     def retry(self, countdown: float | None = None, exc: BaseException | None = None) -> None:
         """End this attempt and run the job again after ``countdown`` seconds (default: the job's backoff).
@@ -142,6 +164,12 @@ class Job:
         ):
             raise TypeError(f"@job {name!r}: retry_on must be an exception class or a tuple of them, got {retry_on!r}")
         self.retry_on: tuple[type[BaseException], ...] = tuple(retry_on)
+        self.time_limit, self.soft_time_limit = check_time_limits(
+            f"@job {name!r}",
+            options.get("time_limit"),
+            options.get("soft_time_limit"),
+            bad_value=ImproperlyConfigured,
+        )
         self.bind = options.get("bind", False)
         if not isinstance(self.bind, bool):
             raise TypeError(f"@job {name!r}: bind must be True or False")
@@ -196,12 +224,15 @@ class Job:
         queue: str | None = None,
         priority: int | None = None,
         job_id: uuid.UUID | str | None = None,
+        time_limit: float | timedelta | None = None,
+        soft_time_limit: float | timedelta | None = None,
     ) -> JobResult:
         """Enqueue with per-call options.
 
         ``countdown`` (seconds) or ``eta`` (an aware datetime) delay the first run; ``expires`` (seconds from
         now, a timedelta, or an aware datetime) cancels the job if no worker started it by then; ``queue`` and
-        ``priority`` (-100..100, higher first) override the job's; ``job_id`` fixes the id (a UUID).
+        ``priority`` (-100..100, higher first) override the job's; ``job_id`` fixes the id (a UUID);
+        ``time_limit`` / ``soft_time_limit`` (seconds) override the job's limits for this call.
         Bad options raise ``ValueError``/``TypeError``; unserializable arguments ``SerializationError``.
         """
         now = timezone.now()
@@ -215,6 +246,8 @@ class Job:
             queue=queue,
             priority=priority,
             job_id=job_id,
+            time_limit=time_limit,
+            soft_time_limit=soft_time_limit,
         )
         from .store import Store
 
@@ -264,6 +297,8 @@ class Job:
         queue: str | None = None,
         priority: int | None = None,
         job_id: uuid.UUID | str | None = None,
+        time_limit: float | timedelta | None = None,
+        soft_time_limit: float | timedelta | None = None,
     ) -> dict[str, Any]:
         where = f"{self.name}.apply_async"
         args_json, kwargs_json = serialization.dumps_args(tuple(args or ()), kwargs or {})
@@ -310,6 +345,11 @@ class Job:
                 job_id = uuid.UUID(str(job_id))
             except ValueError:
                 raise ValueError(f"{where}: job_id must be a UUID, got {job_id!r}") from None
+        hard, soft = check_time_limits(
+            where,
+            self.time_limit if time_limit is None else time_limit,
+            self.soft_time_limit if soft_time_limit is None else soft_time_limit,
+        )
         return {
             "id": job_id,
             "name": self.name,
@@ -320,6 +360,8 @@ class Job:
             "run_at": run_at,
             "expires_at": expires_at,
             "max_attempts": self.max_attempts,
+            "time_limit": hard,
+            "soft_time_limit": soft,
         }
 
     # -- signatures -----------------------------------------------------------------------------------
@@ -364,7 +406,10 @@ def job(func: Callable[..., Any] | None = None, **options: Any) -> Any:
     ``priority`` (-100..100, higher runs first; default 0), ``max_attempts`` (default 1 = no retry),
     ``retry_backoff`` (``True`` for a 1 s base, or base seconds; exponential with jitter, capped at
     ``retry_backoff_max``, default 600 s; without it a retry is due at once), ``retry_on`` (exception classes
-    that retry; default any ``Exception``), ``bind`` (pass a ``JobContext`` as first argument).
+    that retry; default any ``Exception``), ``bind`` (pass a ``JobContext`` as first argument),
+    ``time_limit`` (seconds; past it the supervisor kills the process running the job and records
+    ``TimeLimitExceeded``), ``soft_time_limit`` (seconds, below ``time_limit``; raises
+    ``SoftTimeLimitExceeded`` inside the job so it can clean up).
     A bad option raises ``TypeError`` or ``ImproperlyConfigured`` naming the job and the option.
     """
 

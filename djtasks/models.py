@@ -39,6 +39,12 @@ class Job(models.Model):
     on_success = models.JSONField(null=True, blank=True)
     on_failure = models.JSONField(null=True, blank=True)
     cancel_requested = models.BooleanField(default=False)
+    # Cancel by killing the worker process (the supervisor acts on it), not by asking the job.
+    terminate_requested = models.BooleanField(default=False, db_default=False)
+    time_limit = models.FloatField(null=True, blank=True, help_text="seconds; past it the process is killed")
+    soft_time_limit = models.FloatField(
+        null=True, blank=True, help_text="seconds; past it SoftTimeLimitExceeded is raised in the job"
+    )
     progress = models.JSONField(null=True, blank=True)
 
     class Meta:
@@ -160,6 +166,7 @@ class Schedule(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
 
 class QueueDashboard(Job):
     """No data of its own: gives the queue dashboard its place in the admin's app list (see admin/dashboard.py)."""

@@ -7,9 +7,11 @@ queues it refilled, like an enqueue does.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Iterable, Iterator
 
+from django.db import DatabaseError
 from django.utils import timezone
 
 from .ids import uuid7
@@ -34,14 +36,26 @@ def _batches(ids: Iterable[uuid.UUID | str]) -> Iterator[list[uuid.UUID]]:
         yield batch
 
 
-def cancel_jobs(ids: Iterable[uuid.UUID | str]) -> dict[uuid.UUID, str]:
+logger = logging.getLogger("djtasks")
+
+
+def cancel_jobs(ids: Iterable[uuid.UUID | str], *, terminate: bool = False) -> dict[uuid.UUID, str]:
     """Cancel jobs: a queued one becomes ``cancelled`` at once and never runs; a running one gets
-    ``cancel_requested`` set, which its worker acts on. Finished jobs are left alone.
+    ``cancel_requested`` set. Finished jobs are left alone.
+
+    A running job stops cooperatively: its code sees ``ctx.is_cancelled()`` become True, returns or raises,
+    and ends ``cancelled``. With ``terminate=True`` the supervisor of the worker process running it kills
+    that process (within about a second), records the job ``cancelled`` and hands the process's other jobs
+    back to the queue. Either way the request is stored in the row, so it outlives worker restarts: a
+    cancelled job whose worker dies is not run again.
 
     Returns ``{job_id: status}`` for the jobs it changed (``"cancelled"`` or ``"running"``).
     """
-    job_ids = [i if isinstance(i, uuid.UUID) else uuid.UUID(str(i)) for i in ids]
-    return Store.for_django().job_cancel_many(now=timezone.now(), ids=job_ids)
+    store = Store.for_django()
+    changed: dict[uuid.UUID, str] = {}
+    for batch in _batches(ids):
+        changed.update(store.job_cancel_many(now=timezone.now(), ids=batch, terminate=terminate))
+    return changed
 
 
 def retry_jobs(ids: Iterable[uuid.UUID | str]) -> set[uuid.UUID]:
@@ -81,3 +95,15 @@ def delete_jobs(ids: Iterable[uuid.UUID | str]) -> set[uuid.UUID]:
     for batch in _batches(ids):
         deleted |= store.job_delete_many(ids=batch)
     return deleted
+
+
+def cancel_requested(job_id: uuid.UUID) -> bool:
+    """Whether a cancel was requested for ``job_id`` (what ``JobContext.is_cancelled()`` reads).
+
+    A database error answers False (not known to be cancelled) rather than failing the job that asked.
+    """
+    try:
+        return Store.for_django().job_cancel_requested(job_id)
+    except DatabaseError as exc:
+        logger.warning("job %s: could not read cancel_requested (%s)", job_id, exc)
+        return False

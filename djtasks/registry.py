@@ -6,6 +6,7 @@ registered is never imported or executed from the row's text.
 
 from __future__ import annotations
 
+import difflib
 from typing import TYPE_CHECKING
 
 from django.core.exceptions import ImproperlyConfigured
@@ -38,6 +39,10 @@ class Registry:
 
     def __contains__(self, name: str) -> bool:
         return name in self._jobs
+
+    def similar(self, name: str, n: int = 3) -> list[str]:
+        """Registered names closest to ``name``, for "did you mean" hints."""
+        return difflib.get_close_matches(name, sorted(self._jobs), n=n)
 
     def all(self) -> list[Job]:
         return list(self._jobs.values())

@@ -96,12 +96,13 @@ class JobResult:
         return self.refresh().status in (JobStatus.FAILED, JobStatus.CANCELLED)
 
     # -- acting ---------------------------------------------------------------------------------------
-    def cancel(self) -> bool:
-        """Cancel the job: if still queued it never runs (status ``cancelled`` at once); if running, its
-        worker is asked to stop it. Returns False if the job had already finished."""
+    def cancel(self, terminate: bool = False) -> bool:
+        """Cancel the job: if still queued it never runs (status ``cancelled`` at once); if running, it is
+        asked to stop (``ctx.is_cancelled()`` becomes True) or, with ``terminate=True``, its worker process
+        is killed. See ``djtasks.operations.cancel_jobs``. Returns False if the job had already finished."""
         from .operations import cancel_jobs
 
-        changed = cancel_jobs([self.id])
+        changed = cancel_jobs([self.id], terminate=terminate)
         self._row = None
         return self.id in changed
 

@@ -62,7 +62,7 @@ class Store:
 
     # -- jobs: enqueue --------------------------------------------------------------------------------
     def job_insert(self, *, now: datetime, **job: Any) -> None:
-        self._execute("job_insert", {"now": now, **job})
+        self._execute("job_insert", {"now": now, "time_limit": None, "soft_time_limit": None, **job})
 
     def job_insert_many(self, *, now: datetime, jobs: Sequence[dict[str, Any]]) -> None:
         if not jobs:
@@ -80,6 +80,8 @@ class Store:
                 "run_ats": [j["run_at"] for j in jobs],
                 "expires_ats": [j["expires_at"] for j in jobs],
                 "max_attempts": [j["max_attempts"] for j in jobs],
+                "time_limits": [j.get("time_limit") for j in jobs],
+                "soft_time_limits": [j.get("soft_time_limit") for j in jobs],
             },
         )
 
@@ -114,21 +116,33 @@ class Store:
         )
         return {row["id"] for row in rows}
 
-    def job_release_many(self, *, worker_id: UUID, ids: Sequence[UUID]) -> set[UUID]:
-        if not ids:
-            return set()
-        return {row["id"] for row in self._execute("job_release_many", {"worker_id": worker_id, "ids": list(ids)})}
+    def job_release_many(self, *, now: datetime, worker_id: UUID, keep_ids: Iterable[UUID] = ()) -> dict[UUID, str]:
+        """Hand the worker's running jobs (but ``keep_ids``) back to the queue, attempt not counted; a job
+        with a cancel request ends cancelled. Returns ``{id: status after}``."""
+        rows = self._execute("job_release_many", {"now": now, "worker_id": worker_id, "keep_ids": list(keep_ids)})
+        return {row["id"]: row["status"] for row in rows}
 
     def job_next_run_at(self, *, queues: Sequence[str], horizon: datetime) -> datetime | None:
         return self._execute("job_next_run_at", {"queues": list(queues), "horizon": horizon})[0]["run_at"]
 
     # -- jobs: operator actions --------------------------------------------------------------------------
-    def job_cancel_many(self, *, now: datetime, ids: Sequence[UUID]) -> dict[UUID, str]:
-        """Cancel queued jobs now and flag running ones; returns ``{id: status after}`` for jobs it touched
-        (finished jobs are left alone and absent from the answer)."""
+    def job_cancel_many(self, *, now: datetime, ids: Sequence[UUID], terminate: bool = False) -> dict[UUID, str]:
+        """Cancel queued jobs now and flag running ones (``terminate``: for their supervisor to kill); returns
+        ``{id: status after}`` for jobs it touched (finished jobs are left alone and absent from the answer)."""
         if not ids:
             return {}
-        return {row["id"]: row["status"] for row in self._execute("job_cancel_many", {"now": now, "ids": list(ids)})}
+        rows = self._execute("job_cancel_many", {"now": now, "ids": list(ids), "terminate": terminate})
+        return {row["id"]: row["status"] for row in rows}
+
+    def job_cancel_requested(self, job_id: UUID) -> bool:
+        rows = self._execute("job_cancel_requested", {"id": job_id})
+        return bool(rows and rows[0]["cancel_requested"])
+
+    def job_terminate_requested_many(self, *, worker_ids: Sequence[UUID]) -> list[dict[str, Any]]:
+        """Running jobs of these workers to be cancelled by killing their process: ``id, worker_id, attempt``."""
+        if not worker_ids:
+            return []
+        return self._execute("job_terminate_requested_many", {"worker_ids": list(worker_ids)})
 
     # -- jobs: maintenance ----------------------------------------------------------------------------
     def job_prune_many(self, *, statuses: Sequence[str], before: datetime, limit: int) -> int:
@@ -333,3 +347,27 @@ class Store:
     def worker_list(self) -> list[dict[str, Any]]:
         """Every worker row (``queues`` as JSON text) with ``running``, its number of running jobs."""
         return self._execute("worker_list", {})
+
+    def worker_rescue_many(
+        self,
+        *,
+        now: datetime,
+        cutoff: datetime | None = None,
+        worker_ids: Sequence[UUID] = (),
+        reason: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """Declare dead the workers silent since before ``cutoff`` and those in ``worker_ids`` (``reason`` says
+        why); delete their rows and rescue their running jobs. One row per dead worker without jobs and per
+        rescued job: ``worker_id, job_id, status, attempt``."""
+        return self._execute(
+            "worker_rescue_many",
+            {"now": now, "cutoff": cutoff, "worker_ids": list(worker_ids), "reason": reason},
+        )
+
+    # -- maintenance ----------------------------------------------------------------------------------
+    def maintenance_lock(self, *, name: str) -> bool:
+        """Take the session-level advisory lock of maintenance service ``name`` if nobody holds it."""
+        return bool(self._execute("maintenance_lock", {"name": name})[0]["locked"])
+
+    def maintenance_unlock(self, *, name: str) -> bool:
+        return bool(self._execute("maintenance_unlock", {"name": name})[0]["unlocked"])

@@ -8,7 +8,6 @@ Schedules defined in code or settings can be switched on and off here, but their
 
 from __future__ import annotations
 
-import difflib
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -86,8 +85,7 @@ class ScheduleForm(forms.ModelForm):
     def clean_job_name(self) -> str:
         value = (self.cleaned_data.get("job_name") or "").strip()
         if value not in registry:
-            names = sorted(job.name for job in registry.all())
-            close = difflib.get_close_matches(value, names, n=3)
+            close = registry.similar(value)
             hint = f" Did you mean {' or '.join(close)}?" if close else ""
             raise forms.ValidationError(f"No job named {value!r} is registered.{hint}")
         return value

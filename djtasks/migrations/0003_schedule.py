@@ -6,7 +6,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("djtasks", "0001_initial"),
+        ("djtasks", "0002_reliability"),
     ]
 
     operations = [

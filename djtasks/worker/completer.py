@@ -2,6 +2,9 @@
 
 An outcome is dropped only once written or once the fence says the attempt is no longer ours (the job was
 rescued and re-queued meanwhile); while the database is away, outcomes wait here and are written on return.
+``on_done(n)`` is called once ``n`` outcomes are settled: the producer frees their slots only then, so a
+worker process never has more jobs ``running`` in the database than it has threads (and a process that
+dies loses at most that many attempts).
 """
 
 from __future__ import annotations
@@ -9,8 +12,11 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+from collections.abc import Callable
 from typing import Any
 from uuid import UUID
+
+import psycopg
 
 from .db import CONNECTION_ERRORS, WorkerConnection
 
@@ -22,25 +28,33 @@ RETRY_MAX_S = 5.0
 
 
 class Completer(threading.Thread):
-    def __init__(self, worker_id: UUID, alias: str | None = None) -> None:
+    def __init__(
+        self, worker_id: UUID, alias: str | None = None, *, on_done: Callable[[int], None] = lambda n: None
+    ) -> None:
         super().__init__(name="djtasks-completer", daemon=True)
         self.worker_id = worker_id
         self.db = WorkerConnection(alias, role="completer")
         self._queue: queue.Queue[dict[str, Any] | None] = queue.Queue()
-        self._pending = 0
+        self._pending: set[UUID] = set()  # ids of outcomes put and not yet written (or fenced off)
         self._lock = threading.Condition()
         self.written = 0
+        self.on_done = on_done
         self.fenced = 0
 
     def put(self, outcome: dict[str, Any]) -> None:
         with self._lock:
-            self._pending += 1
+            self._pending.add(outcome["id"])
         self._queue.put(outcome)
+
+    def pending_ids(self) -> set[UUID]:
+        """Jobs whose outcome waits to be written: still ``running`` in the database, but not lost."""
+        with self._lock:
+            return set(self._pending)
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until every outcome put so far is written (or fenced off); False on timeout."""
         with self._lock:
-            return self._lock.wait_for(lambda: self._pending == 0, timeout)
+            return self._lock.wait_for(lambda: not self._pending, timeout)
 
     def stop(self) -> None:
         self._queue.put(None)
@@ -64,17 +78,35 @@ class Completer(threading.Thread):
             self._write(batch)
         self.db.close()
 
-    def _write(self, batch: list[dict[str, Any]]) -> None:
+    def _finish(self, batch: list[dict[str, Any]], *, replacement: bool = False) -> set[UUID]:
+        """Write a batch, retrying while the database is away. An outcome the database refuses for another
+        reason (it should not happen: results are JSON already) is written alone, and if it still fails the
+        job is failed with that error, so one bad outcome never blocks the others or stays unrecorded."""
         pause = RETRY_START_S
         while True:
             try:
-                written = self.db.store.job_finish_many(worker_id=self.worker_id, outcomes=batch)
-                break
+                return self.db.store.job_finish_many(worker_id=self.worker_id, outcomes=batch)
             except CONNECTION_ERRORS as exc:
                 logger.warning("recording %d outcomes failed (%s); retrying in %.1f s", len(batch), exc, pause)
                 self.db.reset()
                 threading.Event().wait(pause)
                 pause = min(pause * 2, RETRY_MAX_S)
+            except psycopg.Error as exc:
+                self.db.reset()
+                if len(batch) > 1:
+                    return set().union(*(self._finish([outcome]) for outcome in batch))
+                logger.exception("job %s: its outcome could not be recorded", batch[0]["id"])
+                if replacement:
+                    return set()  # cannot even fail it: shutdown hands it back to the queue
+                from django.utils import timezone
+
+                from .executor import failure_outcome
+
+                outcome = failure_outcome(batch[0], exc, timezone.now(), retry_in=None)
+                return self._finish([outcome], replacement=True)
+
+    def _write(self, batch: list[dict[str, Any]]) -> None:
+        written = self._finish(batch)
         self.written += len(written)
         lost = [o["id"] for o in batch if o["id"] not in written]
         if lost:
@@ -83,5 +115,6 @@ class Completer(threading.Thread):
                 "outcomes of %d job(s) no longer owned by this worker were not recorded: %s", len(lost), lost
             )
         with self._lock:
-            self._pending -= len(batch)
+            self._pending.difference_update(o["id"] for o in batch)
             self._lock.notify_all()
+        self.on_done(len(batch))

@@ -14,6 +14,8 @@ from ..store import Store
 
 logger = logging.getLogger("djtasks.worker")
 
+CONNECT_TIMEOUT_S = 10  # a server that does not answer is retried rather than waited on forever
+
 # Errors after which the connection is dropped and opened again on next use.
 CONNECTION_ERRORS = (psycopg.OperationalError, psycopg.InterfaceError)
 
@@ -27,21 +29,25 @@ def connection_params(alias: str | None = None) -> dict[str, Any]:
 
 
 class WorkerConnection:
-    """One lazily opened autocommit connection owned by one thread."""
+    """One lazily opened autocommit connection owned by one thread; ``reset()`` after an error, and the
+    next query opens a new one."""
 
     def __init__(self, alias: str | None = None, *, role: str = "worker") -> None:
         self._params = connection_params(alias)
         self._params["application_name"] = f"djtasks-{role}"
+        self._params.setdefault("connect_timeout", CONNECT_TIMEOUT_S)
         self._conn: psycopg.Connection[Any] | None = None
-        # A lambda, not the bound method: each query must go through the property, which reopens the
-        # connection after reset().
-        self.store = Store(lambda: self.connection.cursor())
+        self.store = Store(self._cursor)
 
     @property
     def connection(self) -> psycopg.Connection[Any]:
         if self._conn is None or self._conn.closed:
             self._conn = psycopg.connect(**self._params, autocommit=True)
         return self._conn
+
+    def _cursor(self) -> psycopg.Cursor[Any]:
+        # The connection is looked up on each use, not bound once: after reset() queries go to the new one.
+        return self.connection.cursor()
 
     def reset(self) -> None:
         """Drop the connection after an error; the next use opens a new one."""

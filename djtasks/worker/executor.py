@@ -8,19 +8,39 @@ from __future__ import annotations
 
 import logging
 import traceback
+from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from django import db
 from django.utils import timezone
 
 from .. import serialization, signals
-from ..exceptions import NotRegistered, Retry
-from ..jobs import JobContext
+from ..exceptions import NotRegistered, Retry, SoftTimeLimitExceeded
+from ..jobs import Job, JobContext
 from ..registry import registry
 from ..status import JobStatus
 
 logger = logging.getLogger("djtasks.worker")
+
+
+CANCELLED_WHILE_RUNNING = "cancelled while running: the job stopped after ctx.is_cancelled() said so"
+
+
+class JobRuntime(Protocol):
+    """What the worker process wraps around each job's function call: reporting to the supervisor and
+    arming the soft time limit."""
+
+    def running(
+        self, row: dict[str, Any], *, time_limit: float | None, soft_time_limit: float | None
+    ) -> AbstractContextManager[None]: ...
+
+
+def time_limits(row: dict[str, Any], job: Job) -> tuple[float | None, float | None]:
+    """``(time_limit, soft_time_limit)`` of a claimed job: the row's (set at enqueue), else the job's."""
+    hard = row.get("time_limit")
+    soft = row.get("soft_time_limit")
+    return (job.time_limit if hard is None else hard, job.soft_time_limit if soft is None else soft)
 
 
 def _send(signal: Any, sender: Any, **kwargs: Any) -> None:
@@ -69,8 +89,19 @@ def failure_outcome(
     return _outcome(row, JobStatus.QUEUED, now, error=error, run_at=now + timedelta(seconds=retry_in))
 
 
-def execute(row: dict[str, Any]) -> dict[str, Any]:
-    """Run the claimed job ``row`` in this thread and return its outcome."""
+def cancelled_outcome(row: dict[str, Any], message: str, now: datetime) -> dict[str, Any]:
+    """A running attempt ended by a cancel (``row`` needs ``id`` and ``attempt``)."""
+    error = {"type": "djtasks.exceptions.JobCancelled", "message": message, "traceback": ""}
+    error.update(attempt=row["attempt"], at=now.isoformat())
+    return _outcome(row, JobStatus.CANCELLED, now, error=serialization.dumps(error, "error"))
+
+
+def execute(row: dict[str, Any], runtime: JobRuntime | None = None) -> dict[str, Any]:
+    """Run the claimed job ``row`` in this thread and return its outcome.
+
+    ``runtime.running(...)`` wraps exactly the call of the job's function (so a soft time limit can only
+    interrupt the job's own code).
+    """
     try:
         job = registry.get(row["name"])
     except NotRegistered as exc:
@@ -83,15 +114,18 @@ def execute(row: dict[str, Any]) -> dict[str, Any]:
         return failure_outcome(row, exc, timezone.now(), retry_in=None)
 
     attempt, max_attempts = row["attempt"], row["max_attempts"]
+    hard, soft = time_limits(row, job)
+    wrapper = runtime.running(row, time_limit=hard, soft_time_limit=soft) if runtime is not None else nullcontext()
+    ctx = JobContext(row["id"], job.name, attempt, max_attempts, row["queue"]) if job.bind else None
     _send(signals.job_started, job, job_id=row["id"], attempt=attempt)
     db.close_old_connections()
     try:
-        if job.bind:
-            ctx = JobContext(row["id"], job.name, attempt, max_attempts, row["queue"])
-            value = job.func(ctx, *args, **kwargs)
-        else:
-            value = job.func(*args, **kwargs)
-        outcome = _outcome(row, JobStatus.SUCCEEDED, timezone.now(), result=serialization.dumps(value, "result"))
+        with wrapper:
+            value = job.func(ctx, *args, **kwargs) if ctx is not None else job.func(*args, **kwargs)
+        now = timezone.now()
+        outcome = _outcome(row, JobStatus.SUCCEEDED, now, result=serialization.dumps(value, "result"))
+        if ctx is not None and ctx.cancel_observed:
+            outcome = {**cancelled_outcome(row, CANCELLED_WHILE_RUNNING, now), "result": outcome["result"]}
     except Retry as request:
         now = timezone.now()
         exc = request.exc or request
@@ -104,6 +138,9 @@ def execute(row: dict[str, Any]) -> dict[str, Any]:
         now = timezone.now()
         retry_in = job.retry_delay(attempt) if job.should_retry(exc, attempt, max_attempts) else None
         outcome = failure_outcome(row, exc, now, retry_in=retry_in)
+        if isinstance(exc, SoftTimeLimitExceeded):
+            # It may have interrupted a database call half-way: do not reuse this thread's connections.
+            db.connections.close_all()
     finally:
         # As Django does around a request: a job must not leak a broken or expired connection, nor
         # (with DEBUG) an ever-growing query log, into the next job on this thread.

@@ -1,8 +1,17 @@
-"""One worker process: a producer (main thread), an executor pool, a completer and a heartbeat.
+"""One worker process: a producer (main thread), an executor pool, a completer, a heartbeat and the soft
+time limits, reporting the jobs it runs to its supervisor.
 
-Shutdown (SIGTERM or SIGINT) is warm: stop claiming, let running jobs finish for up to
-``shutdown_timeout`` seconds, record their outcomes, then hand whatever still runs back to the queue
-without counting the attempt, so nothing is lost and nothing stays ``running``.
+How it stops:
+
+- warm (SIGTERM, or its supervisor died): stop claiming, let running jobs finish for up to
+  ``shutdown_timeout`` seconds, record their outcomes, then hand whatever still runs back to the queue
+  without counting the attempt. Nothing is lost and nothing stays ``running``.
+- cold (SIGQUIT; the supervisor sends it on a second signal): the same without waiting for running jobs.
+- recycle (``max_jobs_per_child`` claimed, or ``max_memory_per_child`` exceeded): stop claiming and wait for
+  the running jobs however long they take (they must not run twice), then exit; the supervisor has already
+  started a replacement. A SIGTERM meanwhile turns it into a warm stop.
+
+Under a supervisor SIGINT is ignored: Ctrl-C reaches the whole process group, and the supervisor decides.
 """
 
 from __future__ import annotations
@@ -15,21 +24,31 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from types import TracebackType
 from typing import Any
 from uuid import UUID
 
+from django.utils import timezone
+
 from .. import serialization, signals
 from ..ids import uuid7
+from . import link
 from .completer import Completer
 from .db import CONNECTION_ERRORS, WorkerConnection
-from .executor import execute
-from .heartbeat import Heartbeat
+from .executor import execute, failure_outcome
+from .heartbeat import Heartbeat, cap_switch_interval
+from .limits import SoftLimiter
 from .producer import Producer
 
 logger = logging.getLogger("djtasks.worker")
 
-RELEASE_ATTEMPTS = 5  # tries to hand unfinished jobs back at shutdown before leaving them to rescue
-FLUSH_TIMEOUT_S = 30.0  # how long shutdown waits for outcomes to reach the database
+FLUSH_TIMEOUT_S = 30.0  # how long a warm stop waits for outcomes to reach the database
+COLD_FLUSH_TIMEOUT_S = 3.0
+RELEASE_TIMEOUT_S = 30.0  # how long a stop keeps trying to hand jobs back before leaving them to the rescuer
+COLD_RELEASE_TIMEOUT_S = 5.0
+WAIT_SLICE_S = 0.1  # the stop waits for running jobs in slices, to notice a later signal
+MB = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -42,15 +61,73 @@ class WorkerConfig:
     heartbeat_interval: float
     alias: str
     log_level: str = "INFO"
+    max_jobs_per_child: int | None = None
+    max_memory_per_child: float | None = None  # MB of resident memory
+
+
+def rss_mb() -> float:
+    """This process's resident memory in MB (Linux ``/proc``; elsewhere the peak from ``getrusage``)."""
+    try:
+        with open("/proc/self/statm") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / MB
+    except (OSError, ValueError, IndexError):
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+class _JobScope:
+    """Wraps one job function call: tells the supervisor it started and ended, arms the soft limit."""
+
+    def __init__(self, process: WorkerProcess, row: dict[str, Any], hard: float | None, soft: float | None) -> None:
+        self.process, self.row, self.hard, self.soft = process, row, hard, soft
+        self.guard: Any = None
+
+    def __enter__(self) -> None:
+        row = self.row
+        self.process.link.send(
+            link.STARTED,
+            id=str(row["id"]),
+            attempt=row["attempt"],
+            name=row["name"],
+            max_attempts=row["max_attempts"],
+            time_limit=self.hard,
+        )
+        if self.soft is not None:
+            self.guard = self.process.soft_limits.arm(f"job {row['id']} {row['name']}", self.soft)
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        try:
+            if self.guard is not None:
+                self.guard.disarm()
+        finally:
+            self.process.link.send(link.FINISHED, id=str(self.row["id"]), attempt=self.row["attempt"])
 
 
 class WorkerProcess:
-    def __init__(self, config: WorkerConfig) -> None:
+    def __init__(
+        self,
+        config: WorkerConfig,
+        *,
+        worker_id: UUID | None = None,
+        conn: Connection | None = None,
+        parent_pid: int | None = None,
+    ) -> None:
         self.config = config
-        self.id: UUID = uuid7()
+        self.id: UUID = worker_id or uuid7()
+        self.supervised = conn is not None
+        self.link = link.SupervisorLink(conn)
         self.executor = ThreadPoolExecutor(max_workers=config.threads, thread_name_prefix="djtasks-job")
-        self.completer = Completer(self.id, config.alias)
-        self.heartbeat = Heartbeat(self.id, config.heartbeat_interval, config.alias)
+        self.soft_limits = SoftLimiter()
+        self.completer = Completer(self.id, config.alias, on_done=self._outcomes_recorded)
+        self.heartbeat = Heartbeat(
+            self.id,
+            config.heartbeat_interval,
+            config.alias,
+            register=self._register_on,
+            parent_pid=parent_pid,
+            on_orphaned=self.request_stop,
+        )
         self.producer = Producer(
             worker_id=self.id,
             queues=config.queues,
@@ -59,10 +136,27 @@ class WorkerProcess:
             poll_interval=config.poll_interval,
             listen=config.listen,
             alias=config.alias,
+            known_ids=self._known_ids,
+            budget=config.max_jobs_per_child,
         )
         self._running: dict[UUID, int] = {}  # job id -> attempt, for jobs handed to the executor
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
+        self._stop_at: float | None = None  # monotonic time of the first stop request
+        self._cold = False
+        self.recycle_reason: str | None = None
+        self.jobs_done = 0
+
+    # -- running jobs ---------------------------------------------------------------------------------
+    def running(self, row: dict[str, Any], *, time_limit: float | None, soft_time_limit: float | None) -> _JobScope:
+        """``JobRuntime`` for the executor."""
+        return _JobScope(self, row, time_limit, soft_time_limit)
+
+    def _known_ids(self) -> set[UUID]:
+        # Running first, then pending outcomes: a job leaves _running only after its outcome was put.
+        with self._lock:
+            known = set(self._running)
+        return known | self.completer.pending_ids()
 
     def _submit(self, row: dict[str, Any]) -> None:
         with self._lock:
@@ -71,56 +165,90 @@ class WorkerProcess:
 
     def _run_one(self, row: dict[str, Any]) -> None:
         try:
-            outcome = execute(row)
+            outcome = execute(row, runtime=self)
         except BaseException as exc:
             logger.exception("internal error running job %s", row["id"])
-            from django.utils import timezone
-
-            from .executor import failure_outcome
-
             outcome = failure_outcome(row, exc, timezone.now(), retry_in=None)
         self.completer.put(outcome)
         with self._lock:
             self._running.pop(row["id"], None)
+            self.jobs_done += 1
             self._idle.notify_all()
-        self.producer.slot_freed()
+        limit = self.config.max_memory_per_child
+        if limit is not None and (used := rss_mb()) > limit:
+            self.recycle(f"memory {used:.0f} MB > --max-memory-per-child {limit:g} MB")
+
+    def _outcomes_recorded(self, n: int) -> None:
+        self.producer.slot_freed(n)
+
+    # -- stopping -------------------------------------------------------------------------------------
+    def recycle(self, reason: str) -> None:
+        """Stop claiming, finish the running jobs, exit; the supervisor starts a replacement now."""
+        if self.recycle_reason is None and self._stop_at is None:
+            self.recycle_reason = reason
+            logger.info("worker %s: recycling after %d job(s): %s", self.id, self.jobs_done, reason)
+            self.link.send(link.RECYCLING, reason=reason)
+        self.producer.stop()
 
     def request_stop(self, signum: int = signal.SIGTERM, frame: Any = None) -> None:
-        if not self.producer.stopping.is_set():
+        if self._stop_at is None:
+            self._stop_at = time.monotonic()
             logger.info("worker %s: stopping (signal %s); finishing running jobs", self.id, signum)
         self.producer.stop()
 
-    def _register(self) -> None:
-        from django.utils import timezone
+    def request_cold_stop(self, signum: int = signal.SIGQUIT, frame: Any = None) -> None:
+        if not self._cold:
+            logger.warning("worker %s: cold stop (signal %s); handing running jobs back", self.id, signum)
+        self._cold = True
+        self.request_stop(signum)
 
+    # -- registration ---------------------------------------------------------------------------------
+    def _register_on(self, db: WorkerConnection) -> None:
+        db.store.worker_register(
+            now=timezone.now(),
+            id=self.id,
+            hostname=socket.gethostname(),
+            pid=os.getpid(),
+            queues=serialization.dumps(list(self.config.queues)),
+            concurrency=self.config.threads,
+        )
+
+    def _register(self) -> bool:
+        """Register, retrying while the database is away; False if told to stop before it could."""
         registrar = WorkerConnection(self.config.alias, role="register")
         pause = 0.2
-        while True:
-            try:
-                registrar.store.worker_register(
-                    now=timezone.now(),
-                    id=self.id,
-                    hostname=socket.gethostname(),
-                    pid=os.getpid(),
-                    queues=serialization.dumps(list(self.config.queues)),
-                    concurrency=self.config.threads,
-                )
-                break
-            except CONNECTION_ERRORS as exc:
-                if self.producer.stopping.is_set():
-                    raise
-                logger.warning("cannot register worker (%s); retrying", exc)
-                registrar.reset()
-                time.sleep(pause)
-                pause = min(pause * 2, 5.0)
-        registrar.close()
+        try:
+            while True:
+                try:
+                    self._register_on(registrar)
+                    return True
+                except CONNECTION_ERRORS as exc:
+                    if self.producer.stopping.is_set():
+                        logger.warning("worker %s: stopping before it could register (%s)", self.id, exc)
+                        return False
+                    logger.warning("cannot register worker (%s); retrying in %.1f s", exc, pause)
+                    registrar.reset()
+                    self.producer.stopping.wait(pause)
+                    pause = min(pause * 2, 5.0)
+        finally:
+            registrar.close()
 
-    def run(self) -> int:
+    # -- main -----------------------------------------------------------------------------------------
+    def run(self, early_signals: list[int] | None = None) -> int:
+        """Work until stopped; ``early_signals`` arrived while the process was still starting."""
         signal.signal(signal.SIGTERM, self.request_stop)
-        signal.signal(signal.SIGINT, self.request_stop)
-        self._register()
+        signal.signal(signal.SIGQUIT, self.request_cold_stop)
+        signal.signal(signal.SIGINT, signal.SIG_IGN if self.supervised else self.request_stop)
+        for signum in early_signals or ():
+            (self.request_cold_stop if signum == signal.SIGQUIT else self.request_stop)(signum)
+        cap_switch_interval()
+        if not self._register():
+            self.link.send(link.STOPPED, released=True)  # it never claimed anything
+            return 0
+        self.link.send(link.READY)
         self.heartbeat.start()
         self.completer.start()
+        self.soft_limits.start()
         signals.worker_started.send_robust(sender=None, worker_id=self.id, queues=self.config.queues)
         logger.info(
             "worker %s (pid %s) on queues %s with %d threads",
@@ -130,50 +258,84 @@ class WorkerProcess:
             self.config.threads,
         )
         self.producer.run()
+        if self.producer.exhausted:
+            self.recycle(f"claimed --max-jobs-per-child {self.config.max_jobs_per_child} jobs")
         signals.worker_stopping.send_robust(sender=None, worker_id=self.id)
         self._shutdown()
         return 0
 
-    def _shutdown(self) -> None:
-        deadline = time.monotonic() + self.config.shutdown_timeout
+    def _wait_for_jobs(self) -> dict[UUID, int]:
+        """Wait for running jobs as the stop mode allows; returns those still running."""
         with self._lock:
-            self._idle.wait_for(lambda: not self._running, max(0.0, deadline - time.monotonic()))
-            unfinished = dict(self._running)
+            while self._running and not self._cold:
+                if self._stop_at is not None and time.monotonic() >= self._stop_at + self.config.shutdown_timeout:
+                    break
+                self._idle.wait(WAIT_SLICE_S)
+            return dict(self._running)
+
+    def _shutdown(self) -> None:
+        unfinished = self._wait_for_jobs()
         if unfinished:
             logger.warning(
-                "worker %s: %d job(s) still running after %.0f s; releasing them to the queue",
+                "worker %s: %d job(s) still running (%s); releasing them to the queue",
                 self.id,
                 len(unfinished),
-                self.config.shutdown_timeout,
+                "cold stop" if self._cold else f"after {self.config.shutdown_timeout:.0f} s",
             )
-        self.completer.flush(FLUSH_TIMEOUT_S)
-        db = WorkerConnection(self.config.alias, role="shutdown")
-        for attempt in range(RELEASE_ATTEMPTS):
-            try:
-                if unfinished:
-                    db.store.job_release_many(worker_id=self.id, ids=list(unfinished))
-                db.store.worker_delete(id=self.id)
-                break
-            except CONNECTION_ERRORS as exc:
-                logger.warning("shutdown: database unavailable (%s), attempt %d", exc, attempt + 1)
-                db.reset()
-                time.sleep(1.0)
-        db.close()
+        self.completer.flush(COLD_FLUSH_TIMEOUT_S if self._cold else FLUSH_TIMEOUT_S)
+        self._leave(time.monotonic() + (COLD_RELEASE_TIMEOUT_S if self._cold else RELEASE_TIMEOUT_S))
         self.completer.stop()
         self.heartbeat.stop()
+        self.soft_limits.stop()
         self.completer.join(5)
-        logger.info("worker %s stopped", self.id)
+        logger.info("worker %s stopped after %d job(s)", self.id, self.jobs_done)
+
+    def _leave(self, deadline: float) -> None:
+        """Hand back what still runs (attempt not counted) and delete the worker row. If the database stays
+        away past ``deadline``, the supervisor keeps trying (or, without one, the rescuer does it later)."""
+        db = WorkerConnection(self.config.alias, role="shutdown")
+        pause = 0.2
+        released = False
+        while not released:
+            try:
+                db.store.job_release_many(now=timezone.now(), worker_id=self.id, keep_ids=())
+                db.store.worker_delete(id=self.id)
+                released = True
+            except CONNECTION_ERRORS as exc:
+                db.reset()
+                if time.monotonic() + pause > deadline:
+                    logger.error(
+                        "worker %s: database unavailable at shutdown (%s); leaving it to the supervisor", self.id, exc
+                    )
+                    break
+                logger.warning("shutdown: database unavailable (%s); retrying in %.1f s", exc, pause)
+                time.sleep(pause)
+                pause = min(pause * 2, 2.0)
+        db.close()
+        self.link.send(link.STOPPED, released=released)
 
 
-def main(config: WorkerConfig) -> None:
+def main(
+    config: WorkerConfig,
+    worker_id: UUID | None = None,
+    conn: Connection | None = None,
+    parent_pid: int | None = None,
+) -> None:
     """Entry point of a worker process started by the supervisor (multiprocessing, spawn)."""
+    # A stop signal during start-up (Django setup takes a while) is kept and acted on once running, so
+    # the process still stops cleanly rather than dying on the default action.
+    early: list[int] = []
+    for signum in (signal.SIGTERM, signal.SIGQUIT):
+        signal.signal(signum, lambda signum, frame: early.append(signum))
+    if conn is not None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
     import django
 
     django.setup()
     from .logs import configure_logging
 
     configure_logging(config.log_level)
-    code = WorkerProcess(config).run()
+    code = WorkerProcess(config, worker_id=worker_id, conn=conn, parent_pid=parent_pid).run(early)
     logging.shutdown()
     # Job threads still running past the shutdown timeout were released to the queue; do not wait for them.
     os._exit(code)

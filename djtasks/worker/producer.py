@@ -3,6 +3,11 @@
 It sleeps until something can have changed: a NOTIFY for one of its queues (sent when an enqueueing
 transaction commits), a slot freed by a finished job, the next scheduled job becoming due, or the poll
 interval (the fallback for notifications missed while reconnecting, and the only wake-up without LISTEN).
+
+After losing the database it reconnects with backoff. A claim whose answer was lost may still have been
+committed, leaving jobs ``running`` under this worker that it never received; the first thing it does on
+the new connection is hand back every running job of this worker it does not know about.
+With a ``budget`` (``--max-jobs-per-child``) it claims at most that many jobs in all, then stops.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ import logging
 import os
 import select
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import timedelta
 from typing import Any
 from uuid import UUID
@@ -39,6 +44,8 @@ class Producer:
         poll_interval: float,
         listen: bool,
         alias: str | None = None,
+        known_ids: Callable[[], Iterable[UUID]] = tuple,
+        budget: int | None = None,
     ) -> None:
         self.worker_id = worker_id
         self.queues = list(queues)
@@ -54,6 +61,10 @@ class Producer:
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
         self._listening = False
+        self.known_ids = known_ids
+        self.budget = budget  # jobs it may still claim; None = no limit
+        self.exhausted = False  # stopped because the budget is spent
+        self._reconnected = False
 
     # -- called from other threads --------------------------------------------------------------------
     def wake(self) -> None:
@@ -62,9 +73,9 @@ class Producer:
         with contextlib.suppress(OSError):
             os.write(self._wake_w, b"\0")
 
-    def slot_freed(self) -> None:
+    def slot_freed(self, n: int = 1) -> None:
         with self._lock:
-            self._free += 1
+            self._free += n
         self.wake()
 
     def stop(self) -> None:
@@ -81,6 +92,8 @@ class Producer:
         pause = RECONNECT_START_S
         while not self.stopping.is_set():
             try:
+                if self._reconnected:
+                    self._release_strays()
                 self._ensure_listening()
                 timeout = self._claim_once()
                 pause = RECONNECT_START_S
@@ -90,9 +103,20 @@ class Producer:
                 logger.warning("producer lost the database (%s); reconnecting in %.1f s", exc, pause)
                 self.db.reset()
                 self._listening = False
+                self._reconnected = True
                 self.stopping.wait(pause)
                 pause = min(pause * 2, RECONNECT_MAX_S)
+        # The wake-up pipe stays open: job threads still finishing call slot_freed(), and a closed
+        # descriptor number could by then belong to another file (a database socket).
         self.db.close()
+
+    def _release_strays(self) -> None:
+        released = self.db.store.job_release_many(
+            now=timezone.now(), worker_id=self.worker_id, keep_ids=set(self.known_ids())
+        )
+        self._reconnected = False
+        if released:
+            logger.warning("producer: handed back %d job(s) claimed while the connection broke", len(released))
 
     def _ensure_listening(self) -> None:
         if self.listen and not self._listening:
@@ -105,7 +129,7 @@ class Producer:
 
     def _claim_once(self) -> float | None:
         """Claim what fits; return how long to sleep, or None to claim again at once."""
-        free = self.free
+        free = self.free if self.budget is None else min(self.free, self.budget)
         if free <= 0:
             return self.poll_interval
         now = timezone.now()
@@ -116,7 +140,13 @@ class Producer:
                 continue
             with self._lock:
                 self._free -= 1
+            if self.budget is not None:
+                self.budget -= 1
             self.submit(row)
+        if self.budget == 0:
+            self.exhausted = True
+            self.stopping.set()
+            return None
         if len(rows) == free:
             return None  # we took all we could: there may be more waiting
         horizon = now + timedelta(seconds=self.poll_interval)

@@ -148,3 +148,16 @@ def test_summary_counts_each_queue_and_the_last_hour():
     assert (data.total.queued, data.total.running, data.total.failed) == (3, 1, 1)
     assert (data.workers_alive, data.workers_dead) == (1, 1)
     assert [w.running for w in data.workers] == [1, 0]
+
+
+def test_retry_clears_a_previous_terminate_request():
+    """A job cancelled by killing its process must not be killed again when an operator retries it."""
+    from djtasks.models import Job
+    from djtasks.operations import retry_jobs
+    from tests.testapp import tasks as test_tasks
+
+    result = test_tasks.add.delay(1, 2)
+    Job.objects.filter(id=result.id).update(status="cancelled", cancel_requested=True, terminate_requested=True)
+    assert retry_jobs([result.id]) == {result.id}
+    job = Job.objects.get(id=result.id)
+    assert (job.status, job.cancel_requested, job.terminate_requested) == ("queued", False, False)

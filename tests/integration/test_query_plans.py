@@ -116,9 +116,9 @@ def test_by_id_queries_use_the_primary_key_or_running_index(big_table, name):
             "run_ats": [None] * 50,
             "finished_ats": [timezone.now()] * 50,
         },
-        "job_release_many": {"worker_id": uuid.uuid4(), "ids": ids},
+        "job_release_many": {"now": timezone.now(), "worker_id": uuid.uuid4(), "keep_ids": ids[:3]},
         "job_get": {"id": ids[0]},
-        "job_cancel_many": {"now": timezone.now(), "ids": ids},
+        "job_cancel_many": {"now": timezone.now(), "ids": ids, "terminate": False},
     }[name]
     nodes = plan_nodes(big_table, name, params)
     assert used_indexes(nodes) & {"djtasks_job_pkey", "djtasks_job_running"}, scans_of_job_table(nodes)

@@ -168,13 +168,15 @@ def test_job_finish_many_requeues_with_error_and_run_at(store):
 
 
 def test_job_release_many_returns_jobs_without_counting_the_attempt(store):
-    store.job_insert(now=timezone.now(), **job_row())
+    store.job_insert_many(now=timezone.now(), jobs=[job_row(), job_row()])
     worker = uuid7()
-    (row,) = store.job_claim_many(now=timezone.now(), worker_id=worker, queues=["default"], limit=1)
-    assert store.job_release_many(worker_id=uuid7(), ids=[row["id"]]) == set()  # not ours
-    assert store.job_release_many(worker_id=worker, ids=[row["id"]]) == {row["id"]}
+    row, kept = store.job_claim_many(now=timezone.now(), worker_id=worker, queues=["default"], limit=2)
+    assert store.job_release_many(now=timezone.now(), worker_id=uuid7()) == {}  # not ours
+    released = store.job_release_many(now=timezone.now(), worker_id=worker, keep_ids=[kept["id"]])
+    assert released == {row["id"]: "queued"}
     job = Job.objects.get(id=row["id"])
     assert job.status == "queued" and job.attempt == 0 and job.worker_id is None and job.started_at is None
+    assert Job.objects.get(id=kept["id"]).status == "running"  # still being run: kept
 
 
 def test_job_next_run_at(store):

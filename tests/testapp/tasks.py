@@ -77,3 +77,114 @@ def tick(label="tick"):
 
 # A code-defined schedule, synced to a row whenever a scheduler starts (far from firing during a test run).
 periodic(tick, cron="0 4 29 2 *", tz="Europe/Paris", name="testapp-rare", kwargs={"label": "rare"})
+
+# -- reliability: cancel, time limits, dying processes, recycling, chaos ---------------------------------------
+_hoard: list[bytearray] = []  # memory that hog() never gives back, so the process must be recycled
+
+
+def _append(path, line):
+    # One write() with O_APPEND: lines from concurrent processes never interleave.
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line.encode())
+    finally:
+        os.close(fd)
+
+
+@job(bind=True)
+def cooperative(ctx, timeout=30.0):
+    """Works in small steps until cancelled."""
+    Execution.objects.create(job_id=ctx.job_id, label="cooperative", attempt=ctx.attempt, pid=os.getpid())
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if ctx.is_cancelled():
+            return "stopped"
+        time.sleep(0.05)
+    return "timed out"
+
+
+@job(bind=True, max_attempts=3)
+def survive(ctx, label, sleep_first=0.0):
+    """Records each run; only the first attempt is slow (so a re-run after a kill finishes quickly)."""
+    Execution.objects.create(job_id=ctx.job_id, label=label, attempt=ctx.attempt, pid=os.getpid())
+    if ctx.attempt == 1 and sleep_first:
+        time.sleep(sleep_first)
+    return label
+
+
+@job(bind=True, max_attempts=25)
+def chaos_touch(ctx, path, sleep=0.0):
+    """Side effect first (a line in a file), then some work: a kill during the work makes a duplicate."""
+    _append(path, f"{ctx.job_id} {ctx.attempt} {os.getpid()}\n")
+    time.sleep(sleep)
+    return ctx.attempt
+
+
+@job(bind=True)
+def touch(ctx, path, sleep=0.0):
+    """Work, then the side effect: one line per completed execution (no retries: any failure shows)."""
+    time.sleep(sleep)
+    _append(path, f"{ctx.job_id} {ctx.attempt} {os.getpid()}\n")
+    return ctx.attempt
+
+
+@job(bind=True, time_limit=1.5)
+def overdue(ctx, seconds):
+    Execution.objects.create(job_id=ctx.job_id, label="overdue", attempt=ctx.attempt, pid=os.getpid())
+    time.sleep(seconds)
+    return "finished"
+
+
+@job(bind=True, soft_time_limit=0.5, time_limit=10)
+def soft_limited(ctx):
+    """Polls in short sleeps; cleans up when the soft limit strikes."""
+    from djtasks import SoftTimeLimitExceeded
+
+    started = time.monotonic()
+    try:
+        while True:
+            time.sleep(0.02)
+    except SoftTimeLimitExceeded:
+        Execution.objects.create(job_id=ctx.job_id, label="cleaned up", attempt=ctx.attempt, pid=os.getpid())
+        return round(time.monotonic() - started, 2)
+
+
+@job(soft_time_limit=0.3)
+def soft_uncaught():
+    while True:
+        sum(range(100))
+
+
+@job(bind=True)
+def burn(ctx, seconds):
+    """Pure-Python CPU work (holds the GIL except at switch intervals)."""
+    import sys
+
+    Execution.objects.create(job_id=ctx.job_id, label="burn", attempt=ctx.attempt, pid=os.getpid())
+    deadline = time.monotonic() + seconds
+    n = 0
+    while time.monotonic() < deadline:
+        for i in range(1000):
+            n += i * i
+    return sys.getswitchinterval()
+
+
+@job(bind=True, max_attempts=2)
+def segfault(ctx):
+    import ctypes
+
+    Execution.objects.create(job_id=ctx.job_id, label="segfault", attempt=ctx.attempt, pid=os.getpid())
+    ctypes.string_at(0)
+
+
+@job(bind=True, max_attempts=2)
+def hard_exit(ctx, code=0):
+    Execution.objects.create(job_id=ctx.job_id, label="hard_exit", attempt=ctx.attempt, pid=os.getpid())
+    os._exit(code)
+
+
+@job(bind=True)
+def hog(ctx, mb):
+    Execution.objects.create(job_id=ctx.job_id, label="hog", attempt=ctx.attempt, pid=os.getpid())
+    _hoard.append(bytearray(b"\x01") * (mb * 1024 * 1024))
+    return mb

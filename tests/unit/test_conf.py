@@ -29,6 +29,7 @@ def test_durations_accept_timedelta():
         ({"POLL_INTERVAL": "1"}, "expected seconds"),
         ({"POLL_INTERVAL": -1}, "must not be negative"),
         ({"POLL_INTERVAL": 0}, "greater than zero"),
+        ({"RESCUE_INTERVAL": 0}, "greater than zero"),
         ({"QUEUES": {}}, "non-empty"),
         ({"QUEUES": {"a": {"concurrency": 0}}, "DEFAULT_QUEUE": "a"}, "concurrency"),
         ({"QUEUES": {"a": {"speed": 1}}}, "unknown option"),

@@ -16,7 +16,10 @@ DEFAULT_SHUTDOWN_TIMEOUT_S = 30.0
 
 
 class Command(BaseCommand):
-    help = "Run djtasks worker processes under a supervisor (SIGTERM/SIGINT: warm shutdown)."
+    help = (
+        "Run djtasks worker processes under a supervisor. SIGTERM/SIGINT: warm shutdown (running jobs finish, "
+        "up to --shutdown-timeout); a second signal or SIGQUIT: cold shutdown (running jobs go back to the queue)."
+    )
     requires_system_checks = "__all__"
 
     def add_arguments(self, parser: Any) -> None:
@@ -38,6 +41,19 @@ class Command(BaseCommand):
             action="store_true",
             help="also run the periodic scheduler (like runbeat) in the supervisor; safe on every host",
         )
+        parser.add_argument(
+            "--max-jobs-per-child",
+            type=int,
+            default=None,
+            help="replace a worker process after it ran this many jobs (its jobs finish first; none is lost)",
+        )
+        parser.add_argument(
+            "--max-memory-per-child",
+            type=float,
+            default=None,
+            metavar="MB",
+            help="replace a worker process once its resident memory exceeds this many MB (checked after each job)",
+        )
         parser.add_argument("--loglevel", default="INFO", help="djtasks log level (default INFO)")
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -45,6 +61,10 @@ class Command(BaseCommand):
             raise CommandError("--processes and --threads must be at least 1")
         if options["shutdown_timeout"] < 0:
             raise CommandError("--shutdown-timeout must not be negative")
+        if options["max_jobs_per_child"] is not None and options["max_jobs_per_child"] < 1:
+            raise CommandError("--max-jobs-per-child must be at least 1")
+        if options["max_memory_per_child"] is not None and options["max_memory_per_child"] <= 0:
+            raise CommandError("--max-memory-per-child must be a positive number of MB")
         known = djtasks_settings.QUEUES
         queues = tuple(q.strip() for q in options["queues"].split(",") if q.strip()) or tuple(known)
         unknown = [q for q in queues if q not in known]
@@ -60,5 +80,7 @@ class Command(BaseCommand):
             heartbeat_interval=djtasks_settings.HEARTBEAT_INTERVAL,
             alias=djtasks_settings.DATABASE,
             log_level=options["loglevel"],
+            max_jobs_per_child=options["max_jobs_per_child"],
+            max_memory_per_child=options["max_memory_per_child"],
         )
         sys.exit(Supervisor(config, options["processes"], beat=options["beat"]).run())

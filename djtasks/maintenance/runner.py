@@ -1,0 +1,84 @@
+"""Runs maintenance services in a thread of the supervisor, apart from the hot path.
+
+Each service (``name``, ``interval``, ``run_once(now)``) runs every ``interval`` seconds, and only while this
+process holds the service's Postgres advisory lock: one rescuer at a time across all hosts. The lock is a
+session lock on this thread's own connection, released right after the run (and by the server if the
+connection dies). A failing service is logged and tried again next interval; it never stops the supervisor.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from typing import Any, Protocol
+
+from django.utils import timezone
+
+from ..worker.db import CONNECTION_ERRORS, WorkerConnection
+
+logger = logging.getLogger("djtasks.maintenance")
+
+JITTER = 0.1  # +-10% on each interval, so supervisors started together do not contend in lock-step
+RECONNECT_MAX_S = 5.0
+
+
+class Service(Protocol):
+    name: str
+    interval: float
+
+    def run_once(self, now: Any) -> Any: ...
+
+
+class MaintenanceRunner(threading.Thread):
+    def __init__(self, alias: str | None = None) -> None:
+        super().__init__(name="djtasks-maintenance", daemon=True)
+        self.db = WorkerConnection(alias, role="maintenance")
+        self.store = self.db.store
+        self.services: list[Service] = []
+        self._stop_event = threading.Event()
+        self.runs: dict[str, int] = {}
+
+    def add(self, service: Service) -> None:
+        self.services.append(service)
+
+    def stop(self) -> None:
+        self._stop_event.set()
+
+    def run_service(self, service: Service) -> Any:
+        """Run ``service`` once if its advisory lock is free; returns its result, or None when skipped."""
+        if not self.store.maintenance_lock(name=service.name):
+            return None
+        try:
+            result = service.run_once(timezone.now())
+            self.runs[service.name] = self.runs.get(service.name, 0) + 1
+            return result
+        finally:
+            self.store.maintenance_unlock(name=service.name)
+
+    def run(self) -> None:
+        due = {service.name: time.monotonic() + service.interval * random.random() for service in self.services}
+        failures = 0
+        while not self._stop_event.is_set():
+            now = time.monotonic()
+            for service in self.services:
+                if due[service.name] > now or self._stop_event.is_set():
+                    continue
+                due[service.name] = now + service.interval * random.uniform(1 - JITTER, 1 + JITTER)
+                try:
+                    self.run_service(service)
+                    failures = 0
+                except CONNECTION_ERRORS as exc:
+                    failures += 1
+                    logger.warning("maintenance %s: database unavailable (%s)", service.name, exc)
+                    self.db.reset()
+                    due[service.name] = now + min(RECONNECT_MAX_S, service.interval * failures)
+                except Exception:
+                    logger.exception("maintenance %s failed; trying again in %.1f s", service.name, service.interval)
+                    self.db.reset()  # the session may hold the lock or be mid-transaction: start clean
+            if self.services:
+                self._stop_event.wait(max(0.0, min(due.values()) - time.monotonic()))
+            else:
+                self._stop_event.wait()
+        self.db.close()

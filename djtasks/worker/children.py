@@ -1,0 +1,169 @@
+"""The supervisor's handle on one worker process: the process, the pipe it reports on, the jobs it runs,
+and, when the supervisor kills it on purpose, why."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from multiprocessing.context import SpawnContext
+from typing import Any
+from uuid import UUID
+
+from ..exceptions import NotRegistered, TimeLimitExceeded
+from ..ids import uuid7
+from ..registry import registry
+from . import link
+from .executor import cancelled_outcome, failure_outcome
+from .process import WorkerConfig, main
+
+logger = logging.getLogger("djtasks.supervisor")
+
+TIME_LIMIT = "time limit"
+TERMINATE = "terminate"
+SHUTDOWN = "shutdown"
+
+
+@dataclass
+class RunningJob:
+    id: UUID
+    attempt: int
+    name: str = ""
+    max_attempts: int = 1
+    time_limit: float | None = None
+    deadline: float | None = None  # supervisor's monotonic clock
+
+
+@dataclass
+class Kill:
+    """Why the supervisor killed a process: these jobs get an outcome, its other jobs go back to the queue."""
+
+    reason: str
+    jobs: list[RunningJob] = field(default_factory=list)
+
+    def outcomes(self, pid: int | None, now: datetime) -> list[dict[str, Any]]:
+        found = []
+        for job in self.jobs:
+            row = {"id": job.id, "attempt": job.attempt}
+            if self.reason == TIME_LIMIT:
+                exc = TimeLimitExceeded(
+                    f"ran past its time_limit of {job.time_limit:g} s; its worker process (pid {pid}) was killed"
+                )
+                found.append(failure_outcome(row, exc, now, retry_in=_retry_in(job, exc)))
+            elif self.reason == TERMINATE:
+                found.append(cancelled_outcome(row, f"terminated on request: worker process pid {pid} was killed", now))
+        return found
+
+
+def _retry_in(job: RunningJob, exc: BaseException) -> float | None:
+    """The job's own retry policy applied to a time limit (None: no retry)."""
+    try:
+        definition = registry.get(job.name)
+    except NotRegistered:
+        return None
+    if not definition.should_retry(exc, job.attempt, job.max_attempts):
+        return None
+    return definition.retry_delay(job.attempt)
+
+
+def describe_exit(code: int | None) -> str:
+    if code is None:
+        return "still running"
+    if code < 0:
+        try:
+            return f"signal {signal.Signals(-code).name}"
+        except ValueError:
+            return f"signal {-code}"
+    return f"exit code {code}"
+
+
+class Child:
+    """One worker process started with ``spawn``; it reports on ``conn``."""
+
+    def __init__(self, ctx: SpawnContext, config: WorkerConfig, slot: int) -> None:
+        self.slot = slot
+        self.worker_id = uuid7()
+        reader, writer = ctx.Pipe(duplex=False)
+        self.process = ctx.Process(
+            target=main,
+            args=(config, self.worker_id, writer, os.getpid()),
+            name=f"djtasks-worker-{slot}",
+            daemon=False,
+        )
+        self.process.start()
+        writer.close()
+        self.conn: Any = reader
+        self.started = time.monotonic()
+        self.ready = False
+        self.retiring: str | None = None  # why it recycles
+        self.stopped: bool | None = None  # said goodbye; True if it handed back its jobs itself
+        self.jobs: dict[UUID, RunningJob] = {}
+        self.kill_reason: Kill | None = None
+        self.jobs_done = 0
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid
+
+    def waitables(self) -> list[Any]:
+        return [self.conn, self.process.sentinel] if self.conn is not None else [self.process.sentinel]
+
+    def receive(self) -> None:
+        """Read every message waiting on the pipe."""
+        while self.conn is not None:
+            try:
+                if not self.conn.poll():
+                    return
+                kind, fields = self.conn.recv()
+            except (EOFError, OSError):
+                self.conn.close()
+                self.conn = None
+                return
+            self._handle(kind, fields)
+
+    def _handle(self, kind: str, fields: dict[str, Any]) -> None:
+        if kind == link.STARTED:
+            job_id = UUID(fields["id"])
+            limit = fields.get("time_limit")
+            self.jobs[job_id] = RunningJob(
+                id=job_id,
+                attempt=fields["attempt"],
+                name=fields["name"],
+                max_attempts=fields["max_attempts"],
+                time_limit=limit,
+                deadline=time.monotonic() + limit if limit else None,
+            )
+        elif kind == link.FINISHED:
+            job = self.jobs.get(UUID(fields["id"]))
+            if job is not None and job.attempt == fields["attempt"]:
+                del self.jobs[job.id]
+                self.jobs_done += 1
+        elif kind == link.READY:
+            self.ready = True
+        elif kind == link.RECYCLING:
+            self.retiring = fields.get("reason") or "recycling"
+        elif kind == link.STOPPED:
+            self.stopped = bool(fields.get("released"))
+
+    def next_deadline(self) -> float | None:
+        deadlines = [job.deadline for job in self.jobs.values() if job.deadline is not None]
+        return min(deadlines) if deadlines else None
+
+    def overdue(self, now: float) -> list[RunningJob]:
+        return [job for job in self.jobs.values() if job.deadline is not None and job.deadline <= now]
+
+    def kill(self, reason: Kill) -> None:
+        """SIGKILL the process; what happens to its jobs is decided when the supervisor reaps it."""
+        if self.kill_reason is None:
+            self.kill_reason = reason
+        if self.process.exitcode is None:
+            self.process.kill()
+
+    def signal(self, signum: int) -> None:
+        if self.process.exitcode is None and self.pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signum)
