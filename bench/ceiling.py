@@ -135,6 +135,8 @@ def bench_bare_insert(n: int) -> dict[str, float]:
                     "now": now,
                     "expires_at": None,
                     "max_attempts": 1,
+                    "time_limit": None,
+                    "soft_time_limit": None,
                 },
             )
             latencies.append(time.perf_counter() - t0)

@@ -32,10 +32,22 @@ class WorkerConnection:
     """One lazily opened autocommit connection owned by one thread; ``reset()`` after an error, and the
     next query opens a new one."""
 
-    def __init__(self, alias: str | None = None, *, role: str = "worker") -> None:
+    def __init__(
+        self, alias: str | None = None, *, role: str = "worker", prepare: bool = False, durable: bool = True
+    ) -> None:
+        """``prepare``: use server-side prepared statements (the hot path's few queries run thousands of
+        times; skipped without LISTEN, which is how a transaction-mode pooler is configured).
+        ``durable=False``: commits do not wait for the WAL flush (``synchronous_commit=off``). Only for
+        writes that may be lost in a server crash without harm: a lost claim leaves the job queued, and it
+        runs once the server is back; that is within at-least-once delivery. Outcomes stay durable."""
         self._params = connection_params(alias)
         self._params["application_name"] = f"djtasks-{role}"
         self._params.setdefault("connect_timeout", CONNECT_TIMEOUT_S)
+        if prepare and djtasks_settings.LISTEN and self._params.get("prepare_threshold") is None:
+            self._params["prepare_threshold"] = 0
+        if not durable:
+            options = self._params.get("options", "")
+            self._params["options"] = f"{options} -c synchronous_commit=off".strip()
         self._conn: psycopg.Connection[Any] | None = None
         self.store = Store(self._cursor)
 

@@ -39,6 +39,7 @@ from .db import CONNECTION_ERRORS, WorkerConnection
 from .executor import execute, failure_outcome
 from .heartbeat import Heartbeat, cap_switch_interval
 from .limits import SoftLimiter
+from .prefetch import Durations
 from .producer import Producer
 
 logger = logging.getLogger("djtasks.worker")
@@ -85,6 +86,12 @@ class _JobScope:
 
     def __enter__(self) -> None:
         row = self.row
+        # The supervisor tracks a job only to enforce its hard limit: every other fate (a dead process, a
+        # terminate request) it reads from the database, so jobs without a limit cost no pipe messages.
+        if self.hard is None:
+            if self.soft is not None:
+                self.guard = self.process.soft_limits.arm(f"job {row['id']} {row['name']}", self.soft)
+            return
         self.process.link.send(
             link.STARTED,
             id=str(row["id"]),
@@ -101,7 +108,8 @@ class _JobScope:
             if self.guard is not None:
                 self.guard.disarm()
         finally:
-            self.process.link.send(link.FINISHED, id=str(self.row["id"]), attempt=self.row["attempt"])
+            if self.hard is not None:
+                self.process.link.send(link.FINISHED, id=str(self.row["id"]), attempt=self.row["attempt"])
 
 
 class WorkerProcess:
@@ -128,6 +136,8 @@ class WorkerProcess:
             parent_pid=parent_pid,
             on_orphaned=self.request_stop,
         )
+        self.durations = Durations()
+        self._waiting = 0  # submitted to the executor, not started yet
         self.producer = Producer(
             worker_id=self.id,
             queues=config.queues,
@@ -138,6 +148,8 @@ class WorkerProcess:
             alias=config.alias,
             known_ids=self._known_ids,
             budget=config.max_jobs_per_child,
+            durations=self.durations,
+            waiting=lambda: self._waiting,
         )
         self._running: dict[UUID, int] = {}  # job id -> attempt, for jobs handed to the executor
         self._lock = threading.Lock()
@@ -161,11 +173,16 @@ class WorkerProcess:
     def _submit(self, row: dict[str, Any]) -> None:
         with self._lock:
             self._running[row["id"]] = row["attempt"]
+            self._waiting += 1
         self.executor.submit(self._run_one, row)
 
     def _run_one(self, row: dict[str, Any]) -> None:
+        with self._lock:
+            self._waiting -= 1
+        started = time.perf_counter()
         try:
             outcome = execute(row, runtime=self)
+            self.durations.observe(row["name"], time.perf_counter() - started)
         except BaseException as exc:
             logger.exception("internal error running job %s", row["id"])
             outcome = failure_outcome(row, exc, timezone.now(), retry_in=None)

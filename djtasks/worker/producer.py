@@ -26,6 +26,7 @@ from django.utils import timezone
 
 from ..status import JobStatus
 from .db import CONNECTION_ERRORS, WorkerConnection
+from .prefetch import Durations
 
 logger = logging.getLogger("djtasks.worker")
 
@@ -46,6 +47,8 @@ class Producer:
         alias: str | None = None,
         known_ids: Callable[[], Iterable[UUID]] = tuple,
         budget: int | None = None,
+        durations: Durations | None = None,
+        waiting: Callable[[], int] = lambda: 0,
     ) -> None:
         self.worker_id = worker_id
         self.queues = list(queues)
@@ -53,9 +56,13 @@ class Producer:
         self.submit = submit
         self.poll_interval = poll_interval
         self.listen = listen
-        self.db = WorkerConnection(alias, role="producer")
+        # Claims need no durable commit: a claim lost in a server crash leaves its jobs queued (see db.py).
+        self.db = WorkerConnection(alias, role="producer", prepare=True, durable=False)
         self.stopping = threading.Event()
-        self._free = slots
+        self.durations = durations or Durations()
+        self.waiting = waiting  # claimed jobs not started yet (in the executor's queue)
+        self._outstanding = 0  # claimed jobs whose outcome is not recorded yet
+        self._last_names: set[str] = set()
         self._lock = threading.Lock()
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
@@ -75,7 +82,7 @@ class Producer:
 
     def slot_freed(self, n: int = 1) -> None:
         with self._lock:
-            self._free += n
+            self._outstanding -= n
         self.wake()
 
     def stop(self) -> None:
@@ -83,9 +90,14 @@ class Producer:
         self.wake()
 
     @property
+    def capacity(self) -> int:
+        """Threads plus the jobs it may claim ahead, given how long recent jobs took."""
+        return self.slots + self.durations.prefetch(self.slots, self._last_names)
+
+    @property
     def free(self) -> int:
         with self._lock:
-            return self._free
+            return self.capacity - self._outstanding
 
     # -- the loop -------------------------------------------------------------------------------------
     def run(self) -> None:
@@ -129,17 +141,27 @@ class Producer:
 
     def _claim_once(self) -> float | None:
         """Claim what fits; return how long to sleep, or None to claim again at once."""
-        free = self.free if self.budget is None else min(self.free, self.budget)
+        capacity = self.capacity
+        with self._lock:
+            free = capacity - self._outstanding
+        if self.budget is not None:
+            free = min(free, self.budget)
         if free <= 0:
+            return self.poll_interval
+        if free < self.slots and free * 2 < capacity and self.waiting() > 0:
+            # Jobs claimed ahead are still waiting for a thread: claim again once more slots are free,
+            # in one larger statement rather than many small ones.
             return self.poll_interval
         now = timezone.now()
         rows = self.db.store.job_claim_many(now=now, worker_id=self.worker_id, queues=self.queues, limit=free)
+        if rows:
+            self._last_names = {row["name"] for row in rows}
         for row in rows:
             if row["status"] != JobStatus.RUNNING:  # expired before it started: the claim cancelled it
                 logger.info("job %s %s expired before it started", row["id"], row["name"])
                 continue
             with self._lock:
-                self._free -= 1
+                self._outstanding += 1
             if self.budget is not None:
                 self.budget -= 1
             self.submit(row)
