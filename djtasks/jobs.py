@@ -263,13 +263,17 @@ class Job:
         """
         now = timezone.now()
         rows = []
+        template: dict[str, Any] | None = None  # the row of a plain call: validated once, copied per item
         for index, item in enumerate(items):
             if isinstance(item, Signature):
                 if item.name != self.name:
                     raise ValueError(f"bulk_delay of {self.name!r}: item {index} is a signature of {item.name!r}")
                 rows.append(self._row(item.args, item.kwargs, now, **item.options))
             elif isinstance(item, (tuple, list)):
-                rows.append(self._row(item, None, now))
+                if template is None:
+                    template = self._row((), None, now)
+                args_json = serialization.dumps(list(item), "args")
+                rows.append({**template, "id": uuid7(), "args": args_json})
             else:
                 raise TypeError(
                     f"bulk_delay of {self.name!r}: item {index} must be a tuple of arguments or {self.name}.s(...), "

@@ -7,6 +7,7 @@ alias, so enqueueing joins the caller's transaction; workers build one on their 
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
@@ -67,23 +68,23 @@ class Store:
     def job_insert_many(self, *, now: datetime, jobs: Sequence[dict[str, Any]]) -> None:
         if not jobs:
             return
-        self._execute(
-            "job_insert_many",
+        rows = [
             {
-                "now": now,
-                "ids": [j["id"] for j in jobs],
-                "names": [j["name"] for j in jobs],
-                "queues": [j["queue"] for j in jobs],
-                "priorities": [j["priority"] for j in jobs],
-                "args": [j["args"] for j in jobs],
-                "kwargs": [j["kwargs"] for j in jobs],
-                "run_ats": [j["run_at"] for j in jobs],
-                "expires_ats": [j["expires_at"] for j in jobs],
-                "max_attempts": [j["max_attempts"] for j in jobs],
-                "time_limits": [j.get("time_limit") for j in jobs],
-                "soft_time_limits": [j.get("soft_time_limit") for j in jobs],
-            },
-        )
+                "id": str(j["id"]),
+                "name": j["name"],
+                "queue": j["queue"],
+                "priority": j["priority"],
+                "args": j["args"],
+                "kwargs": j["kwargs"],
+                "run_at": j["run_at"].isoformat(),
+                "expires_at": j["expires_at"].isoformat() if j["expires_at"] is not None else None,
+                "max_attempts": j["max_attempts"],
+                "time_limit": j.get("time_limit"),
+                "soft_time_limit": j.get("soft_time_limit"),
+            }
+            for j in jobs
+        ]
+        self._execute("job_insert_many", {"now": now, "jobs": json.dumps(rows, separators=(",", ":"))})
 
     # -- jobs: hot path -------------------------------------------------------------------------------
     def job_claim_many(

@@ -174,3 +174,28 @@ def test_cancel_a_queued_job_means_it_never_runs():
     with pytest.raises(JobCancelled):
         result.get(timeout=1)
     assert result.cancel() is False  # already finished
+
+
+def test_bulk_delay_keeps_times_and_arguments_exactly():
+    import datetime as dt
+    from decimal import Decimal
+
+    when = dt.datetime(2030, 1, 2, 3, 4, 5, 678901, tzinfo=dt.timezone(dt.timedelta(hours=5, minutes=30)))
+    results = tasks.echo.bulk_delay(
+        [
+            (Decimal("1.10"), when, 'quote"and\\backslash', "ünïcode"),
+            tasks.echo.s(x=[1, {"y": None}]).set(countdown=60, expires=120),
+            (),
+        ]
+    )
+    jobs = {j.id: j for j in Job.objects.all()}
+    delayed = jobs[results[1].id]
+    assert delayed.run_at - delayed.enqueued_at == timedelta(seconds=60)
+    assert delayed.expires_at - delayed.enqueued_at == timedelta(seconds=120)
+    assert jobs[results[0].id].run_at == jobs[results[0].id].enqueued_at
+    assert drain() == 2
+    assert results[0].get(timeout=1) == {
+        "args": [Decimal("1.10"), when, 'quote"and\\backslash', "ünïcode"],
+        "kwargs": {},
+    }
+    assert results[2].get(timeout=1) == {"args": [], "kwargs": {}}
