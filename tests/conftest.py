@@ -28,13 +28,13 @@ def subprocess_env() -> dict[str, str]:
 class WorkerProcess:
     """A real ``manage.py runworker`` subprocess; its output goes to a log file shown on failure."""
 
-    def __init__(self, tmp_path: Path, *args: str) -> None:
+    def __init__(self, tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> None:
         self.log_path = tmp_path / f"runworker-{time.monotonic_ns()}.log"
         self._log = open(self.log_path, "w")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
             [sys.executable, str(ROOT / "manage.py"), "runworker", *args],
             cwd=ROOT,
-            env=subprocess_env(),
+            env={**subprocess_env(), **(env or {})},
             stdout=self._log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -67,8 +67,8 @@ def start_worker(tmp_path: Path) -> Iterator:
     """Start ``runworker`` subprocesses with the given arguments; all are stopped after the test."""
     started: list[WorkerProcess] = []
 
-    def start(*args: str) -> WorkerProcess:
-        worker = WorkerProcess(tmp_path, *args)
+    def start(*args: str, env: dict[str, str] | None = None) -> WorkerProcess:
+        worker = WorkerProcess(tmp_path, *args, env=env)
         started.append(worker)
         return worker
 

@@ -53,6 +53,8 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 DJTASKS = {
     "QUEUES": {"default": {}, "other": {}, "slow": {}},
     "POLL_INTERVAL": 0.2,
+    # DJTASKS_TEST_LISTEN=0 runs a worker subprocess in poll-only mode (as behind a transaction pooler).
+    "LISTEN": os.environ.get("DJTASKS_TEST_LISTEN", "1") != "0",
     "HEARTBEAT_INTERVAL": 1,
     "WORKER_TIMEOUT": 5,
     # Synced whenever a scheduler starts; fires only on 29 February.

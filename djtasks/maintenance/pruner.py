@@ -6,11 +6,15 @@ one burst, and never competes with claims (it only touches finished rows, throug
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from ..store import Store
 
+logger = logging.getLogger("djtasks.maintenance")
+
+PRUNE_INTERVAL_S = 60.0  # how often the supervisor's pruner looks for expired results
 BATCH_SIZE = 1000  # rows per DELETE statement
 MAX_BATCHES = 100  # per run_once(): at most 100,000 rows, then yield to the next round
 
@@ -62,3 +66,41 @@ def run_once(
         max(1, max_batches - used),
     )
     return PruneResult(ok, failed, complete=failed_done)
+
+
+class Pruner:
+    """Maintenance service: ``run_once(now)`` deletes what outlived ``RESULT_TTL`` / ``FAILED_RESULT_TTL``."""
+
+    name = "pruner"
+
+    def __init__(self, store: Store, *, interval: float = PRUNE_INTERVAL_S) -> None:
+        self.store = store
+        self.interval = interval
+
+    def run_once(self, now: datetime) -> PruneResult:
+        from ..conf import djtasks_settings
+
+        result = run_once(
+            now,
+            self.store,
+            result_ttl=djtasks_settings.RESULT_TTL,
+            failed_result_ttl=djtasks_settings.FAILED_RESULT_TTL,
+        )
+        if result.deleted:
+            logger.info("pruner: deleted %d succeeded/cancelled and %d failed job(s)", result.succeeded, result.failed)
+        return result
+
+
+def prune_all(now: datetime, store: Store) -> PruneResult:
+    """Prune until nothing past its TTL is left (``manage.py djtasks prune``); batches stay small."""
+    from ..conf import djtasks_settings
+
+    succeeded = failed = 0
+    while True:
+        result = run_once(
+            now, store, result_ttl=djtasks_settings.RESULT_TTL, failed_result_ttl=djtasks_settings.FAILED_RESULT_TTL
+        )
+        succeeded += result.succeeded
+        failed += result.failed
+        if result.complete:
+            return PruneResult(succeeded, failed, complete=True)

@@ -38,6 +38,7 @@ from typing import Any
 
 from django.utils import timezone
 
+from ..maintenance.pruner import Pruner
 from ..maintenance.rescuer import Rescuer, RescueResult
 from ..maintenance.runner import MaintenanceRunner
 from ..store import Store
@@ -77,6 +78,7 @@ class Supervisor:
         self.bookkeeper = Bookkeeper(config.alias, wake=self._wake)
         self.maintenance = MaintenanceRunner(config.alias)
         self.maintenance.add(Rescuer(self.maintenance.store))
+        self.maintenance.add(Pruner(self.maintenance.store))
 
     # -- signals --------------------------------------------------------------------------------------
     def _wake(self) -> None:

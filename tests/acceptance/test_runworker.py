@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import os
 import signal
+import time
 from collections import Counter
 
 import pytest
@@ -126,3 +127,32 @@ def test_runworker_rejects_unknown_queue(start_worker):
     worker = start_worker("--queues", "nope")
     assert worker.wait(timeout=30) != 0
     assert "unknown queue(s) nope" in worker.log
+
+
+def test_poll_only_worker_without_listen_still_runs_jobs(start_worker):
+    """LISTEN=False (e.g. behind a transaction-mode pooler): no notifications, the poll finds the jobs."""
+    worker = start_worker("--processes", "1", "--threads", "2", env={"DJTASKS_TEST_LISTEN": "0"})
+    wait_until(lambda: Worker.objects.count() == 1, timeout=30, message="the worker to start")
+    results = [tasks.add.delay(i, i) for i in range(5)]
+    assert [r.get(timeout=30) for r in results] == [0, 2, 4, 6, 8]
+    assert worker.stop() == 0
+
+
+def test_prefetching_worker_runs_each_job_once_and_long_jobs_do_not_hold_up_short_ones(start_worker):
+    """Short jobs are claimed ahead in batches; a slow job among them occupies one thread, not the batch."""
+    start_worker("--processes", "1", "--threads", "2")
+    wait_until(lambda: Worker.objects.count() == 1, timeout=30, message="the worker to start")
+    warm = tasks.record.bulk_delay([(f"warm-{i}",) for i in range(50)])  # teaches it that record() is fast
+    wait_until(lambda: Execution.objects.count() == 50, timeout=30, message="warm-up jobs")
+    slow = tasks.record.delay("slow", 6.0)
+    wait_until(lambda: Execution.objects.filter(label="slow").exists(), timeout=30, message="the slow job")
+    started = time.monotonic()
+    short = tasks.record.bulk_delay([(f"short-{i}",) for i in range(300)])
+    wait_until(
+        lambda: Execution.objects.filter(label__startswith="short-").count() == 300, timeout=30, message="short jobs"
+    )
+    assert time.monotonic() - started < 5.0, "short jobs waited for the slow one (6 s)"
+    assert slow.get(timeout=30) == "slow"
+    per_job = Counter(Execution.objects.values_list("job_id", flat=True))
+    assert set(per_job.values()) == {1} and len(per_job) == 351
+    assert {r.id for r in warm + short + [slow]} == set(per_job)

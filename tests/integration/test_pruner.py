@@ -43,3 +43,30 @@ def test_run_once_stops_at_its_batch_budget(store):
     result = pruner.run_once(timezone.now(), store, result_ttl=86400, failed_result_ttl=86400, batch=10, max_batches=2)
     assert (result.deleted, result.complete) == (20, False)
     assert Job.objects.count() == 10
+
+
+def test_prune_command_deletes_everything_past_the_ttls():
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    make_finished(2500, "succeeded", timedelta(days=2))
+    make_finished(3, "failed", timedelta(days=8))
+    make_finished(4, "failed", timedelta(days=2))
+    out = StringIO()
+    call_command("djtasks", "prune", stdout=out)
+    assert out.getvalue().strip() == "deleted 2500 succeeded/cancelled and 3 failed job(s)"
+    assert Job.objects.count() == 4
+
+
+def test_pruner_service_runs_under_the_maintenance_runner():
+    from djtasks.maintenance.pruner import Pruner
+    from djtasks.maintenance.runner import MaintenanceRunner
+
+    make_finished(5, "succeeded", timedelta(days=2))
+    runner = MaintenanceRunner()
+    try:
+        result = runner.run_service(Pruner(runner.store))
+    finally:
+        runner.db.close()
+    assert result.succeeded == 5 and not Job.objects.exists()

@@ -30,8 +30,16 @@ def add_status_arguments(parser: CommandParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
 
 
+def add_prune_arguments(parser: CommandParser) -> None:
+    """``prune`` takes no arguments: the TTLs come from the DJTASKS settings."""
+
+
 # name -> (help, function adding its arguments)
 SUBCOMMANDS = {
+    "prune": (
+        "delete finished jobs older than RESULT_TTL (failed ones: FAILED_RESULT_TTL), in small batches",
+        add_prune_arguments,
+    ),
     "status": (
         "per-queue counts, last hour's throughput and failures, and workers: what the admin's dashboard shows",
         add_status_arguments,
@@ -63,6 +71,15 @@ class Command(BaseCommand):
             self.stdout.write(_json.dumps(data.as_dict(), indent=2))
         else:
             self.stdout.write(format_text(data), ending="")
+
+    def handle_prune(self, **options: Any) -> None:
+        from django.utils import timezone
+
+        from djtasks.maintenance.pruner import prune_all
+        from djtasks.store import Store
+
+        result = prune_all(timezone.now(), Store.for_django())
+        self.stdout.write(f"deleted {result.succeeded} succeeded/cancelled and {result.failed} failed job(s)")
 
     def handle_cancel(self, *, ids: list[str], terminate: bool, **options: Any) -> None:
         try:
