@@ -194,7 +194,20 @@ def bench_drain(n: int, processes: int, threads: int, *, pickup_samples: int = 0
         if pickup_samples:
             clear_jobs()
             out["pickup"] = measure_pickup(pickup_samples)
+        time.sleep(1.0)  # at rest: nothing queued, nothing running
+        out["rss"] = worker_rss()
     return out
+
+
+def worker_rss() -> dict[str, float]:
+    """Resident memory (VmRSS, MB) of each worker process of the running worker, from ``/proc``."""
+    sizes = []
+    for pid in Worker.objects.values_list("pid", flat=True):
+        with contextlib.suppress(OSError), open(f"/proc/{pid}/status") as fh:
+            for line in fh:
+                if line.startswith("VmRSS:"):
+                    sizes.append(int(line.split()[1]) / 1024)
+    return {"max_mb": max(sizes, default=0.0), "processes": len(sizes)}
 
 
 def fill_history(rows: int) -> dict[str, float]:
@@ -248,6 +261,7 @@ def run_djtasks(args: argparse.Namespace, *, single_enqueue: bool = True) -> dic
     report(f"drain {args.jobs} no-op jobs ({args.processes}x{args.threads})", drained["drain"]["rate"], "jobs/s")
     report(f"idle pick-up latency p50 (commit -> start, {args.samples})", drained["pickup"]["p50_ms"], "ms")
     report("idle pick-up latency p95 (commit -> start)", drained["pickup"]["p95_ms"], "ms")
+    report("worker process RSS at rest (largest)", drained["rss"]["max_mb"], "MB")
     if args.history:
         hist = bench_drain_with_history(args.jobs, args.processes, args.threads, args.history)
         out["history"] = hist

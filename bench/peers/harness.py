@@ -37,6 +37,7 @@ TARGET_DELAY_VS_INSERT = 0.90
 TARGET_BULK_RATE = 40_000.0
 TARGET_PICKUP_P50_MS = 3.0
 TARGET_PICKUP_P95_MS = 6.0
+TARGET_RSS_MB = 80.0  # resident memory of one idle worker process
 TARGET_HISTORY_VS_EMPTY = 0.85
 
 
@@ -214,16 +215,17 @@ def ratios(results: dict[str, Any]) -> list[dict[str, Any]]:
         }
         for label, value, unit, target, threshold in rows
     ]
-    for label, value, limit in (
-        ("idle pick-up p50, ms", p50, TARGET_PICKUP_P50_MS),
-        ("idle pick-up p95, ms", p95, TARGET_PICKUP_P95_MS),
+    for label, value, limit, unit in (
+        ("idle pick-up p50, ms", p50, TARGET_PICKUP_P50_MS, "ms"),
+        ("idle pick-up p95, ms", p95, TARGET_PICKUP_P95_MS, "ms"),
+        ("worker process RSS at rest, MB", _get(results, "djtasks", "rss", "max_mb"), TARGET_RSS_MB, "MB"),
     ):
         out.append(
             {
                 "ratio": label,
                 "value": value,
-                "unit": "ms",
-                "target": f"<= {limit:g} ms",
+                "unit": unit,
+                "target": f"<= {limit:g} {unit}",
                 "met": None if value is None else value <= limit,
             }
         )
@@ -239,6 +241,8 @@ def _fmt(value: float | None, unit: str = "") -> str:
         return f"{value:,.2f}x"
     if unit == "ms":
         return f"{value:,.1f} ms"
+    if unit == "MB":
+        return f"{value:,.1f} MB"
     return f"{value:,.0f}"
 
 
