@@ -34,7 +34,7 @@ class Completer(threading.Thread):
         super().__init__(name="djtasks-completer", daemon=True)
         self.worker_id = worker_id
         self.db = WorkerConnection(alias, role="completer", prepare=True)
-        self._queue: queue.Queue[dict[str, Any] | None] = queue.Queue()
+        self._queue: queue.SimpleQueue[dict[str, Any] | None] = queue.SimpleQueue()
         self._pending: set[UUID] = set()  # ids of outcomes put and not yet written (or fenced off)
         self._lock = threading.Condition()
         self.written = 0

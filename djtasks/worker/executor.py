@@ -7,6 +7,8 @@ arguments or an unserializable result each become an outcome, so the worker neve
 from __future__ import annotations
 
 import logging
+import threading
+import time
 import traceback
 from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime, timedelta
@@ -22,6 +24,12 @@ from ..registry import registry
 from ..status import JobStatus
 
 logger = logging.getLogger("djtasks.worker")
+
+# After each job its thread's Django connections are checked (as Django does at the end of a request);
+# before a job only if the thread sat idle longer than this (as at the start of a request), since a check
+# made a moment ago by the previous job still holds.
+IDLE_RECHECK_S = 1.0
+_thread_state = threading.local()
 
 
 CANCELLED_WHILE_RUNNING = "cancelled while running: the job stopped after ctx.is_cancelled() said so"
@@ -118,7 +126,8 @@ def execute(row: dict[str, Any], runtime: JobRuntime | None = None) -> dict[str,
     wrapper = runtime.running(row, time_limit=hard, soft_time_limit=soft) if runtime is not None else nullcontext()
     ctx = JobContext(row["id"], job.name, attempt, max_attempts, row["queue"]) if job.bind else None
     _send(signals.job_started, job, job_id=row["id"], attempt=attempt)
-    db.close_old_connections()
+    if time.monotonic() - getattr(_thread_state, "last_job_ended", 0.0) > IDLE_RECHECK_S:
+        db.close_old_connections()  # a connection may have gone stale while this thread was idle
     try:
         with wrapper:
             value = job.func(ctx, *args, **kwargs) if ctx is not None else job.func(*args, **kwargs)
@@ -146,6 +155,7 @@ def execute(row: dict[str, Any], runtime: JobRuntime | None = None) -> dict[str,
         # (with DEBUG) an ever-growing query log, into the next job on this thread.
         db.reset_queries()
         db.close_old_connections()
+        _thread_state.last_job_ended = time.monotonic()
 
     status = outcome["status"]
     if status == JobStatus.QUEUED:

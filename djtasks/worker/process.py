@@ -22,7 +22,6 @@ import signal
 import socket
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from types import TracebackType
@@ -39,6 +38,7 @@ from .db import CONNECTION_ERRORS, WorkerConnection
 from .executor import execute, failure_outcome
 from .heartbeat import Heartbeat, cap_switch_interval
 from .limits import SoftLimiter
+from .pool import JobThreads
 from .prefetch import Durations
 from .producer import Producer
 
@@ -125,7 +125,7 @@ class WorkerProcess:
         self.id: UUID = worker_id or uuid7()
         self.supervised = conn is not None
         self.link = link.SupervisorLink(conn)
-        self.executor = ThreadPoolExecutor(max_workers=config.threads, thread_name_prefix="djtasks-job")
+        self.executor = JobThreads(config.threads, self._run_one)
         self.soft_limits = SoftLimiter()
         self.completer = Completer(self.id, config.alias, on_done=self._outcomes_recorded)
         self.heartbeat = Heartbeat(
@@ -150,6 +150,7 @@ class WorkerProcess:
             budget=config.max_jobs_per_child,
             durations=self.durations,
             waiting=lambda: self._waiting,
+            unfinished=lambda: len(self._running),
         )
         self._running: dict[UUID, int] = {}  # job id -> attempt, for jobs handed to the executor
         self._lock = threading.Lock()
@@ -174,7 +175,7 @@ class WorkerProcess:
         with self._lock:
             self._running[row["id"]] = row["attempt"]
             self._waiting += 1
-        self.executor.submit(self._run_one, row)
+        self.executor.submit(row)
 
     def _run_one(self, row: dict[str, Any]) -> None:
         with self._lock:
@@ -191,6 +192,9 @@ class WorkerProcess:
             self._running.pop(row["id"], None)
             self.jobs_done += 1
             self._idle.notify_all()
+            unfinished = len(self._running)
+        if unfinished == self.producer.low_water():
+            self.producer.wake()  # the jobs claimed ahead are running low: claim the next batch now
         limit = self.config.max_memory_per_child
         if limit is not None and (used := rss_mb()) > limit:
             self.recycle(f"memory {used:.0f} MB > --max-memory-per-child {limit:g} MB")

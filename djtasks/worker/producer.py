@@ -49,6 +49,7 @@ class Producer:
         budget: int | None = None,
         durations: Durations | None = None,
         waiting: Callable[[], int] = lambda: 0,
+        unfinished: Callable[[], int] | None = None,
     ) -> None:
         self.worker_id = worker_id
         self.queues = list(queues)
@@ -61,6 +62,8 @@ class Producer:
         self.stopping = threading.Event()
         self.durations = durations or Durations()
         self.waiting = waiting  # claimed jobs not started yet (in the executor's queue)
+        # claimed jobs not finished running (waiting or executing); default: all not yet recorded
+        self.unfinished = unfinished if unfinished is not None else lambda: self._outstanding
         self._outstanding = 0  # claimed jobs whose outcome is not recorded yet
         self._last_names: set[str] = set()
         self._lock = threading.Lock()
@@ -89,15 +92,24 @@ class Producer:
         self.stopping.set()
         self.wake()
 
-    @property
-    def capacity(self) -> int:
-        """Threads plus the jobs it may claim ahead, given how long recent jobs took."""
-        return self.slots + self.durations.prefetch(self.slots, self._last_names)
+    def limits(self) -> tuple[int, int]:
+        """``(in_process, outstanding)``: how many claimed jobs may be unfinished (threads plus the prefetch
+        that recent run times allow) and how many may await their recorded outcome. The second is larger by
+        one prefetch, so the next claim overlaps with the writing of the last batch's outcomes; without
+        prefetch both equal the threads, and a process never has more jobs ``running`` than threads."""
+        prefetch = self.durations.prefetch(self.slots, self._last_names)
+        return self.slots + prefetch, self.slots + 2 * prefetch
+
+    def low_water(self) -> int:
+        """When this few claimed jobs are unfinished, the producer should claim again."""
+        in_process, _ = self.limits()
+        return max(self.slots, (in_process + self.slots) // 2)
 
     @property
     def free(self) -> int:
+        in_process, outstanding = self.limits()
         with self._lock:
-            return self.capacity - self._outstanding
+            return min(in_process - self.unfinished(), outstanding - self._outstanding)
 
     # -- the loop -------------------------------------------------------------------------------------
     def run(self) -> None:
@@ -141,14 +153,13 @@ class Producer:
 
     def _claim_once(self) -> float | None:
         """Claim what fits; return how long to sleep, or None to claim again at once."""
-        capacity = self.capacity
-        with self._lock:
-            free = capacity - self._outstanding
+        in_process, _ = self.limits()
+        free = self.free
         if self.budget is not None:
             free = min(free, self.budget)
         if free <= 0:
             return self.poll_interval
-        if free < self.slots and free * 2 < capacity and self.waiting() > 0:
+        if free < self.slots and free * 2 < in_process and self.waiting() > 0:
             # Jobs claimed ahead are still waiting for a thread: claim again once more slots are free,
             # in one larger statement rather than many small ones.
             return self.poll_interval

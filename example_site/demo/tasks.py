@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import time
 
-from djtasks import job
+from django.utils import timezone
+
+from djtasks import job, periodic
 
 
 @job
@@ -34,3 +36,10 @@ def fail_once(ctx, a: int, b: int) -> int:
     if ctx.attempt == 1:
         raise RuntimeError("fail_once: the first attempt fails on purpose; retry me from the admin")
     return a + b
+
+
+@periodic(every=30, name="demo-heartbeat")
+@job
+def heartbeat() -> str:
+    """Fired every 30 s by the scheduler that ``manage.py demo`` runs inside its worker (``--beat``)."""
+    return f"beat at {timezone.now().isoformat(timespec='seconds')}"

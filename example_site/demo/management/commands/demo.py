@@ -1,7 +1,7 @@
 """``manage.py demo``: everything the demo needs, in one command.
 
 Starts the private PostgreSQL cluster under .local/ when DATABASE_URL is unset, applies migrations,
-creates a demo admin user, then runs gunicorn (web) and ``runworker`` until Ctrl-C.
+creates a demo admin user, then runs gunicorn (web) and ``runworker --beat`` (worker and periodic scheduler) until Ctrl-C.
 """
 
 from __future__ import annotations
@@ -25,7 +25,10 @@ STOP_TIMEOUT_S = 40
 
 
 class Command(BaseCommand):
-    help = "Run the djtasks demo: local PostgreSQL (if DATABASE_URL is unset), migrations, gunicorn and a worker."
+    help = (
+        "Run the djtasks demo: local PostgreSQL (if DATABASE_URL is unset), migrations, gunicorn and a worker "
+        "with the periodic scheduler."
+    )
 
     def add_arguments(self, parser: Any) -> None:
         parser.add_argument("--bind", default="127.0.0.1:8000", help="gunicorn bind address (default 127.0.0.1:8000)")
@@ -64,7 +67,15 @@ class Command(BaseCommand):
                 env=env,
             ),
             "runworker": subprocess.Popen(
-                [*manage, "runworker", "--processes", str(options["processes"]), "--threads", str(options["threads"])],
+                [
+                    *manage,
+                    "runworker",
+                    "--beat",
+                    "--processes",
+                    str(options["processes"]),
+                    "--threads",
+                    str(options["threads"]),
+                ],
                 cwd=settings.BASE_DIR,
                 env=env,
             ),
