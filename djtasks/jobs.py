@@ -19,7 +19,7 @@ from django.utils import timezone
 from . import serialization, signals
 from .conf import PRIORITY_MAX, PRIORITY_MIN, djtasks_settings
 from .exceptions import Retry
-from .ids import uuid7
+from .ids import uuid7, uuid7_many
 from .registry import registry
 from .timelimits import check_time_limits
 
@@ -273,12 +273,15 @@ class Job:
                 if template is None:
                     template = self._row((), None, now)
                 args_json = serialization.dumps(list(item), "args")
-                rows.append({**template, "id": uuid7(), "args": args_json})
+                rows.append({**template, "id": None, "args": args_json})
             else:
                 raise TypeError(
                     f"bulk_delay of {self.name!r}: item {index} must be a tuple of arguments or {self.name}.s(...), "
                     f"got {type(item).__name__}"
                 )
+        plain = [row for row in rows if row["id"] is None]
+        for row, job_id in zip(plain, uuid7_many(len(plain)), strict=True):
+            row["id"] = job_id
         from .store import Store
 
         store = Store.for_django()

@@ -7,7 +7,7 @@ alias, so enqueueing joins the caller's transaction; workers build one on their 
 
 from __future__ import annotations
 
-import json
+import contextlib
 import re
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
@@ -66,25 +66,38 @@ class Store:
         self._execute("job_insert", {"now": now, "time_limit": None, "soft_time_limit": None, **job})
 
     def job_insert_many(self, *, now: datetime, jobs: Sequence[dict[str, Any]]) -> None:
+        """Insert a batch with COPY, then NOTIFY the queues that got jobs due now. On Django's connection
+        both join the caller's transaction, like ``job_insert``."""
         if not jobs:
             return
-        rows = [
-            {
-                "id": str(j["id"]),
-                "name": j["name"],
-                "queue": j["queue"],
-                "priority": j["priority"],
-                "args": j["args"],
-                "kwargs": j["kwargs"],
-                "run_at": j["run_at"].isoformat(),
-                "expires_at": j["expires_at"].isoformat() if j["expires_at"] is not None else None,
-                "max_attempts": j["max_attempts"],
-                "time_limit": j.get("time_limit"),
-                "soft_time_limit": j.get("soft_time_limit"),
-            }
-            for j in jobs
-        ]
-        self._execute("job_insert_many", {"now": now, "jobs": json.dumps(rows, separators=(",", ":"))})
+        with self._cursor() as cur:
+            raw = getattr(cur, "cursor", cur)  # Django's CursorWrapper hides psycopg's copy()
+            errors = cur.db.wrap_database_errors if hasattr(cur, "db") else contextlib.nullcontext()
+            with errors, raw.copy(queries()["job_insert_many"]) as copy:
+                for j in jobs:
+                    copy.write_row(
+                        (
+                            j["id"],
+                            j["name"],
+                            j["queue"],
+                            j["priority"],
+                            "queued",
+                            j["args"],
+                            j["kwargs"],
+                            j["run_at"],
+                            now,
+                            j["expires_at"],
+                            0,
+                            j["max_attempts"],
+                            "[]",
+                            False,
+                            j.get("time_limit"),
+                            j.get("soft_time_limit"),
+                        )
+                    )
+            due = sorted({j["queue"] for j in jobs if j["run_at"] <= now})
+            if due:
+                cur.execute(queries()["queue_notify_many"], {"queues": due})
 
     # -- jobs: hot path -------------------------------------------------------------------------------
     def job_claim_many(
