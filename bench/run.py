@@ -41,6 +41,7 @@ from bench.common import (
     database_info,
     percentile,
     report,
+    vacuum_jobs,
 )
 from bench.tasks import noop
 from djtasks.models import Job, Worker
@@ -230,7 +231,8 @@ def fill_history(rows: int) -> dict[str, float]:
             """,
             [noop.name, rows + 1, rows],
         )
-    analyze_jobs()
+    vacuum_jobs()
+    checkpoint()
     return {"rows": rows, "seconds": time.perf_counter() - started}
 
 
