@@ -62,7 +62,9 @@ def test_heartbeat_keeps_beating_while_two_threads_burn_cpu():
     finally:
         heartbeat.stop()
         heartbeat.join(5)
-    assert beats >= 12, f"{beats} beats in 2 s at 0.1 s intervals"
+    # At most 20 fit in 2 s (each also waits for the GIL and a database round trip); a starved heartbeat
+    # manages one or two. 12 was too tight: 11 was seen on a busy CI machine.
+    assert beats >= 8, f"{beats} beats in 2 s at 0.1 s intervals"
 
 
 def test_heartbeat_registers_again_when_declared_dead_and_notices_a_dead_supervisor():
