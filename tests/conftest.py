@@ -9,6 +9,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from signal import SIGTERM  # the class below has a method named signal
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
@@ -25,14 +26,15 @@ def subprocess_env() -> dict[str, str]:
     return {**os.environ, "DATABASE_URL": test_url, "DJANGO_SETTINGS_MODULE": "tests.settings", "PYTHONUNBUFFERED": "1"}
 
 
-class WorkerProcess:
-    """A real ``manage.py runworker`` subprocess; its output goes to a log file shown on failure."""
+class ManagedProcess:
+    """A real ``manage.py <command>`` subprocess in its own session; its output goes to a log file shown on
+    failure."""
 
-    def __init__(self, tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> None:
-        self.log_path = tmp_path / f"runworker-{time.monotonic_ns()}.log"
+    def __init__(self, tmp_path: Path, command: str, *args: str, env: dict[str, str] | None = None) -> None:
+        self.log_path = tmp_path / f"{command}-{time.monotonic_ns()}.log"
         self._log = open(self.log_path, "w")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
-            [sys.executable, str(ROOT / "manage.py"), "runworker", *args],
+            [sys.executable, str(ROOT / "manage.py"), command, *args],
             cwd=ROOT,
             env={**subprocess_env(), **(env or {})},
             stdout=self._log,
@@ -50,9 +52,11 @@ class WorkerProcess:
     def wait(self, timeout: float) -> int:
         return self.proc.wait(timeout)
 
-    def stop(self, timeout: float = 60) -> int | None:
+    def stop(self, signum: int | None = SIGTERM, timeout: float = 60) -> int | None:
+        """Send ``signum`` (``None``: it was sent already), wait for the exit code, SIGKILL past ``timeout``."""
         if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
+            if signum is not None:
+                self.proc.send_signal(signum)
             try:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
@@ -65,10 +69,10 @@ class WorkerProcess:
 @pytest.fixture
 def start_worker(tmp_path: Path) -> Iterator:
     """Start ``runworker`` subprocesses with the given arguments; all are stopped after the test."""
-    started: list[WorkerProcess] = []
+    started: list[ManagedProcess] = []
 
-    def start(*args: str, env: dict[str, str] | None = None) -> WorkerProcess:
-        worker = WorkerProcess(tmp_path, *args, env=env)
+    def start(*args: str, env: dict[str, str] | None = None) -> ManagedProcess:
+        worker = ManagedProcess(tmp_path, "runworker", *args, env=env)
         started.append(worker)
         return worker
 

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import re
 import signal
-import subprocess
 import sys
 import time
 from collections import Counter
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -20,7 +17,7 @@ from django.utils import timezone
 
 from djtasks.cron import Timing, first_fire
 from djtasks.models import Job, Schedule
-from tests.conftest import ROOT, subprocess_env, wait_until
+from tests.conftest import ManagedProcess, wait_until
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.acceptance]
 
@@ -28,45 +25,12 @@ TICK = "tests.testapp.tasks.tick"
 S = timedelta(seconds=1)
 
 
-class Managed:
-    """A ``manage.py <command>`` subprocess in its own session, its output in a log file."""
-
-    def __init__(self, tmp_path: Path, *args: str) -> None:
-        self.log_path = tmp_path / f"{args[0]}-{time.monotonic_ns()}.log"
-        self._log = open(self.log_path, "w")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(
-            [sys.executable, str(ROOT / "manage.py"), *args],
-            cwd=ROOT,
-            env=subprocess_env(),
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-    @property
-    def log(self) -> str:
-        return self.log_path.read_text()
-
-    def stop(self, signum: int | None = signal.SIGTERM, timeout: float = 60) -> int:
-        """Send ``signum`` (``None``: it was sent already) and wait for the exit code."""
-        if self.proc.poll() is None:
-            if signum is not None:
-                self.proc.send_signal(signum)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-        self._log.close()
-        return self.proc.returncode
-
-
 @pytest.fixture
 def manage(tmp_path):
-    started: list[Managed] = []
+    started: list[ManagedProcess] = []
 
-    def start(*args: str) -> Managed:
-        process = Managed(tmp_path, *args)
+    def start(*args: str) -> ManagedProcess:
+        process = ManagedProcess(tmp_path, *args)
         started.append(process)
         return process
 
