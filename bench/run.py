@@ -286,6 +286,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--ceiling", action="store_true", help="also run the bare psycopg ceiling")
     parser.add_argument("--peers", action="store_true", help="also run the ceiling, Celery+Redis, django-tasks-db")
     parser.add_argument("--ceiling-k1-jobs", type=int, default=5000, help="jobs for the 1-per-transaction ceiling")
+    parser.add_argument(
+        "--enqueue-only", action="store_true", help="with --ceiling: only .delay() against the bare insert"
+    )
     parser.add_argument("--json", metavar="PATH", help="also write every figure to this JSON file")
     return parser.parse_args(argv)
 

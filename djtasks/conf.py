@@ -42,6 +42,7 @@ class DjtasksSettings:
     RESCUE_INTERVAL: float | None = None
     POLL_INTERVAL: float = 1.0
     LISTEN: bool = True
+    PREPARED_STATEMENTS: bool | None = None
     RESULT_TTL: float = 86400.0
     FAILED_RESULT_TTL: float = 7 * 86400.0
     BEAT_SCHEDULE: dict[str, ScheduleDef] = field(default_factory=dict)
@@ -49,6 +50,12 @@ class DjtasksSettings:
     @property
     def rescue_interval(self) -> float:
         return self.RESCUE_INTERVAL if self.RESCUE_INTERVAL is not None else self.HEARTBEAT_INTERVAL
+
+    @property
+    def prepared_statements(self) -> bool:
+        # Unset, it follows LISTEN: turning LISTEN off is how a transaction-mode pooler is configured, and
+        # an older pooler loses prepared statements between transactions as it loses LISTEN.
+        return self.LISTEN if self.PREPARED_STATEMENTS is None else self.PREPARED_STATEMENTS
 
 
 DURATION_KEYS = (
@@ -141,6 +148,15 @@ def parse(raw: Any) -> DjtasksSettings:
         if not isinstance(raw["LISTEN"], bool):
             raise SettingError("LISTEN", "must be True or False")
         values["LISTEN"] = raw["LISTEN"]
+    if "PREPARED_STATEMENTS" in raw:
+        if raw["PREPARED_STATEMENTS"] is not None and not isinstance(raw["PREPARED_STATEMENTS"], bool):
+            raise SettingError(
+                "PREPARED_STATEMENTS",
+                "must be True, False or None",
+                hint="None (the default) follows LISTEN; False behind a pooler that does not keep prepared "
+                "statements (PgBouncer before 1.21 in transaction mode)",
+            )
+        values["PREPARED_STATEMENTS"] = raw["PREPARED_STATEMENTS"]
     if "QUEUES" in raw:
         queues = raw["QUEUES"]
         if isinstance(queues, (list, tuple)):

@@ -21,6 +21,7 @@ from .conf import PRIORITY_MAX, PRIORITY_MIN, djtasks_settings
 from .exceptions import Retry
 from .ids import uuid7, uuid7_many
 from .registry import registry
+from .store import Store
 from .timelimits import check_time_limits
 
 DEFAULT_RETRY_BACKOFF_S = 1.0  # base delay when retry_backoff=True
@@ -249,9 +250,7 @@ class Job:
             time_limit=time_limit,
             soft_time_limit=soft_time_limit,
         )
-        from .store import Store
-
-        Store.for_django().job_insert(now=now, **row)
+        _django_store.job_insert(now=now, **row)
         signals.job_enqueued.send(sender=self, job_id=row["id"], queue=row["queue"], run_at=row["run_at"])
         return JobResult(row["id"], name=self.name)
 
@@ -282,9 +281,7 @@ class Job:
         plain = [row for row in rows if row["id"] is None]
         for row, job_id in zip(plain, uuid7_many(len(plain)), strict=True):
             row["id"] = job_id
-        from .store import Store
-
-        store = Store.for_django()
+        store = _django_store
         with transaction.atomic(using=djtasks_settings.DATABASE):
             for start in range(0, len(rows), BULK_BATCH_SIZE):
                 store.job_insert_many(now=now, jobs=rows[start : start + BULK_BATCH_SIZE])
@@ -338,8 +335,9 @@ class Job:
                 raise ValueError(
                     f"{where}: expires ({expires_at.isoformat()}) is not after the run time ({run_at.isoformat()})"
                 )
-        queue = queue or self.queue or djtasks_settings.DEFAULT_QUEUE
-        known = djtasks_settings.QUEUES
+        conf = djtasks_settings.get()  # read each call: override_settings may have changed the queues
+        queue = queue or self.queue or conf.DEFAULT_QUEUE
+        known = conf.QUEUES
         if queue not in known:
             raise ValueError(
                 f"{where}: unknown queue {queue!r}; add it to DJTASKS['QUEUES'] (known: {', '.join(known)})"
@@ -352,11 +350,14 @@ class Job:
                 job_id = uuid.UUID(str(job_id))
             except ValueError:
                 raise ValueError(f"{where}: job_id must be a UUID, got {job_id!r}") from None
-        hard, soft = check_time_limits(
-            where,
-            self.time_limit if time_limit is None else time_limit,
-            self.soft_time_limit if soft_time_limit is None else soft_time_limit,
-        )
+        if time_limit is None and soft_time_limit is None:
+            hard, soft = self.time_limit, self.soft_time_limit  # checked when the job was declared
+        else:
+            hard, soft = check_time_limits(
+                where,
+                self.time_limit if time_limit is None else time_limit,
+                self.soft_time_limit if soft_time_limit is None else soft_time_limit,
+            )
         return {
             "id": job_id,
             "name": self.name,
@@ -435,3 +436,6 @@ def job(func: Callable[..., Any] | None = None, **options: Any) -> Any:
 
 
 from .results import JobResult  # noqa: E402 - results imports nothing from here at import time
+
+# Enqueues go to Django's connection for DJTASKS["DATABASE"], looked up per statement (per thread).
+_django_store = Store.for_django()

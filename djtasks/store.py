@@ -43,27 +43,40 @@ def _rows(cursor: Any) -> list[dict[str, Any]]:
 
 
 class Store:
-    def __init__(self, cursor_factory: Callable[[], Any]) -> None:
+    def __init__(
+        self,
+        cursor_factory: Callable[[], Any],
+        execute_prepared: Callable[[str, dict[str, Any]], None] | None = None,
+    ) -> None:
+        """``cursor_factory()`` gives a cursor (a context manager). ``execute_prepared(sql, params)``, if
+        given, runs the enqueue statement prepared (``cursors.execute_prepared`` on Django's connection); a
+        worker's connection needs none, it prepares every statement."""
         self._cursor = cursor_factory
+        self._execute_prepared = execute_prepared or self._execute_no_rows
 
     @classmethod
     def for_django(cls, alias: str | None = None) -> Store:
         """A store on Django's connection for ``alias`` (default: ``DJTASKS['DATABASE']``)."""
-        from django.db import connections
-
-        from .conf import djtasks_settings
+        from . import cursors
 
         # Looked up per query: Django's connections are per thread, and a Store may be shared.
-        return cls(lambda: connections[alias or djtasks_settings.DATABASE].cursor())
+        return cls(lambda: cursors.cursor(alias), lambda sql, params: cursors.execute_prepared(sql, params, alias))
 
     def _execute(self, name: str, params: dict[str, Any]) -> list[dict[str, Any]]:
         with self._cursor() as cur:
             cur.execute(queries()[name], params)
             return _rows(cur)
 
+    def _execute_no_rows(self, sql: str, params: dict[str, Any]) -> None:
+        with self._cursor() as cur:
+            cur.execute(sql, params)
+
     # -- jobs: enqueue --------------------------------------------------------------------------------
     def job_insert(self, *, now: datetime, **job: Any) -> None:
-        self._execute("job_insert", {"now": now, "time_limit": None, "soft_time_limit": None, **job})
+        # The one statement a web request runs per enqueue: prepared, and its NOTIFY row left unread.
+        self._execute_prepared(
+            queries()["job_insert"], {"now": now, "time_limit": None, "soft_time_limit": None, **job}
+        )
 
     def job_insert_many(self, *, now: datetime, jobs: Sequence[dict[str, Any]]) -> None:
         """Insert a batch with COPY, then NOTIFY the queues that got jobs due now. On Django's connection

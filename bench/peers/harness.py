@@ -25,7 +25,7 @@ import django
 from bench import ceiling, run
 from bench.common import ROOT, checkpoint, report
 
-ENQUEUE_ROUNDS = 4
+ENQUEUE_ROUNDS = 10  # with --enqueue 2000: 200 calls a round, each system ~1 s in all
 DRIVER_TIMEOUT_S = 900.0
 INSTALL_PEERS = "pip install -r bench/requirements-peers.txt"
 INSTALL_REDIS = "apt-get install -y redis-server"
@@ -82,13 +82,18 @@ def run_driver(module: str, argv: list[str]) -> dict[str, Any] | None:
 
 
 def interleaved_enqueue(n: int) -> tuple[dict[str, float], dict[str, float]]:
-    """``.delay()`` and the bare insert, alternating in rounds so a load change on the machine hits both.
-    Rates are over all rounds; latency percentiles are the median of the rounds' percentiles."""
+    """``.delay()`` and the bare insert, alternating in rounds (ABBA: each goes first in every other round)
+    so that a change of load on the machine hits both. Rates are over all rounds; latency percentiles are the
+    median of the rounds' percentiles; ``round_ratios`` are each round's ``.delay()`` / bare rate."""
     per_round = max(1, n // ENQUEUE_ROUNDS)
     delays, inserts = [], []
-    for _ in range(ENQUEUE_ROUNDS):
-        inserts.append(ceiling.bench_bare_insert(per_round))
-        delays.append(run.bench_single_enqueue(per_round))
+    for index in range(ENQUEUE_ROUNDS):
+        if index % 2:
+            delays.append(run.bench_single_enqueue(per_round))
+            inserts.append(ceiling.bench_bare_insert(per_round))
+        else:
+            inserts.append(ceiling.bench_bare_insert(per_round))
+            delays.append(run.bench_single_enqueue(per_round))
 
     def combine(rounds: list[dict[str, float]]) -> dict[str, float]:
         jobs, seconds = sum(r["jobs"] for r in rounds), sum(r["seconds"] for r in rounds)
@@ -101,7 +106,9 @@ def interleaved_enqueue(n: int) -> tuple[dict[str, float], dict[str, float]]:
             "rounds": len(rounds),
         }
 
-    return combine(delays), combine(inserts)
+    delay = combine(delays)
+    delay["round_ratios"] = [d["rate"] / i["rate"] for d, i in zip(delays, inserts, strict=True)]
+    return delay, combine(inserts)
 
 
 def run_all(args: argparse.Namespace, info: dict[str, Any]) -> dict[str, Any]:
@@ -110,6 +117,14 @@ def run_all(args: argparse.Namespace, info: dict[str, Any]) -> dict[str, Any]:
     delay, insert = interleaved_enqueue(args.enqueue)
     report(f".delay() in its own transaction ({delay['jobs']})", delay["rate"], "jobs/s")
     report(f"bare job_insert + COMMIT ({insert['jobs']})", insert["rate"], "jobs/s")
+    per_round = delay["round_ratios"]
+    report(f"  .delay() / bare, median of {len(per_round)} rounds", 100 * statistics.median(per_round), "%")
+    print(f"  (rounds from {min(per_round):.0%} to {max(per_round):.0%})", flush=True)
+    if args.enqueue_only:
+        results["djtasks"], results["ceiling"] = {"delay": delay}, {"insert": insert}
+        results["ratios"] = ratios(results)
+        print_table(results)
+        return results
     print("== djtasks", flush=True)
     results["djtasks"] = {"delay": delay, **run.run_djtasks(args, single_enqueue=False)}
     print("== ceiling: bare psycopg loop on djtasks' SQL", flush=True)

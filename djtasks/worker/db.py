@@ -36,14 +36,14 @@ class WorkerConnection:
         self, alias: str | None = None, *, role: str = "worker", prepare: bool = False, durable: bool = True
     ) -> None:
         """``prepare``: use server-side prepared statements (the hot path's few queries run thousands of
-        times; skipped without LISTEN, which is how a transaction-mode pooler is configured).
+        times; skipped when ``DJTASKS['PREPARED_STATEMENTS']`` is off, which by default follows LISTEN).
         ``durable=False``: commits do not wait for the WAL flush (``synchronous_commit=off``). Only for
         writes that may be lost in a server crash without harm: a lost claim leaves the job queued, and it
         runs once the server is back; that is within at-least-once delivery. Outcomes stay durable."""
         self._params = connection_params(alias)
         self._params["application_name"] = f"djtasks-{role}"
         self._params.setdefault("connect_timeout", CONNECT_TIMEOUT_S)
-        if prepare and djtasks_settings.LISTEN and self._params.get("prepare_threshold") is None:
+        if prepare and djtasks_settings.prepared_statements and self._params.get("prepare_threshold") is None:
             self._params["prepare_threshold"] = 0
         if not durable:
             options = self._params.get("options", "")

@@ -17,6 +17,13 @@ def test_defaults():
     assert conf.LISTEN is True and conf.POLL_INTERVAL == 1
 
 
+def test_prepared_statements_follow_listen_unless_set():
+    assert parse(None).prepared_statements is True
+    assert parse({"LISTEN": False}).prepared_statements is False
+    assert parse({"LISTEN": False, "PREPARED_STATEMENTS": True}).prepared_statements is True
+    assert parse({"PREPARED_STATEMENTS": False}).prepared_statements is False
+
+
 def test_durations_accept_timedelta():
     conf = parse({"RESULT_TTL": timedelta(hours=2), "POLL_INTERVAL": 0.5})
     assert conf.RESULT_TTL == 7200 and conf.POLL_INTERVAL == 0.5
@@ -36,6 +43,7 @@ def test_durations_accept_timedelta():
         ({"DEFAULT_QUEUE": "missing"}, "not one of QUEUES"),
         ({"HEARTBEAT_INTERVAL": 30, "WORKER_TIMEOUT": 10}, "longer than HEARTBEAT_INTERVAL"),
         ({"LISTEN": "yes"}, "True or False"),
+        ({"PREPARED_STATEMENTS": "yes"}, "True, False or None"),
         ("not a dict", "must be a dict"),
     ],
 )

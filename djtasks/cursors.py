@@ -1,0 +1,84 @@
+"""Statements on Django's connection for the store: through Django's cursor, or as a prepared statement.
+
+Enqueueing runs on the caller's Django connection so that it joins the caller's transaction. Django opens
+that connection with client-side binding and with psycopg's prepared statements off (``prepare_threshold``
+``None``, because a transaction-mode pooler may hand each transaction a different server session). Then every
+``.delay()`` sends the whole INSERT text to be quoted, parsed and planned: about a third of its cost.
+
+``execute_prepared`` runs djtasks' statement prepared anyway, without changing how the rest of the site's
+queries run: a server-binding psycopg cursor on the same connection, with psycopg's threshold lowered to 0
+only while our statement runs, so psycopg prepares it once per connection and reuses it (psycopg keeps its
+own record of what it prepared and forgets it on rollback). Django's part is kept: the checks its
+``cursor()`` makes (health check, connection, thread, async context, broken transaction) and its exception
+classes. Instrumentation through ``connection.execute_wrapper`` sees the statement as any other; when
+Django logs queries (``DEBUG``, ``assertNumQueries``) the statement goes through Django's own cursor,
+unprepared, so the log shows its text.
+``DJTASKS["PREPARED_STATEMENTS"] = False`` turns all this off (a pooler that does not keep prepared
+statements, such as PgBouncer before 1.21 in transaction mode).
+"""
+
+from __future__ import annotations
+
+import weakref
+from typing import Any
+
+import psycopg
+
+from .conf import djtasks_settings
+
+# One reusable server-binding cursor per psycopg connection (a connection is used by one thread at a time).
+_cursors: weakref.WeakKeyDictionary[psycopg.Connection[Any], psycopg.Cursor[Any]] = weakref.WeakKeyDictionary()
+
+
+def django_connection(alias: str | None = None) -> Any:
+    """Django's connection (this thread's) for ``alias``, default ``DJTASKS['DATABASE']``."""
+    from django.db import connections
+
+    return connections[alias or djtasks_settings.DATABASE]
+
+
+def cursor(alias: str | None = None) -> Any:
+    """Django's own cursor for ``alias``."""
+    return django_connection(alias).cursor()
+
+
+def execute_prepared(sql: str, params: dict[str, Any], alias: str | None = None) -> None:
+    """Run ``sql`` (no rows read back) on Django's connection as a prepared statement; see the module doc.
+
+    Falls back to Django's own cursor when prepared statements are off or the connection is not psycopg 3's.
+    """
+    from django.db import connections
+
+    conf = djtasks_settings.get()
+    db = connections[alias or conf.DATABASE]
+    if not conf.prepared_statements or db.queries_logged:
+        # Django's query log (DEBUG, assertNumQueries) reads the SQL text back from its own cursor kind.
+        with db.cursor() as cur:
+            cur.execute(sql, params)
+        return
+    # What Django's connection.cursor() and CursorWrapper.execute() check, in the same order.
+    db.close_if_health_check_failed()
+    db.ensure_connection()  # also refuses an async context, as cursor() does
+    db.validate_thread_sharing()
+    conn = db.connection
+    if not isinstance(conn, psycopg.Connection):
+        with db.cursor() as cur:
+            cur.execute(sql, params)
+        return
+    lowered = conn.prepare_threshold is None  # the site's own setting (OPTIONS) is left as it is
+    if lowered:
+        conn.prepare_threshold = 0
+    try:
+        if db.execute_wrappers:  # instrumentation (connection.execute_wrapper) sees it like any query
+            with db.make_cursor(psycopg.Cursor(conn)) as cur:
+                cur.execute(sql, params)
+            return
+        db.validate_no_broken_transaction()
+        cur = _cursors.get(conn)
+        if cur is None or cur.closed:
+            cur = _cursors[conn] = psycopg.Cursor(conn)
+        with db.wrap_database_errors:
+            cur.execute(sql, params)
+    finally:
+        if lowered:
+            conn.prepare_threshold = None
