@@ -1,6 +1,6 @@
 """djtasks benchmarks: enqueue rate, bulk enqueue rate, drain throughput and idle pick-up latency.
 
-    python bench/run.py [--jobs 20000] [--enqueue 2000] [--processes 2] [--threads 4] [--history 1000000]
+    python bench/run.py [--jobs 20000] [--enqueue 4000] [--processes 2] [--threads 4] [--history 1000000]
     python bench/run.py --ceiling      # also the bare psycopg ceiling (bench/ceiling.py) and ratios to it
     python bench/run.py --peers        # also the ceiling, Celery+Redis and django-tasks-db: one table, ratios
 
@@ -55,7 +55,7 @@ DRAIN_TIMEOUT_S = 900.0
 WORKER_STOP_TIMEOUT_S = 60.0
 HISTORY_ROWS = 1_000_000
 DEFAULT_JOBS = 20_000
-DEFAULT_ENQUEUE = 2_000
+DEFAULT_ENQUEUE = 4_000
 DEFAULT_SAMPLES = 200
 
 
@@ -236,15 +236,38 @@ def fill_history(rows: int) -> dict[str, float]:
     return {"rows": rows, "seconds": time.perf_counter() - started}
 
 
-def bench_drain_with_history(n: int, processes: int, threads: int, rows: int) -> dict[str, Any]:
-    """The same drain as ``bench_drain`` with ``rows`` finished jobs in the table (ANALYZEd)."""
-    clear_jobs()
-    fill = fill_history(rows)
+def _drain_once(n: int, processes: int, threads: int) -> dict[str, float]:
     prepare_backlog(n)
     since = timezone.now()
     with running_worker(processes, threads) as worker:
-        drain = wait_drained(worker, since, n)
-    return {"fill": fill, "drain": drain}
+        return wait_drained(worker, since, n)
+
+
+def bench_drain_with_history(n: int, processes: int, threads: int, rows: int, rounds: int) -> dict[str, Any]:
+    """The same drain with ``rows`` finished jobs in the table, against the empty table, in ``rounds``
+    rounds of: empty table, drain; fill the history (VACUUM ANALYZE), drain. Pairing each history drain
+    with an empty-table drain measured just before it keeps a change of load on the machine out of the
+    ratio. Rates are over all rounds; ``round_ratios`` are each round's history / empty."""
+    empties, histories, fills = [], [], []
+    for _ in range(rounds):
+        clear_jobs()
+        checkpoint()
+        empties.append(_drain_once(n, processes, threads))
+        clear_jobs()
+        fills.append(fill_history(rows))
+        histories.append(_drain_once(n, processes, threads))
+    clear_jobs()
+
+    def combine(drains: list[dict[str, float]]) -> dict[str, float]:
+        jobs, seconds = sum(d["jobs"] for d in drains), sum(d["seconds"] for d in drains)
+        return {"rate": jobs / seconds, "seconds": seconds, "jobs": jobs, "rounds": len(drains)}
+
+    return {
+        "fill": {"rows": rows, "seconds": statistics.median(f["seconds"] for f in fills)},
+        "drain": combine(histories),
+        "empty": combine(empties),
+        "round_ratios": [h["rate"] / e["rate"] for h, e in zip(histories, empties, strict=True)],
+    }
 
 
 def run_djtasks(args: argparse.Namespace, *, single_enqueue: bool = True) -> dict[str, Any]:
@@ -265,11 +288,15 @@ def run_djtasks(args: argparse.Namespace, *, single_enqueue: bool = True) -> dic
     report("idle pick-up latency p95 (commit -> start)", drained["pickup"]["p95_ms"], "ms")
     report("worker process RSS at rest (largest)", drained["rss"]["max_mb"], "MB")
     if args.history:
-        hist = bench_drain_with_history(args.jobs, args.processes, args.threads, args.history)
+        hist = bench_drain_with_history(
+            args.jobs, args.processes, args.threads, args.history, rounds=args.history_rounds
+        )
         out["history"] = hist
-        report(f"  (filled {args.history:,} finished rows + ANALYZE in)", hist["fill"]["seconds"], "s")
+        report(f"  (filled {args.history:,} finished rows + VACUUM ANALYZE in)", hist["fill"]["seconds"], "s")
         report(f"drain {args.jobs} with {args.history:,} finished rows", hist["drain"]["rate"], "jobs/s")
-        report("  ... relative to the empty table", 100 * hist["drain"]["rate"] / drained["drain"]["rate"], "%")
+        report(f"drain {args.jobs}, empty table, paired with it", hist["empty"]["rate"], "jobs/s")
+        report("  ... history / empty", 100 * hist["drain"]["rate"] / hist["empty"]["rate"], "%")
+        print(f"  (rounds: {', '.join(f'{r:.0%}' for r in hist['round_ratios'])})", flush=True)
     return out
 
 
@@ -283,6 +310,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--history", type=int, default=HISTORY_ROWS, help="finished rows for the history drain (0: skip it)"
     )
+    parser.add_argument("--history-rounds", type=int, default=2, help="rounds of (empty drain, fill, history drain)")
     parser.add_argument("--ceiling", action="store_true", help="also run the bare psycopg ceiling")
     parser.add_argument("--peers", action="store_true", help="also run the ceiling, Celery+Redis, django-tasks-db")
     parser.add_argument("--ceiling-k1-jobs", type=int, default=5000, help="jobs for the 1-per-transaction ceiling")

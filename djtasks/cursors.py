@@ -23,6 +23,7 @@ import weakref
 from typing import Any
 
 import psycopg
+from django.db import connections
 
 from .conf import djtasks_settings
 
@@ -32,8 +33,6 @@ _cursors: weakref.WeakKeyDictionary[psycopg.Connection[Any], psycopg.Cursor[Any]
 
 def django_connection(alias: str | None = None) -> Any:
     """Django's connection (this thread's) for ``alias``, default ``DJTASKS['DATABASE']``."""
-    from django.db import connections
-
     return connections[alias or djtasks_settings.DATABASE]
 
 
@@ -47,8 +46,6 @@ def execute_prepared(sql: str, params: dict[str, Any], alias: str | None = None)
 
     Falls back to Django's own cursor when prepared statements are off or the connection is not psycopg 3's.
     """
-    from django.db import connections
-
     conf = djtasks_settings.get()
     db = connections[alias or conf.DATABASE]
     if not conf.prepared_statements or db.queries_logged:

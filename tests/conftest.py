@@ -91,6 +91,16 @@ def wait_until(predicate, timeout: float, interval: float = 0.05, message: str =
     raise AssertionError(f"timed out after {timeout} s waiting for {message}")
 
 
+def make_schedule(name: str = "s", **fields):
+    """A ``Schedule`` row as the admin would save it: the testapp's ``tick`` every 10 s, in UTC; ``fields``
+    override (tests pass their own ``next_fire_at``)."""
+    from djtasks.models import Schedule
+
+    values = {"job_name": "tests.testapp.tasks.tick", "interval_seconds": 10.0, "timezone": "UTC", "source": "admin"}
+    values.update(fields)
+    return Schedule.objects.create(name=name, **values)
+
+
 def drain(queues=("default", "other", "slow"), limit: int = 10) -> int:
     """Claim, run and record every due job in this process, the way a worker does; returns jobs run."""
     from django.utils import timezone

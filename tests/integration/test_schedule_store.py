@@ -10,6 +10,7 @@ import pytest
 from djtasks.ids import uuid7
 from djtasks.models import Job, Schedule
 from djtasks.worker.db import WorkerConnection
+from tests.conftest import make_schedule
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -39,15 +40,7 @@ def definition(name="s", **overrides):
 
 
 def schedule(name="s", **fields):
-    values = {
-        "job_name": "tests.testapp.tasks.tick",
-        "interval_seconds": 10.0,
-        "timezone": "UTC",
-        "next_fire_at": NOW,
-        "source": "admin",
-    }
-    values.update(fields)
-    return Schedule.objects.create(name=name, **values)
+    return make_schedule(name, **{"next_fire_at": NOW, **fields})
 
 
 def periodic_job(**overrides):

@@ -12,7 +12,7 @@ from django.test import override_settings
 from djtasks.maintenance.scheduler import Scheduler, row_of
 from djtasks.models import Job, Schedule
 from djtasks.worker.db import WorkerConnection
-from tests.conftest import drain
+from tests.conftest import drain, make_schedule
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -28,15 +28,7 @@ def scheduler():
 
 
 def schedule(name="s", **fields):
-    values = {
-        "job_name": "tests.testapp.tasks.tick",
-        "interval_seconds": 10.0,
-        "timezone": "UTC",
-        "next_fire_at": NOW,
-        "source": "admin",
-    }
-    values.update(fields)
-    return Schedule.objects.create(name=name, **values)
+    return make_schedule(name, **{"next_fire_at": NOW, **fields})
 
 
 def jobs(name="tests.testapp.tasks.tick"):
