@@ -138,6 +138,26 @@ def test_poll_only_worker_without_listen_still_runs_jobs(start_worker):
     assert worker.stop() == 0
 
 
+def test_jobs_claimed_ahead_do_not_leave_another_process_idle(start_worker):
+    """Jobs of 50 ms with one thread per process: claiming ahead would start none of them within the 20 ms
+    window, so each process claims one at a time and both share the work (a fixed prefetch would let the
+    first process to wake take the whole batch while the other sat idle)."""
+    start_worker("--processes", "2", "--threads", "1")
+    wait_until(lambda: Worker.objects.count() == 2, timeout=30, message="two worker processes")
+    warm = tasks.record.bulk_delay([(f"warm-{i}", 0.05) for i in range(20)])  # both learn: about 50 ms
+    wait_until(lambda: Execution.objects.count() == 20, timeout=30, message="warm-up jobs")
+    wait_until(lambda: not Job.objects.filter(status__in=["queued", "running"]).exists(), timeout=30)
+    batch = tasks.record.bulk_delay([(f"batch-{i}", 0.05) for i in range(40)])
+    wait_until(
+        lambda: Job.objects.filter(id__in=[r.id for r in batch], status="succeeded").count() == 40,
+        timeout=30,
+        message="the batch",
+    )
+    per_process = Counter(Execution.objects.filter(label__startswith="batch-").values_list("pid", flat=True))
+    assert len(per_process) == 2 and min(per_process.values()) >= 10, per_process
+    assert len(warm) == 20
+
+
 def test_prefetching_worker_runs_each_job_once_and_long_jobs_do_not_hold_up_short_ones(start_worker):
     """Short jobs are claimed ahead in batches; a slow job among them occupies one thread, not the batch."""
     start_worker("--processes", "1", "--threads", "2")
