@@ -109,6 +109,26 @@ def bench_ceiling_drain(n: int, *, processes: int = DEFAULT_PROCESSES, batch: in
     return {"rate": n / elapsed, "seconds": elapsed, "jobs": n, "processes": processes, "batch": batch}
 
 
+def insert_params() -> dict[str, Any]:
+    """The parameters ``.delay()`` sends to ``job_insert`` for the no-op job (a fresh UUIDv7, ``[]``, ``{}``),
+    built as cheaply as a bare loop would: what the ceiling's single enqueue sends."""
+    now = datetime.now(UTC)
+    return {
+        "id": uuid7(),
+        "name": noop.name,
+        "queue": "default",
+        "priority": 0,
+        "args": "[]",
+        "kwargs": "{}",
+        "run_at": now,
+        "now": now,
+        "expires_at": None,
+        "max_attempts": 1,
+        "time_limit": None,
+        "soft_time_limit": None,
+    }
+
+
 def bench_bare_insert(n: int) -> dict[str, float]:
     """``job_insert`` ``n`` times on a bare autocommit psycopg connection: one INSERT + NOTIFY + COMMIT each,
     with the same parameters ``.delay()`` sends for the no-op job (a fresh UUIDv7, ``[]``, ``{}``)."""
@@ -121,24 +141,7 @@ def bench_bare_insert(n: int) -> dict[str, float]:
         started = time.perf_counter()
         for _ in range(n):
             t0 = time.perf_counter()
-            now = datetime.now(UTC)
-            cur.execute(
-                sql,
-                {
-                    "id": uuid7(),
-                    "name": noop.name,
-                    "queue": "default",
-                    "priority": 0,
-                    "args": "[]",
-                    "kwargs": "{}",
-                    "run_at": now,
-                    "now": now,
-                    "expires_at": None,
-                    "max_attempts": 1,
-                    "time_limit": None,
-                    "soft_time_limit": None,
-                },
-            )
+            cur.execute(sql, insert_params())
             latencies.append(time.perf_counter() - t0)
         elapsed = time.perf_counter() - started
     inserted = Job.objects.count()

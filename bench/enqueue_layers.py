@@ -21,9 +21,7 @@ import argparse
 import sys
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -31,32 +29,13 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 import psycopg
 from django.core.management import call_command
 
+from bench.ceiling import insert_params
 from bench.common import checkpoint, clear_jobs, connection, psycopg_params
 from bench.tasks import noop
 from djtasks import cursors
-from djtasks.ids import uuid7
 from djtasks.store import queries
 
 WARM_UP_CALLS = 20  # per layer and round: the statement is prepared before the clock starts
-
-
-def params() -> dict[str, Any]:
-    """What ``.delay()`` sends for the no-op job."""
-    now = datetime.now(UTC)
-    return {
-        "id": uuid7(),
-        "name": noop.name,
-        "queue": "default",
-        "priority": 0,
-        "args": "[]",
-        "kwargs": "{}",
-        "run_at": now,
-        "now": now,
-        "expires_at": None,
-        "max_attempts": 1,
-        "time_limit": None,
-        "soft_time_limit": None,
-    }
 
 
 def layers() -> dict[str, Callable[[], None]]:
@@ -69,14 +48,14 @@ def layers() -> dict[str, Callable[[], None]]:
     def django_conn() -> None:
         conn.prepare_threshold = 0
         try:
-            kept.execute(sql, params())
+            kept.execute(sql, insert_params())
         finally:
             conn.prepare_threshold = None
 
     return {
-        "bare": lambda: bare.execute(sql, params()),
+        "bare": lambda: bare.execute(sql, insert_params()),
         "django-conn": django_conn,
-        "execute_prepared": lambda: cursors.execute_prepared(sql, params()),
+        "execute_prepared": lambda: cursors.execute_prepared(sql, insert_params()),
         "delay": lambda: noop.delay(),
     }
 
