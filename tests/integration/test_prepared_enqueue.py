@@ -4,10 +4,13 @@ statement, errors are Django's, and a rollback or a new connection costs nothing
 
 from __future__ import annotations
 
+import asyncio
+import threading
 import uuid
 
 import pytest
 from django.conf import settings
+from django.core.exceptions import SynchronousOnlyOperation
 from django.db import IntegrityError, connection, transaction
 from django.db.transaction import TransactionManagementError
 from django.test import override_settings
@@ -137,3 +140,37 @@ def test_query_logging_and_execute_wrappers_see_the_insert():
         tasks.add.delay(2, 2)
     assert seen == [queries()["job_insert"]]
     assert prepared_inserts() == 1 and Job.objects.count() == 2  # prepared by the wrapped call
+
+
+@djtasks_settings(PREPARED_STATEMENTS=True)
+def test_threads_enqueue_on_their_own_connections():
+    """Each thread has its own Django connection, so its own prepared statement and kept cursor."""
+    errors = []
+
+    def enqueue(worker: int) -> None:
+        try:
+            for n in range(30):
+                tasks.add.delay(worker, n)
+            assert prepared_inserts() == 1
+        except BaseException as exc:  # reported below: an assertion in a thread would be lost
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=enqueue, args=(i,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert Job.objects.count() == 120
+
+
+@djtasks_settings(PREPARED_STATEMENTS=True)
+def test_delay_from_async_code_is_refused_as_any_query_is():
+    async def view():
+        tasks.add.delay(1, 1)
+
+    with pytest.raises(SynchronousOnlyOperation):
+        asyncio.run(view())
+    assert Job.objects.count() == 0
