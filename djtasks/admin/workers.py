@@ -52,33 +52,25 @@ def _jobs_url(**params: Any) -> str:
     return reverse("admin:djtasks_job_changelist") + "?" + urlencode(params)
 
 
+# What the list and the detail page both show.
+_WORKER_COLUMNS = (
+    "state",
+    "hostname",
+    "pid",
+    "queue_list",
+    "concurrency",
+    "started",
+    "last_heartbeat",
+    "current_jobs",
+)
+
+
 @admin.register(Worker)
 class WorkerAdmin(admin.ModelAdmin):
-    list_display = (
-        "__str__",
-        "state",
-        "hostname",
-        "pid",
-        "queue_list",
-        "concurrency",
-        "started",
-        "last_heartbeat",
-        "current_jobs",
-    )
+    list_display = ("__str__", *_WORKER_COLUMNS)
     list_filter = (AliveFilter,)
     ordering = ("hostname", "pid")
-    fields = (
-        "id",
-        "state",
-        "hostname",
-        "pid",
-        "queue_list",
-        "concurrency",
-        "started",
-        "last_heartbeat",
-        "current_jobs",
-        "current_job_list",
-    )
+    fields = ("id", *_WORKER_COLUMNS, "current_job_list")
     readonly_fields = fields
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Worker]:
