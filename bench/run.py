@@ -310,7 +310,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--history", type=int, default=HISTORY_ROWS, help="finished rows for the history drain (0: skip it)"
     )
-    parser.add_argument("--history-rounds", type=int, default=2, help="rounds of (empty drain, fill, history drain)")
+    parser.add_argument("--history-rounds", type=int, default=3, help="rounds of (empty drain, fill, history drain)")
     parser.add_argument("--ceiling", action="store_true", help="also run the bare psycopg ceiling")
     parser.add_argument("--peers", action="store_true", help="also run the ceiling, Celery+Redis, django-tasks-db")
     parser.add_argument("--ceiling-k1-jobs", type=int, default=5000, help="jobs for the 1-per-transaction ceiling")
