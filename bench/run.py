@@ -315,7 +315,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--peers", action="store_true", help="also run the ceiling, Celery+Redis, django-tasks-db")
     parser.add_argument("--ceiling-k1-jobs", type=int, default=5000, help="jobs for the 1-per-transaction ceiling")
     parser.add_argument(
-        "--enqueue-only", action="store_true", help="with --ceiling: only .delay() against the bare insert"
+        "--enqueue-only", action="store_true", help="only .delay() against the bare insert (the ceiling's)"
     )
     parser.add_argument("--json", metavar="PATH", help="also write every figure to this JSON file")
     return parser.parse_args(argv)
@@ -331,7 +331,7 @@ def main(argv: list[str] | None = None) -> None:
         f"load average {info['loadavg'][0]:.2f}",
         flush=True,
     )
-    if args.peers or args.ceiling:
+    if args.peers or args.ceiling or args.enqueue_only:
         from bench.peers.harness import run_all  # imported here: the plain run needs no peer
 
         results = run_all(args, info)
