@@ -44,24 +44,24 @@ def cursor(alias: str | None = None) -> Any:
 def execute_prepared(sql: str, params: dict[str, Any], alias: str | None = None) -> None:
     """Run ``sql`` (no rows read back) on Django's connection as a prepared statement; see the module doc.
 
-    Falls back to Django's own cursor when prepared statements are off or the connection is not psycopg 3's.
+    Falls back to Django's own cursor when prepared statements are off, when Django logs queries (its log
+    reads the SQL text back from its own cursor kind) or when the connection is not psycopg 3's.
     """
     conf = djtasks_settings.get()
     db = connections[alias or conf.DATABASE]
-    if not conf.prepared_statements or db.queries_logged:
-        # Django's query log (DEBUG, assertNumQueries) reads the SQL text back from its own cursor kind.
-        with db.cursor() as cur:
-            cur.execute(sql, params)
-        return
-    # What Django's connection.cursor() and CursorWrapper.execute() check, in the same order.
-    db.close_if_health_check_failed()
-    db.ensure_connection()  # also refuses an async context, as cursor() does
-    db.validate_thread_sharing()
-    conn = db.connection
-    if not isinstance(conn, psycopg.Connection):
-        with db.cursor() as cur:
-            cur.execute(sql, params)
-        return
+    if conf.prepared_statements and not db.queries_logged:
+        # What Django's connection.cursor() checks before it makes a cursor, in the same order.
+        db.close_if_health_check_failed()
+        db.ensure_connection()  # also refuses an async context, as cursor() does
+        db.validate_thread_sharing()
+        if isinstance(db.connection, psycopg.Connection):
+            _execute_prepared(db, db.connection, sql, params)
+            return
+    with db.cursor() as cur:
+        cur.execute(sql, params)
+
+
+def _execute_prepared(db: Any, conn: psycopg.Connection[Any], sql: str, params: dict[str, Any]) -> None:
     lowered = conn.prepare_threshold is None  # the site's own setting (OPTIONS) is left as it is
     if lowered:
         conn.prepare_threshold = 0
@@ -70,7 +70,7 @@ def execute_prepared(sql: str, params: dict[str, Any], alias: str | None = None)
             with db.make_cursor(psycopg.Cursor(conn)) as cur:
                 cur.execute(sql, params)
             return
-        db.validate_no_broken_transaction()
+        db.validate_no_broken_transaction()  # what CursorWrapper.execute() checks
         cur = _cursors.get(conn)
         if cur is None or cur.closed:
             cur = _cursors[conn] = psycopg.Cursor(conn)
