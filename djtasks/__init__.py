@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .exceptions import JobCancelled, JobFailed, NotRegistered, SerializationError, SoftTimeLimitExceeded
 from .jobs import Job, JobContext, Signature, job
+from .queues import QueueOptionError, pause_queue, resume_queue
 from .results import JobResult
 from .schedules import periodic
 from .status import JobStatus
@@ -16,10 +17,13 @@ __all__ = [
     "JobResult",
     "JobStatus",
     "NotRegistered",
+    "QueueOptionError",
     "SerializationError",
     "Signature",
     "SoftTimeLimitExceeded",
     "job",
+    "pause_queue",
     "periodic",
+    "resume_queue",
 ]
 __version__ = "0.1.0"

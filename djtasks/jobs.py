@@ -41,6 +41,7 @@ JOB_OPTIONS = frozenset(
         "bind",
         "time_limit",
         "soft_time_limit",
+        "concurrency",
     }
 )
 
@@ -171,6 +172,15 @@ class Job:
             options.get("soft_time_limit"),
             bad_value=ImproperlyConfigured,
         )
+        concurrency = options.get("concurrency")
+        if concurrency is not None:
+            if isinstance(concurrency, bool) or not isinstance(concurrency, int):
+                raise TypeError(f"@job {name!r}: concurrency must be an int, got {concurrency!r}")
+            if concurrency < 1:
+                raise ImproperlyConfigured(
+                    f"@job {name!r}: concurrency must be at least 1 (leave it out for no limit), got {concurrency}"
+                )
+        self.concurrency: int | None = concurrency
         self.bind = options.get("bind", False)
         if not isinstance(self.bind, bool):
             raise TypeError(f"@job {name!r}: bind must be True or False")
@@ -417,7 +427,8 @@ def job(func: Callable[..., Any] | None = None, **options: Any) -> Any:
     that retry; default any ``Exception``), ``bind`` (pass a ``JobContext`` as first argument),
     ``time_limit`` (seconds; past it the supervisor kills the process running the job and records
     ``TimeLimitExceeded``), ``soft_time_limit`` (seconds, below ``time_limit``; raises
-    ``SoftTimeLimitExceeded`` inside the job so it can clean up).
+    ``SoftTimeLimitExceeded`` inside the job so it can clean up), ``concurrency`` (at most this many of this
+    job running at once across all workers, e.g. 1 for a report that must not overlap itself).
     A bad option raises ``TypeError`` or ``ImproperlyConfigured`` naming the job and the option.
     """
 

@@ -114,12 +114,44 @@ class Store:
 
     # -- jobs: hot path -------------------------------------------------------------------------------
     def job_claim_many(
-        self, *, now: datetime, worker_id: UUID, queues: Sequence[str], limit: int
+        self,
+        *,
+        now: datetime,
+        worker_id: UUID,
+        queues: Sequence[str],
+        limit: int,
+        skip_names: Sequence[str] = (),
     ) -> list[dict[str, Any]]:
-        rows = self._execute(
-            "job_claim_many", {"now": now, "worker_id": worker_id, "queues": list(queues), "limit": limit}
-        )
+        """Claim due jobs of unlimited queues; jobs named in ``skip_names`` (limited job names) are left for
+        ``job_claim_limited_many``."""
+        params = {"now": now, "worker_id": worker_id, "queues": list(queues), "limit": limit}
+        rows = self._execute("job_claim_many", {**params, "skip_names": list(skip_names)})
         # UPDATE ... RETURNING does not keep the candidates' order: restore it, so jobs start by priority.
+        rows.sort(key=lambda r: (-r["priority"], r["run_at"], r["id"]))
+        return rows
+
+    def job_claim_limited_many(
+        self,
+        *,
+        queues: Sequence[str],
+        jobs: Sequence[str],
+        plan: Callable[[list[dict[str, Any]], dict[tuple[str, str], int]], dict[str, Any] | None],
+    ) -> list[dict[str, Any]]:
+        """Claim jobs of limited queues and job names in one transaction: lock their ``djtasks_queue`` rows
+        (``queue_lock_many``), count what runs (``job_running_count_many``), ask ``plan(locked_rows,
+        {(kind, name): running})`` for the parameters of ``job_claim_limited_many`` (``None``: claim
+        nothing), claim. Claims of the same queue or job name wait for each other on the row locks, so two
+        workers claiming at once cannot overshoot a limit; the lock is held for three short statements."""
+        with self._cursor() as cur, cur.connection.transaction():
+            cur.execute(queries()["queue_lock_many"], {"queues": list(queues), "jobs": list(jobs)})
+            locked = _rows(cur)
+            cur.execute(queries()["job_running_count_many"], {"queues": list(queues), "jobs": list(jobs)})
+            running = {(row["kind"], row["name"]): row["running"] for row in _rows(cur)}
+            params = plan(locked, running)
+            if params is None:
+                return []
+            cur.execute(queries()["job_claim_limited_many"], params)
+            rows = _rows(cur)
         rows.sort(key=lambda r: (-r["priority"], r["run_at"], r["id"]))
         return rows
 
@@ -255,6 +287,58 @@ class Store:
 
     def queue_listen(self) -> None:
         self._execute("queue_listen", {})
+
+    def queue_notify_many(self, *, queues: Sequence[str]) -> None:
+        """Wake the workers of these queues (a job of a limited queue finished: a slot is free)."""
+        if queues:
+            self._execute("queue_notify_many", {"queues": list(queues)})
+
+    # -- queue options (flow control) -----------------------------------------------------------------
+    def queue_sync_many(self, *, now: datetime, options: Sequence[dict[str, Any]]) -> list[tuple[str, str]]:
+        """Write default options (``kind, name, concurrency, rate_limit, paused``) but those overridden at run
+        time; delete job-name rows not in ``options``. Returns the ``(kind, name)`` rows changed."""
+        rows = self._execute(
+            "queue_sync_many",
+            {
+                "now": now,
+                "kinds": [o["kind"] for o in options],
+                "names": [o["name"] for o in options],
+                "concurrencies": [o["concurrency"] for o in options],
+                "rate_limits": [o["rate_limit"] for o in options],
+                "pauseds": [o["paused"] for o in options],
+            },
+        )
+        return [(row["kind"], row["name"]) for row in rows]
+
+    def queue_set(
+        self,
+        *,
+        now: datetime,
+        name: str,
+        values: dict[str, Any],
+        overridden: Sequence[str],
+        reset: Sequence[str],
+    ) -> dict[str, Any]:
+        """Write the options in ``overridden`` (run-time values) and ``reset`` (back to ``values``, the
+        settings'); ``values`` holds all three options for a row created now. Returns the row after."""
+        params = {
+            "now": now,
+            "name": name,
+            "concurrency": values["concurrency"],
+            "rate_limit": values["rate_limit"],
+            "paused": values["paused"],
+            "overridden": list(overridden),
+            "reset": list(reset),
+            "changed": [*overridden, *reset],
+        }
+        return self._execute("queue_set", params)[0]
+
+    def queue_options_list(self) -> list[dict[str, Any]]:
+        """Every ``djtasks_queue`` row (``overrides`` as JSON text)."""
+        return self._execute("queue_options_list", {})
+
+    def queue_options_listen(self) -> None:
+        self._execute("queue_options_listen", {})
 
     # -- workers --------------------------------------------------------------------------------------
     def worker_register(

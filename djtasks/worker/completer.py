@@ -40,6 +40,7 @@ class Completer(threading.Thread):
         self.written = 0
         self.on_done = on_done
         self.fenced = 0
+        self.wakes = False  # some outcomes carry "notify": a queue to wake once they are written
 
     def put(self, outcome: dict[str, Any]) -> None:
         with self._lock:
@@ -78,6 +79,18 @@ class Completer(threading.Thread):
             self._write(batch)
         self.db.close()
 
+    def _wake_limited(self, batch: list[dict[str, Any]]) -> None:
+        """NOTIFY the queues whose limit a finished job freed a slot of (``outcome["notify"]``, set by the
+        worker process for limited queues and job names only), so a worker waiting on the limit claims now."""
+        queues = {o["notify"] for o in batch if o.get("notify")}
+        if not queues:
+            return
+        try:
+            self.db.store.queue_notify_many(queues=sorted(queues))
+        except psycopg.Error as exc:  # the waiting workers' poll interval is the fallback
+            logger.warning("could not wake the workers of %s (%s)", sorted(queues), exc)
+            self.db.reset()
+
     def _finish(self, batch: list[dict[str, Any]], *, replacement: bool = False) -> set[UUID]:
         """Write a batch, retrying while the database is away. An outcome the database refuses for another
         reason (it should not happen: results are JSON already) is written alone, and if it still fails the
@@ -107,6 +120,8 @@ class Completer(threading.Thread):
 
     def _write(self, batch: list[dict[str, Any]]) -> None:
         written = self._finish(batch)
+        if self.wakes:  # only once a job of a limited queue ran here: the plain path does no extra work
+            self._wake_limited(batch)
         self.written += len(written)
         lost = [o["id"] for o in batch if o["id"] not in written]
         if lost:

@@ -187,6 +187,11 @@ class WorkerProcess:
         except BaseException as exc:
             logger.exception("internal error running job %s", row["id"])
             outcome = failure_outcome(row, exc, timezone.now(), retry_in=None)
+        flow = self.producer.flow
+        # A limited queue's slot frees for the whole fleet: wake its workers once the outcome is written.
+        if (flow.notify or flow.job_limits) and (wake := flow.wakes_others(row)):
+            outcome["notify"] = wake
+            self.completer.wakes = True
         self.completer.put(outcome)
         with self._lock:
             self._running.pop(row["id"], None)
