@@ -60,8 +60,8 @@ class QueueSummary:
 
     @property
     def limit_text(self) -> str:
-        """``"3 running"``, ``"60/s"``, both, or ``"none"``."""
-        parts = ([f"{self.concurrency} running"] if self.concurrency is not None else []) + (
+        """``"3 at once"``, ``"60/s"``, both, or ``"none"``."""
+        parts = ([f"{self.concurrency} at once"] if self.concurrency is not None else []) + (
             [self.rate_limit] if self.rate_limit else []
         )
         return ", ".join(parts) or "none"
@@ -258,13 +258,13 @@ COLUMNS = (
     ("queued", lambda q: str(q.queued)),
     ("scheduled", lambda q: str(q.scheduled)),
     ("running", lambda q: str(q.running) + (f"/{q.concurrency}" if q.concurrency is not None else "")),
-    ("limit", lambda q: q.limit_text if q.name != ALL_QUEUES else ""),
     ("failed/1h", lambda q: str(q.failed)),
     ("succeeded/1h", lambda q: str(q.succeeded)),
     ("fail rate", lambda q: format_rate(q.failure_rate)),
     ("jobs/min", lambda q: f"{q.throughput_per_min:.1f}"),
     ("oldest wait", lambda q: format_duration(q.oldest_wait_s)),
     ("workers", lambda q: str(q.workers_alive)),
+    ("limit", lambda q: q.limit_text if q.name != ALL_QUEUES else ""),
 )
 
 
