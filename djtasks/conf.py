@@ -136,7 +136,11 @@ def _parse_queue(name: Any, options: Any) -> QueueConfig:
             ) from None
     paused = options.get("paused", False)
     if not isinstance(paused, bool):
-        raise SettingError("QUEUES", f"queue {name!r}: paused must be True or False, got {paused!r}")
+        raise SettingError(
+            "QUEUES",
+            f"queue {name!r}: paused must be True or False, got {paused!r}",
+            hint="a paused queue starts nothing until resumed (manage.py djtasks resume, or the admin dashboard)",
+        )
     return QueueConfig(name, concurrency, rate, paused)
 
 

@@ -59,7 +59,13 @@ def max_in_window(starts: list[datetime], window: float) -> int:
 
 @pytest.mark.parametrize(
     ("text", "step", "least"),
-    [("60/s", 0.0001, 0.99), ("60/s", 0.013, 0.5), ("100/m", 0.05, 0.98), ("1000/s", 0.0001, 0.98)],
+    [
+        ("10/s", 0.0001, 0.99),
+        ("60/s", 0.0001, 0.98),
+        ("60/s", 0.013, 0.75),
+        ("100/m", 0.05, 0.98),
+        ("1000/s", 0.0001, 0.98),
+    ],
 )
 def test_never_more_than_the_limit_in_any_window_and_close_to_it_on_average(text, step, least):
     """Claimers asking every ``step`` seconds: no window of the period (wherever it starts) holds more than
@@ -72,22 +78,28 @@ def test_never_more_than_the_limit_in_any_window_and_close_to_it_on_average(text
 
 
 def test_a_token_bucket_burst_is_not_allowed_after_idling():
-    """After a long idle time the limiter allows one start (or 1% of the limit), not a full window at once."""
-    rate = parse_rate("60/s")
+    """After a long idle time the limiter allows one start (two from 20 per period, 1% of the limit from 200),
+    not a full window at once."""
     tat = T0 - timedelta(hours=1)
-    assert rate_allowance(rate, tat, T0).starts == 1
+    assert rate_allowance(parse_rate("10/s"), tat, T0).starts == 1
+    assert rate_allowance(parse_rate("60/s"), tat, T0).starts == 2
     big = parse_rate("1000/s")
     assert rate_allowance(big, None, T0).starts == 10
 
 
 def test_spread_out_and_wait_names_the_next_start():
-    rate = parse_rate("60/s")
+    rate = parse_rate("10/s")
     tat = advance(rate, None, T0, 1)
-    assert tat == T0 + timedelta(seconds=1 / 60)
-    allowed = rate_allowance(rate, tat, T0 + timedelta(seconds=0.01))
+    assert tat == T0 + timedelta(seconds=0.1)
+    allowed = rate_allowance(rate, tat, T0 + timedelta(seconds=0.04))
     assert allowed.starts == 0
-    assert allowed.wait == pytest.approx(1 / 60 - 0.01, abs=1e-5)
+    assert allowed.wait == pytest.approx(0.06, abs=1e-5)
     assert rate_allowance(rate, tat, tat).starts == 1
+    fast = parse_rate("60/s")  # burst 2: a claim that comes late by less than an interval loses nothing
+    tat = advance(fast, None, T0, 2)
+    assert tat == T0 + timedelta(seconds=2 / 59)
+    assert rate_allowance(fast, tat, T0 + timedelta(seconds=1 / 59)).starts == 1
+    assert rate_allowance(fast, tat, T0 + timedelta(seconds=1 / 118)).starts == 0
 
 
 def test_claim_cap():
