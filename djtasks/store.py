@@ -181,8 +181,11 @@ class Store:
         rows = self._execute("job_release_many", {"now": now, "worker_id": worker_id, "keep_ids": list(keep_ids)})
         return {row["id"]: row["status"] for row in rows}
 
-    def job_next_run_at(self, *, queues: Sequence[str], horizon: datetime) -> datetime | None:
-        return self._execute("job_next_run_at", {"queues": list(queues), "horizon": horizon})[0]["run_at"]
+    def job_next_run_at(
+        self, *, queues: Sequence[str], horizon: datetime, skip_names: Sequence[str] = ()
+    ) -> datetime | None:
+        params = {"queues": list(queues), "horizon": horizon, "skip_names": list(skip_names)}
+        return self._execute("job_next_run_at", params)[0]["run_at"]
 
     # -- jobs: operator actions --------------------------------------------------------------------------
     def job_cancel_many(self, *, now: datetime, ids: Sequence[UUID], terminate: bool = False) -> dict[UUID, str]:

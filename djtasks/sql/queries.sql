@@ -249,9 +249,11 @@ WHERE id = %(id)s;
 -- name: job_next_run_at
 -- The earliest waiting job due before %(horizon)s in these queues, so an idle worker sleeps just that long
 -- (beyond the horizon it sleeps a poll interval anyway, so later jobs need not be looked at).
+-- Jobs of job names at their concurrency limit (skip_names) are left out: a finishing one wakes the workers.
 SELECT min(run_at) AS run_at
 FROM djtasks_job
-WHERE status = 'queued' AND queue = ANY(%(queues)s::text[]) AND run_at <= %(horizon)s;
+WHERE status = 'queued' AND queue = ANY(%(queues)s::text[]) AND run_at <= %(horizon)s
+  AND NOT (name = ANY(%(skip_names)s::text[]));
 
 -- name: worker_register
 -- Announce a worker process (again, if it was declared dead while alive); its id fences every job it claims.

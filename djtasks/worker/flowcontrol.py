@@ -69,6 +69,7 @@ class ClaimResult:
     rows: list[dict[str, Any]] = field(default_factory=list)
     wait: float | None = None  # seconds until a rate limit allows a start (None: no rate limit held us)
     open_queues: list[str] = field(default_factory=list)  # limited queues that could take more jobs
+    full_names: list[str] = field(default_factory=list)  # job names at their concurrency limit
 
 
 class FlowControl:
@@ -165,6 +166,7 @@ class FlowControl:
                     name_caps.append(min(left, free))
                 else:
                     full_names.append(name)
+            result.full_names = full_names
             if open_names:
                 for name in self.fast:
                     queues.append(name)

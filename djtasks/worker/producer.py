@@ -185,19 +185,23 @@ class Producer:
         flow = self.flow
         now = timezone.now()
         rows: list[dict[str, Any]] = []
-        if flow.fast:
-            rows = store.job_claim_many(
-                now=now, worker_id=self.worker_id, queues=flow.fast, limit=free, skip_names=list(flow.job_limits)
-            )
-        fast_full = bool(flow.fast) and len(rows) == free
         limited = None
+        more = False  # it took all it asked for: claim again at once, there may be more waiting
         if flow.any_limited:
-            # Never claimed ahead: only as many as there are idle threads, each job starts at once.
-            idle = min(free, self.slots - self.unfinished()) - len(rows)
+            # Before the unlimited queues, so a backlog there never keeps a limited queue from its threads.
+            # Never claimed ahead: only as many as there are idle threads, and each job starts at once.
+            idle = min(free, self.slots - self.unfinished())
             if idle > 0:
                 limited = flow.claim(store, now=now, worker_id=self.worker_id, free=idle)
-                rows += limited.rows
-                fast_full = fast_full or (bool(limited.rows) and len(limited.rows) == idle)
+                rows = limited.rows
+                more = bool(rows) and len(rows) == idle
+        left = free - len(rows)
+        if flow.fast and left > 0:
+            plain = store.job_claim_many(
+                now=now, worker_id=self.worker_id, queues=flow.fast, limit=left, skip_names=list(flow.job_limits)
+            )
+            more = more or len(plain) == left
+            rows += plain
         if rows:
             self._last_names = {row["name"] for row in rows}
         for row in rows:
@@ -213,8 +217,8 @@ class Producer:
             self.exhausted = True
             self.stopping.set()
             return None
-        if fast_full:
-            return None  # we took all we could: there may be more waiting
+        if more:
+            return None
         # A limited queue that is full is left out: only a finishing job (a NOTIFY) or its rate limiter's
         # next start (limited.wait) can change that, so looking at its due jobs would only spin.
         watched = flow.fast + (limited.open_queues if limited is not None else [])
@@ -224,7 +228,9 @@ class Producer:
         if not watched:
             return sleep
         horizon = now + timedelta(seconds=self.poll_interval)
-        next_run_at = store.job_next_run_at(queues=watched, horizon=horizon)
+        # Jobs of a job name at its limit are due but cannot start: looking at them would spin as well.
+        skip = limited.full_names if limited is not None else list(flow.job_limits)
+        next_run_at = store.job_next_run_at(queues=watched, horizon=horizon, skip_names=skip)
         if next_run_at is None:
             return sleep
         return max(0.0, min(sleep, (next_run_at - timezone.now()).total_seconds()))

@@ -257,3 +257,98 @@ def test_status_shows_limit_fullness_and_paused(store):
     call_command("djtasks", "status", "--json", stdout=out)
     slow = next(q for q in json.loads(out.getvalue())["queues"] if q["name"] == "slow")
     assert (slow["concurrency"], slow["paused"], slow["fullness"], slow["limit"]) == (3, True, 0.0, "3 at once")
+
+
+class CountingProducer:
+    """A real producer in a thread, claiming into a list; counts its limited claims (no job ever finishes
+    unless the test finishes it)."""
+
+    def __init__(self, queues, poll_interval):
+        from djtasks.worker.producer import Producer
+
+        self.rows: list[dict] = []
+        self.producer = Producer(
+            worker_id=uuid7(),
+            queues=queues,
+            slots=8,
+            submit=self.rows.append,
+            poll_interval=poll_interval,
+            listen=True,
+        )
+        self.claims = 0
+        store = self.producer.db.store
+        claim = store.job_claim_limited_many
+
+        def counted(**kwargs):
+            self.claims += 1
+            return claim(**kwargs)
+
+        store.job_claim_limited_many = counted
+        self.thread = threading.Thread(target=self.producer.run)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.producer.stop()
+        self.thread.join(10)
+
+
+def test_a_full_limit_sleeps_until_a_finishing_job_wakes_it(store):
+    set_queue_options("slow", concurrency=1)
+    enqueue(3, "slow")
+    other = uuid7()
+    flow = FlowControl(["slow"])
+    flow.refresh(store)
+    [held] = flow.claim(store, now=timezone.now(), worker_id=other, free=4).rows  # another worker's slot
+    with CountingProducer(["slow"], poll_interval=5.0) as p:
+        time.sleep(1.5)
+        assert p.rows == []
+        assert p.claims <= 2, f"{p.claims} claims while the limit was full: busy polling"
+        began = time.monotonic()
+        store.job_finish_many(worker_id=other, outcomes=[succeeded(held)])
+        store.queue_notify_many(queues=["slow"])  # what the completer sends after a limited job's outcome
+        deadline = time.monotonic() + 3
+        while not p.rows and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert len(p.rows) == 1
+        assert time.monotonic() - began < 1.0, "woken by the notification, not the 5 s poll"
+
+
+def test_a_rate_limit_sleeps_until_the_next_start_is_allowed():
+    set_queue_options("slow", rate_limit="4/s")
+    enqueue(5, "slow")
+    with CountingProducer(["slow"], poll_interval=5.0) as p:
+        began = time.monotonic()
+        deadline = began + 5
+        while len(p.rows) < 5 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        took = time.monotonic() - began
+    assert len(p.rows) == 5
+    assert 0.9 <= took < 2.5  # one start every 0.25 s, woken by the limiter's own timing (poll is 5 s)
+    assert p.claims <= 12, f"{p.claims} claims for 5 starts: busy polling"
+
+
+def test_a_job_name_at_its_limit_costs_no_busy_polling_and_other_jobs_run(store):
+    from tests.testapp.limited_tasks import one_at_a_time
+
+    for _ in range(3):
+        one_at_a_time.delay()
+    flow = FlowControl(["default"])
+    flow.sync(store, timezone.now())
+    flow.refresh(store)
+    other = uuid7()
+    [held] = flow.claim(store, now=timezone.now(), worker_id=other, free=4).rows
+    with CountingProducer(["default"], poll_interval=5.0) as p:
+        time.sleep(0.5)
+        enqueue(3, "default")  # unlimited jobs beside them run at once
+        time.sleep(1.0)
+        assert sorted(r["name"] for r in p.rows) == ["tests.testapp.tasks.add"] * 3
+        assert p.claims <= 4, f"{p.claims} claims while the job name was at its limit: busy polling"
+        store.job_finish_many(worker_id=other, outcomes=[succeeded(held)])
+        store.queue_notify_many(queues=["default"])
+        deadline = time.monotonic() + 3
+        while len(p.rows) < 4 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert [r["name"] for r in p.rows[3:]] == ["tests.testapp.limited_tasks.one_at_a_time"]
