@@ -141,17 +141,24 @@ class Store:
         (``queue_lock_many``), count what runs (``job_running_count_many``), ask ``plan(locked_rows,
         {(kind, name): running})`` for the parameters of ``job_claim_limited_many`` (``None``: claim
         nothing), claim. Claims of the same queue or job name wait for each other on the row locks, so two
-        workers claiming at once cannot overshoot a limit; the lock is held for three short statements."""
-        with self._cursor() as cur, cur.connection.transaction():
-            cur.execute(queries()["queue_lock_many"], {"queues": list(queues), "jobs": list(jobs)})
-            locked = _rows(cur)
-            cur.execute(queries()["job_running_count_many"], {"queues": list(queues), "jobs": list(jobs)})
-            running = {(row["kind"], row["name"]): row["running"] for row in _rows(cur)}
-            params = plan(locked, running)
-            if params is None:
-                return []
-            cur.execute(queries()["job_claim_limited_many"], params)
-            rows = _rows(cur)
+        workers claiming at once cannot overshoot a limit; the lock is held for three short statements.
+
+        Needs a psycopg connection (a worker's): the statements go in pipeline mode, two round trips in all
+        (BEGIN, lock and count; then claim and COMMIT). The count still runs after the lock is granted: the
+        server runs a pipeline's statements one after the other."""
+        names = {"queues": list(queues), "jobs": list(jobs)}
+        params = None
+        with self._cursor() as cur, cur.connection.cursor() as counts, cur.connection.pipeline() as pipeline:
+            with cur.connection.transaction():
+                cur.execute(queries()["queue_lock_many"], names)
+                counts.execute(queries()["job_running_count_many"], names)
+                pipeline.sync()
+                locked = _rows(cur)
+                running = {(row["kind"], row["name"]): row["running"] for row in _rows(counts)}
+                params = plan(locked, running)
+                if params is not None:
+                    cur.execute(queries()["job_claim_limited_many"], params)
+            rows = _rows(cur) if params is not None else []
         rows.sort(key=lambda r: (-r["priority"], r["run_at"], r["id"]))
         return rows
 

@@ -120,8 +120,6 @@ class Completer(threading.Thread):
 
     def _write(self, batch: list[dict[str, Any]]) -> None:
         written = self._finish(batch)
-        if self.wakes:  # only once a job of a limited queue ran here: the plain path does no extra work
-            self._wake_limited(batch)
         self.written += len(written)
         lost = [o["id"] for o in batch if o["id"] not in written]
         if lost:
@@ -133,3 +131,5 @@ class Completer(threading.Thread):
             self._pending.difference_update(o["id"] for o in batch)
             self._lock.notify_all()
         self.on_done(len(batch))
+        if self.wakes:  # only once a job of a limited queue ran here: the plain path does no extra work
+            self._wake_limited(batch)  # after on_done: this process's own producer need not wait for it

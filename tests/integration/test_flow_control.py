@@ -352,3 +352,18 @@ def test_a_job_name_at_its_limit_costs_no_busy_polling_and_other_jobs_run(store)
         while len(p.rows) < 4 and time.monotonic() < deadline:
             time.sleep(0.01)
         assert [r["name"] for r in p.rows[3:]] == ["tests.testapp.limited_tasks.one_at_a_time"]
+
+
+@pytest.mark.parametrize(
+    ("options", "words"),
+    [
+        ({"concurrency": 0}, "queue 'emails': concurrency must be a positive int, got 0"),
+        ({"rate_limit": "100 per minute"}, "'100 per minute'"),
+    ],
+)
+def test_system_check_reports_a_bad_queue_option_with_a_hint(options, words):
+    from djtasks.checks import check_settings
+
+    with override_settings(DJTASKS={"QUEUES": {"default": {}, "emails": options}}):
+        [error] = check_settings()
+    assert error.id == "djtasks.E001" and words in error.msg and error.hint
