@@ -189,7 +189,8 @@ class WorkerProcess:
             outcome = failure_outcome(row, exc, timezone.now(), retry_in=None)
         flow = self.producer.flow
         # A limited queue's slot frees for the whole fleet: wake its workers once the outcome is written.
-        if (flow.notify or flow.job_limits) and (wake := flow.wakes_others(row)):
+        wake = (flow.notify or flow.job_limits) and flow.wakes_others(row)
+        if wake:
             outcome["notify"] = wake
             self.completer.wakes = True
         self.completer.put(outcome)
@@ -198,8 +199,10 @@ class WorkerProcess:
             self.jobs_done += 1
             self._idle.notify_all()
             unfinished = len(self._running)
-        if unfinished == self.producer.low_water():
-            self.producer.wake()  # the jobs claimed ahead are running low: claim the next batch now
+        if wake or unfinished == self.producer.low_water():
+            # The jobs claimed ahead are running low: claim the next batch now. Or a limited job ended:
+            # limited jobs are never claimed ahead, so its thread is idle until the producer claims.
+            self.producer.wake()
         limit = self.config.max_memory_per_child
         if limit is not None and (used := rss_mb()) > limit:
             self.recycle(f"memory {used:.0f} MB > --max-memory-per-child {limit:g} MB")

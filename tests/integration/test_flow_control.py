@@ -128,6 +128,9 @@ def test_job_name_concurrency_limits_a_job_in_any_queue(store):
     flow.sync(store, timezone.now())
     flow.refresh(store)
     assert flow.job_limits == {"tests.testapp.limited_tasks.one_at_a_time": 1}
+    listing = io.StringIO()
+    call_command("djtasks", "queue", stdout=listing)
+    assert "job tests.testapp.limited_tasks.one_at_a_time: concurrency=1" in listing.getvalue()
     worker = uuid7()
     plain = store.job_claim_many(
         now=timezone.now(), worker_id=worker, queues=flow.fast, limit=10, skip_names=list(flow.job_limits)

@@ -159,8 +159,10 @@ class Command(BaseCommand):
         if queue is None:
             if changes:
                 raise CommandError("name the queue to change: manage.py djtasks queue QUEUE --concurrency N")
-            states = flow_state().queues.values()
-        else:
-            states = [self._queue_change(queue, **changes)]
-        for state in states:
-            self.stdout.write(format_limits(state))
+            state = flow_state()
+            for queue_state in state.queues.values():
+                self.stdout.write(format_limits(queue_state))
+            for limit in state.jobs:
+                self.stdout.write(f"job {limit.name}: concurrency={limit.concurrency} (@job(concurrency=...))")
+            return
+        self.stdout.write(format_limits(self._queue_change(queue, **changes)))
