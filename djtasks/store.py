@@ -114,19 +114,34 @@ class Store:
 
     # -- jobs: hot path -------------------------------------------------------------------------------
     def job_claim_many(
-        self,
-        *,
-        now: datetime,
-        worker_id: UUID,
-        queues: Sequence[str],
-        limit: int,
-        skip_names: Sequence[str] = (),
+        self, *, now: datetime, worker_id: UUID, queues: Sequence[str], limit: int
     ) -> list[dict[str, Any]]:
-        """Claim due jobs of unlimited queues; jobs named in ``skip_names`` (limited job names) are left for
-        ``job_claim_limited_many``."""
-        params = {"now": now, "worker_id": worker_id, "queues": list(queues), "limit": limit}
-        rows = self._execute("job_claim_many", {**params, "skip_names": list(skip_names)})
+        rows = self._execute(
+            "job_claim_many", {"now": now, "worker_id": worker_id, "queues": list(queues), "limit": limit}
+        )
         # UPDATE ... RETURNING does not keep the candidates' order: restore it, so jobs start by priority.
+        rows.sort(key=lambda r: (-r["priority"], r["run_at"], r["id"]))
+        return rows
+
+    def job_claim_skipping_many(
+        self, *, now: datetime, worker_id: UUID, queues: Sequence[str], limit: int, skip_names: Sequence[str]
+    ) -> list[dict[str, Any]]:
+        """``job_claim_many`` leaving out jobs named in ``skip_names`` (job names with a concurrency limit,
+        which only a limited claim may start): ``job_claim_limited_many`` run alone, without locks."""
+        params = {
+            "now": now,
+            "worker_id": worker_id,
+            "queues": list(queues),
+            "caps": [limit] * len(queues),
+            "names_only": [False] * len(queues),
+            "open_names": [],
+            "name_caps": [],
+            "full_names": list(skip_names),
+            "rated_queues": [],
+            "intervals": [],
+            "limit": limit,
+        }
+        rows = self._execute("job_claim_limited_many", params)
         rows.sort(key=lambda r: (-r["priority"], r["run_at"], r["id"]))
         return rows
 

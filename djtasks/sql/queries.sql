@@ -39,7 +39,6 @@ WITH candidates AS (
         SELECT id, priority, run_at
         FROM djtasks_job
         WHERE status = 'queued' AND queue = q.name AND run_at <= %(now)s
-          AND NOT (name = ANY(%(skip_names)s::text[]))  -- jobs with @job(concurrency=): job_claim_limited_many
         ORDER BY priority DESC, run_at, id
         LIMIT %(limit)s
         FOR UPDATE SKIP LOCKED
@@ -88,6 +87,8 @@ GROUP BY name;
 -- name: job_claim_limited_many
 -- In a limited claim, after the counts: claim at most cap jobs of each queue (names_only: only jobs of the limited names) and name_cap of each limited job name, then move each rate-limited queue's limiter on by the jobs it started.
 -- Candidates a name's cap leaves out still count against their queue's cap: a claim may take fewer jobs than allowed, never more.
+-- Also run alone (no locks) for the unlimited queues while some job name has a limit: every limited name in
+-- full_names, no caps, no rated queues; job_claim_many stays as it is for everyone else.
 WITH candidates AS (
     SELECT c.id, c.name, c.priority, c.run_at
     FROM unnest(%(queues)s::text[], %(caps)s::int[], %(names_only)s::boolean[]) AS q(name, cap, names_only)

@@ -197,9 +197,12 @@ class Producer:
                 more = bool(rows) and len(rows) == idle
         left = free - len(rows)
         if flow.fast and left > 0:
-            plain = store.job_claim_many(
-                now=now, worker_id=self.worker_id, queues=flow.fast, limit=left, skip_names=list(flow.job_limits)
-            )
+            if flow.job_limits:  # jobs with @job(concurrency=) are the limited claim's
+                plain = store.job_claim_skipping_many(
+                    now=now, worker_id=self.worker_id, queues=flow.fast, limit=left, skip_names=list(flow.job_limits)
+                )
+            else:
+                plain = store.job_claim_many(now=now, worker_id=self.worker_id, queues=flow.fast, limit=left)
             more = more or len(plain) == left
             rows += plain
         if rows:

@@ -132,7 +132,7 @@ def test_job_name_concurrency_limits_a_job_in_any_queue(store):
     call_command("djtasks", "queue", stdout=listing)
     assert "job tests.testapp.limited_tasks.one_at_a_time: concurrency=1" in listing.getvalue()
     worker = uuid7()
-    plain = store.job_claim_many(
+    plain = store.job_claim_skipping_many(
         now=timezone.now(), worker_id=worker, queues=flow.fast, limit=10, skip_names=list(flow.job_limits)
     )
     assert {r["name"] for r in plain} == {"tests.testapp.tasks.add"}

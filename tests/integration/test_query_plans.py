@@ -86,7 +86,6 @@ def test_claim_walks_the_claim_index_and_never_sorts_the_backlog(big_table, queu
             "worker_id": uuid.uuid4(),
             "queues": queues,
             "limit": 10,
-            "skip_names": [],
         },
     )
     scans = scans_of_job_table(nodes)
