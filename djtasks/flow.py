@@ -130,10 +130,3 @@ def claim_cap(limits: Limits, *, running: int, tat: datetime | None, now: dateti
             return allowed
         cap = min(cap, allowed.starts)
     return Allowance(cap, 0.0)
-
-
-def rate_columns(rate: RateLimit | None) -> dict[str, object]:
-    """A rate limit as the ``djtasks_queue`` columns the claim computes with."""
-    if rate is None:
-        return {"rate_limit": "", "rate_interval": None, "rate_tolerance": None}
-    return {"rate_limit": rate.text, "rate_interval": rate.interval, "rate_tolerance": rate.tolerance}

@@ -186,9 +186,6 @@ class Queue(models.Model):
     rate_limit = models.CharField(
         max_length=32, blank=True, default="", help_text="at most this many starts per window, e.g. 100/m, 10/s, 500/h"
     )
-    # rate_limit parsed (djtasks.flow.RateLimit.interval/tolerance, seconds), for the claim to compute in SQL
-    rate_interval = models.FloatField(null=True, blank=True, editable=False)
-    rate_tolerance = models.FloatField(null=True, blank=True, editable=False)
     paused = models.BooleanField(default=False, help_text="nothing starts; running jobs finish; enqueueing works")
     overrides = models.JSONField(default=list, blank=True, editable=False)
     rate_tat = models.DateTimeField(null=True, blank=True, editable=False)

@@ -19,7 +19,7 @@ from typing import Any
 from django.utils import timezone
 
 from .conf import djtasks_settings
-from .flow import RateLimit, parse_rate, rate_columns
+from .flow import RateLimit, parse_rate
 from .store import Store
 
 OPTIONS = ("concurrency", "rate_limit", "paused")
@@ -107,13 +107,18 @@ def set_queue_options(
     if unknown:
         raise QueueOptionError(f"queue {name!r}: cannot reset unknown option(s) {unknown}; options: {list(OPTIONS)}")
     default = djtasks_settings.QUEUES[name]
-    values = {"concurrency": default.concurrency, "paused": default.paused, **rate_columns(default.rate_limit)}
+    values = {
+        "concurrency": default.concurrency,
+        "rate_limit": default.rate_limit.text if default.rate_limit else "",
+        "paused": default.paused,
+    }
     overridden = []
     if concurrency is not UNSET:
         values["concurrency"] = clean_concurrency(name, concurrency)
         overridden.append("concurrency")
     if rate_limit is not UNSET:
-        values.update(rate_columns(clean_rate_limit(name, rate_limit)))
+        rate = clean_rate_limit(name, rate_limit)
+        values["rate_limit"] = rate.text if rate else ""
         overridden.append("rate_limit")
     if paused is not UNSET:
         if not isinstance(paused, bool):

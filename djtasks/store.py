@@ -131,12 +131,15 @@ class Store:
         params = {
             "now": now,
             "worker_id": worker_id,
-            "limited": [],
-            "jobs": [],
-            "fast": [],
-            "plain": list(queues),
-            "skip": list(skip_names),
-            "free": limit,
+            "queues": list(queues),
+            "caps": [limit] * len(queues),
+            "names_only": [False] * len(queues),
+            "open_names": [],
+            "name_caps": [],
+            "full_names": list(skip_names),
+            "rated_queues": [],
+            "intervals": [],
+            "limit": limit,
         }
         rows = self._execute("job_claim_limited_many", params)
         rows.sort(key=lambda r: (-r["priority"], r["run_at"], r["id"]))
@@ -145,40 +148,34 @@ class Store:
     def job_claim_limited_many(
         self,
         *,
-        now: datetime,
-        worker_id: UUID,
         queues: Sequence[str],
         jobs: Sequence[str],
-        fast: Sequence[str],
-        free: int,
-    ) -> tuple[list[dict[str, Any]], dict[tuple[str, str], int], list[dict[str, Any]]]:
-        """Claim up to ``free`` jobs of the limited ``queues`` and of the limited job names ``jobs`` (those
-        also from the unlimited queues ``fast``), as their limits allow, in one transaction: lock their
-        ``djtasks_queue`` rows (``queue_lock_many``), count what runs (``job_running_count_many``), claim
-        (``job_claim_limited_many``, which computes the limits itself). Claims of the same queue or job name
-        take turns on the row locks, so two workers claiming at once cannot overshoot a limit.
+        plan: Callable[[list[dict[str, Any]], dict[tuple[str, str], int]], dict[str, Any] | None],
+    ) -> list[dict[str, Any]]:
+        """Claim jobs of limited queues and job names in one transaction: lock their ``djtasks_queue`` rows
+        (``queue_lock_many``), count what runs (``job_running_count_many``), ask ``plan(locked_rows,
+        {(kind, name): running})`` for the parameters of ``job_claim_limited_many`` (``None``: claim
+        nothing), claim. Claims of the same queue or job name wait for each other on the row locks, so two
+        workers claiming at once cannot overshoot a limit; the lock is held for three short statements.
 
-        Needs a psycopg connection (a worker's): the four statements go in one pipeline, one round trip, so
-        the locks are held for the server's work only. Returns ``(locked rows, {(kind, name): running},
-        claimed rows)``; the first two as they were before the claim."""
+        Needs a psycopg connection (a worker's): the statements go in pipeline mode, two round trips in all
+        (BEGIN, lock and count; then claim and COMMIT). The count still runs after the lock is granted: the
+        server runs a pipeline's statements one after the other."""
         names = {"queues": list(queues), "jobs": list(jobs)}
-        params = {"now": now, "worker_id": worker_id, "limited": list(queues), "jobs": list(jobs)}
-        params.update(fast=list(fast), plain=[], skip=[], free=free)
-        with (
-            self._cursor() as cur,
-            cur.connection.cursor() as counts,
-            cur.connection.cursor() as claim,
-            cur.connection.pipeline(),
-        ):
+        params = None
+        with self._cursor() as cur, cur.connection.cursor() as counts, cur.connection.pipeline() as pipeline:
             with cur.connection.transaction():
                 cur.execute(queries()["queue_lock_many"], names)
                 counts.execute(queries()["job_running_count_many"], names)
-                claim.execute(queries()["job_claim_limited_many"], params)
-            locked = _rows(cur)
-            running = {(row["kind"], row["name"]): row["running"] for row in _rows(counts)}
-            rows = _rows(claim)
+                pipeline.sync()
+                locked = _rows(cur)
+                running = {(row["kind"], row["name"]): row["running"] for row in _rows(counts)}
+                params = plan(locked, running)
+                if params is not None:
+                    cur.execute(queries()["job_claim_limited_many"], params)
+            rows = _rows(cur) if params is not None else []
         rows.sort(key=lambda r: (-r["priority"], r["run_at"], r["id"]))
-        return locked, running, rows
+        return rows
 
     def job_finish_many(self, *, worker_id: UUID, outcomes: Iterable[dict[str, Any]]) -> set[UUID]:
         """Record outcomes (``id, attempt, status, result, error, run_at, finished_at``); returns the ids written."""
@@ -323,9 +320,8 @@ class Store:
 
     # -- queue options (flow control) -----------------------------------------------------------------
     def queue_sync_many(self, *, now: datetime, options: Sequence[dict[str, Any]]) -> list[tuple[str, str]]:
-        """Write default options (``kind, name, concurrency, rate_limit, rate_interval, rate_tolerance,
-        paused``) but those overridden at run time; delete job-name rows not in ``options``. Returns the
-        ``(kind, name)`` rows changed."""
+        """Write default options (``kind, name, concurrency, rate_limit, paused``) but those overridden at run
+        time; delete job-name rows not in ``options``. Returns the ``(kind, name)`` rows changed."""
         rows = self._execute(
             "queue_sync_many",
             {
@@ -334,8 +330,6 @@ class Store:
                 "names": [o["name"] for o in options],
                 "concurrencies": [o["concurrency"] for o in options],
                 "rate_limits": [o["rate_limit"] for o in options],
-                "rate_intervals": [o["rate_interval"] for o in options],
-                "rate_tolerances": [o["rate_tolerance"] for o in options],
                 "pauseds": [o["paused"] for o in options],
             },
         )
@@ -351,15 +345,12 @@ class Store:
         reset: Sequence[str],
     ) -> dict[str, Any]:
         """Write the options in ``overridden`` (run-time values) and ``reset`` (back to ``values``, the
-        settings'); ``values`` holds every option (``rate_interval``/``rate_tolerance`` from ``rate_limit``)
-        for a row created now. Returns the row after."""
+        settings'); ``values`` holds all three options for a row created now. Returns the row after."""
         params = {
             "now": now,
             "name": name,
             "concurrency": values["concurrency"],
             "rate_limit": values["rate_limit"],
-            "rate_interval": values["rate_interval"],
-            "rate_tolerance": values["rate_tolerance"],
             "paused": values["paused"],
             "overridden": list(overridden),
             "reset": list(reset),

@@ -37,8 +37,6 @@ class Migration(migrations.Migration):
                         max_length=32,
                     ),
                 ),
-                ("rate_interval", models.FloatField(blank=True, editable=False, null=True)),
-                ("rate_tolerance", models.FloatField(blank=True, editable=False, null=True)),
                 (
                     "paused",
                     models.BooleanField(

@@ -65,7 +65,6 @@ RETURNING j.id, j.name, j.queue, j.priority, j.status, j.args::text AS args, j.k
 
 -- name: queue_lock_many
 -- Open a limited claim (in its transaction): lock the rows of these limited queues and job names, always in one order so claims never deadlock, and read their options as they are now.
--- Claims of the same queue or job name take turns here.
 SELECT kind, name, concurrency, rate_limit, paused, rate_tat
 FROM djtasks_queue
 WHERE (kind = 'queue' AND name = ANY(%(queues)s::text[])) OR (kind = 'job' AND name = ANY(%(jobs)s::text[]))
@@ -73,8 +72,8 @@ ORDER BY kind, name
 FOR UPDATE;
 
 -- name: job_running_count_many
--- In a limited claim, after queue_lock_many: jobs running per limited queue and job name, for the worker to see
--- how full its limits were (job_claim_limited_many counts again for itself). In the same pipeline: no round trip.
+-- In a limited claim, after queue_lock_many: jobs running per queue and per job name. A statement of its own,
+-- so its snapshot is taken after the lock was granted and counts the jobs the previous lock holder claimed.
 SELECT 'queue' AS kind, queue AS name, count(*) AS running
 FROM djtasks_job
 WHERE status = 'running' AND queue = ANY(%(queues)s::text[])
@@ -86,68 +85,19 @@ WHERE status = 'running' AND name = ANY(%(jobs)s::text[])
 GROUP BY name;
 
 -- name: job_claim_limited_many
--- In a limited claim, after queue_lock_many: claim what the limits leave (of the limited queues; of the unlimited ones in fast, only jobs of job names with room), at most free jobs, and move the rate limiters on by the jobs started.
--- A statement of its own after the lock statement, so its snapshot is taken once the lock was granted: it counts
--- what the previous holder claimed and reads the limiter it left. The limits are computed here, in the same
--- arithmetic as djtasks/flow.py (claim_cap, rate_allowance), so the lock is held for server time only, never
--- for a round trip to the worker. Candidates a job name's cap leaves out still count against their queue's cap:
--- a claim may take fewer jobs than allowed, never more.
--- Also run alone, without locks, for unlimited queues while some job name has a limit: queues in plain, every
--- limited name in skip, nothing limited.
-WITH opts AS (
-    SELECT kind, name, concurrency, paused, rate_tat, rate_interval, rate_tolerance
-    FROM djtasks_queue
-    WHERE (kind = 'queue' AND name = ANY(%(limited)s::text[])) OR (kind = 'job' AND name = ANY(%(jobs)s::text[]))
-),
-running AS (
-    SELECT 'queue' AS kind, queue AS name, count(*) AS n
-    FROM djtasks_job
-    WHERE status = 'running' AND queue = ANY(%(limited)s::text[])
-    GROUP BY queue
-    UNION ALL
-    SELECT 'job' AS kind, name, count(*) AS n
-    FROM djtasks_job
-    WHERE status = 'running' AND name = ANY(%(jobs)s::text[])
-    GROUP BY name
-),
-room AS (
-    -- least() ignores NULLs: a limit that is not set does not bind.
-    SELECT o.kind, o.name,
-           CASE WHEN o.paused THEN 0 ELSE least(
-               %(free)s::int,
-               o.concurrency - coalesce(r.n, 0)::int,
-               CASE WHEN o.rate_interval IS NULL THEN NULL
-                    WHEN extract(epoch FROM o.rate_tat - %(now)s) > o.rate_tolerance THEN 0
-                    ELSE floor((o.rate_tolerance - greatest(extract(epoch FROM o.rate_tat - %(now)s), 0))
-                               / o.rate_interval + 1e-9)::int + 1
-               END
-           ) END AS cap
-    FROM opts AS o
-    LEFT JOIN running AS r ON r.kind = o.kind AND r.name = o.name
-),
-names AS (
-    SELECT coalesce(array_agg(name) FILTER (WHERE cap > 0), '{}') AS open,
-           coalesce(array_agg(name) FILTER (WHERE cap <= 0), '{}') || %(skip)s::text[] AS shut
-    FROM room
-    WHERE kind = 'job'
-),
-sources AS (
-    SELECT name, cap, false AS names_only FROM room WHERE kind = 'queue' AND cap > 0
-    UNION ALL
-    SELECT f.name, %(free)s::int, true FROM unnest(%(fast)s::text[]) AS f(name), names WHERE cardinality(names.open) > 0
-    UNION ALL
-    SELECT p.name, %(free)s::int, false FROM unnest(%(plain)s::text[]) AS p(name)
-),
-candidates AS (
+-- In a limited claim, after the counts: claim at most cap jobs of each queue (names_only: only jobs of the limited names) and name_cap of each limited job name, then move each rate-limited queue's limiter on by the jobs it started.
+-- Candidates a name's cap leaves out still count against their queue's cap: a claim may take fewer jobs than allowed, never more.
+-- Also run alone (no locks) for the unlimited queues while some job name has a limit: every limited name in
+-- full_names, no caps, no rated queues; job_claim_many stays as it is for everyone else.
+WITH candidates AS (
     SELECT c.id, c.name, c.priority, c.run_at
-    FROM sources AS q
-    CROSS JOIN names
+    FROM unnest(%(queues)s::text[], %(caps)s::int[], %(names_only)s::boolean[]) AS q(name, cap, names_only)
     CROSS JOIN LATERAL (
         SELECT id, name, priority, run_at
         FROM djtasks_job
         WHERE status = 'queued' AND queue = q.name AND run_at <= %(now)s
-          AND NOT (name = ANY(names.shut))
-          AND (NOT q.names_only OR name = ANY(names.open))
+          AND NOT (name = ANY(%(full_names)s::text[]))
+          AND (NOT q.names_only OR name = ANY(%(open_names)s::text[]))
         ORDER BY priority DESC, run_at, id
         LIMIT q.cap
         FOR UPDATE SKIP LOCKED
@@ -159,10 +109,10 @@ chosen AS (
         SELECT c.*, row_number() OVER (PARTITION BY c.name ORDER BY c.priority DESC, c.run_at, c.id) AS nth
         FROM candidates AS c
     ) AS r
-    LEFT JOIN room AS n ON n.kind = 'job' AND n.name = r.name
+    LEFT JOIN unnest(%(open_names)s::text[], %(name_caps)s::int[]) AS n(name, cap) ON n.name = r.name
     WHERE n.cap IS NULL OR r.nth <= n.cap
     ORDER BY r.priority DESC, r.run_at, r.id
-    LIMIT %(free)s
+    LIMIT %(limit)s
 ),
 claimed AS (
     UPDATE djtasks_job AS j
@@ -184,10 +134,10 @@ claimed AS (
 ),
 paced AS (
     UPDATE djtasks_queue AS q
-    SET rate_tat = greatest(q.rate_tat, %(now)s) + s.started * q.rate_interval * interval '1 second'
+    SET rate_tat = greatest(q.rate_tat, %(now)s) + s.started * r.interval_s * interval '1 second'
     FROM (SELECT queue, count(*) AS started FROM claimed WHERE status = 'running' GROUP BY queue) AS s
-    WHERE q.kind = 'queue' AND q.name = s.queue AND q.rate_interval IS NOT NULL
-      AND q.name = ANY(%(limited)s::text[])
+    JOIN unnest(%(rated_queues)s::text[], %(intervals)s::double precision[]) AS r(name, interval_s) ON r.name = s.queue
+    WHERE q.kind = 'queue' AND q.name = s.queue
     RETURNING q.name
 )
 SELECT * FROM claimed;
@@ -237,21 +187,14 @@ SELECT r.id, r.status FROM released AS r CROSS JOIN notified;
 WITH wanted AS (
     SELECT *
     FROM unnest(%(kinds)s::text[], %(names)s::text[], %(concurrencies)s::int[], %(rate_limits)s::text[],
-                %(rate_intervals)s::double precision[], %(rate_tolerances)s::double precision[],
-                %(pauseds)s::boolean[]) AS w(kind, name, concurrency, rate_limit, rate_interval, rate_tolerance, paused)
+                %(pauseds)s::boolean[]) AS w(kind, name, concurrency, rate_limit, paused)
 ),
 saved AS (
-    INSERT INTO djtasks_queue AS q (
-        kind, name, concurrency, rate_limit, rate_interval, rate_tolerance, paused, overrides, updated_at
-    )
-    SELECT w.kind, w.name, w.concurrency, w.rate_limit, w.rate_interval, w.rate_tolerance, w.paused, '[]'::jsonb,
-           %(now)s
-    FROM wanted AS w
+    INSERT INTO djtasks_queue AS q (kind, name, concurrency, rate_limit, paused, overrides, updated_at)
+    SELECT w.kind, w.name, w.concurrency, w.rate_limit, w.paused, '[]'::jsonb, %(now)s FROM wanted AS w
     ON CONFLICT (kind, name) DO UPDATE SET
         concurrency = CASE WHEN q.overrides ? 'concurrency' THEN q.concurrency ELSE EXCLUDED.concurrency END,
         rate_limit = CASE WHEN q.overrides ? 'rate_limit' THEN q.rate_limit ELSE EXCLUDED.rate_limit END,
-        rate_interval = CASE WHEN q.overrides ? 'rate_limit' THEN q.rate_interval ELSE EXCLUDED.rate_interval END,
-        rate_tolerance = CASE WHEN q.overrides ? 'rate_limit' THEN q.rate_tolerance ELSE EXCLUDED.rate_tolerance END,
         paused = CASE WHEN q.overrides ? 'paused' THEN q.paused ELSE EXCLUDED.paused END,
         updated_at = EXCLUDED.updated_at
     WHERE (NOT q.overrides ? 'concurrency' AND q.concurrency IS DISTINCT FROM EXCLUDED.concurrency)
@@ -270,16 +213,11 @@ FROM (SELECT kind, name FROM saved UNION ALL SELECT kind, name FROM gone) AS c;
 -- name: queue_set
 -- An operator's change to a queue's options: write the options in changed (set ones join overrides, reset ones leave it and take the settings' value); workers hear of it when the transaction commits.
 WITH saved AS (
-    INSERT INTO djtasks_queue AS q (
-        kind, name, concurrency, rate_limit, rate_interval, rate_tolerance, paused, overrides, updated_at
-    )
-    VALUES ('queue', %(name)s, %(concurrency)s, %(rate_limit)s, %(rate_interval)s, %(rate_tolerance)s, %(paused)s,
-            to_jsonb(%(overridden)s::text[]), %(now)s)
+    INSERT INTO djtasks_queue AS q (kind, name, concurrency, rate_limit, paused, overrides, updated_at)
+    VALUES ('queue', %(name)s, %(concurrency)s, %(rate_limit)s, %(paused)s, to_jsonb(%(overridden)s::text[]), %(now)s)
     ON CONFLICT (kind, name) DO UPDATE SET
         concurrency = CASE WHEN 'concurrency' = ANY(%(changed)s::text[]) THEN EXCLUDED.concurrency ELSE q.concurrency END,
         rate_limit = CASE WHEN 'rate_limit' = ANY(%(changed)s::text[]) THEN EXCLUDED.rate_limit ELSE q.rate_limit END,
-        rate_interval = CASE WHEN 'rate_limit' = ANY(%(changed)s::text[]) THEN EXCLUDED.rate_interval ELSE q.rate_interval END,
-        rate_tolerance = CASE WHEN 'rate_limit' = ANY(%(changed)s::text[]) THEN EXCLUDED.rate_tolerance ELSE q.rate_tolerance END,
         paused = CASE WHEN 'paused' = ANY(%(changed)s::text[]) THEN EXCLUDED.paused ELSE q.paused END,
         overrides = (
             SELECT coalesce(jsonb_agg(u.o ORDER BY u.o), '[]'::jsonb)

@@ -24,7 +24,7 @@ from datetime import datetime
 from typing import Any
 
 from ..conf import djtasks_settings
-from ..flow import Limits, claim_cap, parse_rate, rate_columns
+from ..flow import Allowance, Limits, claim_cap, parse_rate
 from ..registry import registry
 from ..store import Store
 
@@ -40,13 +40,13 @@ def default_options() -> list[dict[str, Any]]:
             "kind": "queue",
             "name": q.name,
             "concurrency": q.concurrency,
+            "rate_limit": q.rate_limit.text if q.rate_limit else "",
             "paused": q.paused,
-            **rate_columns(q.rate_limit),
         }
         for q in djtasks_settings.QUEUES.values()
     ]
     rows += [
-        {"kind": "job", "name": j.name, "concurrency": j.concurrency, "paused": False, **rate_columns(None)}
+        {"kind": "job", "name": j.name, "concurrency": j.concurrency, "rate_limit": "", "paused": False}
         for j in registry.all()
         if j.concurrency is not None
     ]
@@ -127,27 +127,66 @@ class FlowControl:
         return bool(self.limited or (self.job_limits and self.fast))
 
     def claim(self, store: Store, *, now: datetime, worker_id: Any, free: int) -> ClaimResult:
-        """Claim from the limited queues and job names, at most ``free`` jobs (the idle threads); the limits
-        are applied in the claim statement, under the rows' locks. What the result says about them (which
-        queues had room, how long until a rate limit allows a start, which job names are full) is worked
-        out here from the rows as they were just before, with the same arithmetic (``flow.claim_cap``)."""
+        """Claim from the limited queues and job names, at most ``free`` jobs (the idle threads)."""
         result = ClaimResult()
         if free <= 0 or not self.any_limited:
             return result
         jobs = sorted(self.job_limits)
-        locked, running, result.rows = store.job_claim_limited_many(
-            now=now, worker_id=worker_id, queues=self.limited, jobs=jobs, fast=self.fast, free=free
-        )
-        for row in locked:
-            key = (row["kind"], row["name"])
-            if row["kind"] == "queue":
-                allowance = claim_cap(
-                    row_limits(row), running=running.get(key, 0), tat=row["rate_tat"], now=now, free=free
+
+        def plan(locked: list[dict[str, Any]], running: dict[tuple[str, str], int]) -> dict[str, Any] | None:
+            rows = {(row["kind"], row["name"]): row for row in locked}
+            queues, caps, names_only, rated, intervals = [], [], [], [], []
+            for name in self.limited:
+                row = rows.get(("queue", name))
+                if row is None:  # no row: its options were removed meanwhile; next refresh sees it
+                    continue
+                limits = row_limits(row)
+                allowance: Allowance = claim_cap(
+                    limits, running=running.get(("queue", name), 0), tat=row["rate_tat"], now=now, free=free
                 )
-                if allowance.starts > 0:
-                    result.open_queues.append(row["name"])
-                elif allowance.wait > 0:
+                if allowance.wait > 0:
                     result.wait = allowance.wait if result.wait is None else min(result.wait, allowance.wait)
-            elif row["concurrency"] is not None and running.get(key, 0) >= row["concurrency"]:
-                result.full_names.append(row["name"])
+                if allowance.starts > 0:
+                    queues.append(name)
+                    caps.append(allowance.starts)
+                    names_only.append(False)
+                    result.open_queues.append(name)
+                    if limits.rate_limit is not None:
+                        rated.append(name)
+                        intervals.append(limits.rate_limit.interval)
+            open_names, name_caps, full_names = [], [], []
+            for name in jobs:
+                row = rows.get(("job", name))
+                limit = row["concurrency"] if row is not None else None
+                if limit is None:
+                    continue
+                left = limit - running.get(("job", name), 0)
+                if left > 0:
+                    open_names.append(name)
+                    name_caps.append(min(left, free))
+                else:
+                    full_names.append(name)
+            result.full_names = full_names
+            if open_names:
+                for name in self.fast:
+                    queues.append(name)
+                    caps.append(free)
+                    names_only.append(True)
+            if not queues:
+                return None
+            return {
+                "now": now,
+                "worker_id": worker_id,
+                "queues": queues,
+                "caps": caps,
+                "names_only": names_only,
+                "open_names": open_names,
+                "name_caps": name_caps,
+                "full_names": full_names,
+                "rated_queues": rated,
+                "intervals": intervals,
+                "limit": free,
+            }
+
+        result.rows = store.job_claim_limited_many(queues=self.limited, jobs=jobs, plan=plan)
         return result

@@ -111,12 +111,15 @@ def test_limited_claim_walks_the_claim_index_and_counts_through_the_running_inde
         {
             "now": timezone.now(),
             "worker_id": uuid.uuid4(),
-            "limited": ["default"],
-            "jobs": ["tests.testapp.tasks.add"],
-            "fast": ["other"],
-            "plain": ["slow"],
-            "skip": ["tests.testapp.tasks.echo"],
-            "free": 10,
+            "queues": ["default", "other"],
+            "caps": [3, 10],
+            "names_only": [False, True],
+            "open_names": ["tests.testapp.tasks.add"],
+            "name_caps": [1],
+            "full_names": ["tests.testapp.tasks.echo"],
+            "rated_queues": ["default"],
+            "intervals": [0.1],
+            "limit": 10,
         },
     )
     assert "djtasks_job_claim" in used_indexes(nodes), scans_of_job_table(nodes)
