@@ -32,7 +32,9 @@ from django.utils import timezone
 
 from .. import serialization, signals
 from ..ids import uuid7
+from ..registry import registry
 from . import link
+from .async_executor import DEFAULT_ASYNC_CONCURRENCY, AsyncJobs
 from .completer import Completer
 from .db import CONNECTION_ERRORS, WorkerConnection
 from .executor import execute, failure_outcome
@@ -64,6 +66,7 @@ class WorkerConfig:
     log_level: str = "INFO"
     max_jobs_per_child: int | None = None
     max_memory_per_child: float | None = None  # MB of resident memory
+    async_concurrency: int = DEFAULT_ASYNC_CONCURRENCY  # async def jobs running at once on the event loop
 
 
 def rss_mb() -> float:
@@ -159,6 +162,7 @@ class WorkerProcess:
         self._cold = False
         self.recycle_reason: str | None = None
         self.jobs_done = 0
+        self.async_jobs: AsyncJobs | None = None
 
     # -- running jobs ---------------------------------------------------------------------------------
     def running(self, row: dict[str, Any], *, time_limit: float | None, soft_time_limit: float | None) -> _JobScope:
@@ -175,18 +179,42 @@ class WorkerProcess:
         with self._lock:
             self._running[row["id"]] = row["attempt"]
             self._waiting += 1
-        self.executor.submit(row)
+        job = registry.find(row["name"])
+        if job is not None and job.is_async:
+            self._async_jobs().submit(row)
+        else:
+            self.executor.submit(row)
+
+    def _async_jobs(self) -> AsyncJobs:
+        """The event loop, started with the first async job; from then on the producer claims enough jobs
+        to keep ``async_concurrency`` of them running beside the threads."""
+        if self.async_jobs is None:
+            self.async_jobs = AsyncJobs(
+                self.config.async_concurrency,
+                runtime=self,
+                worker_id=self.id,
+                began=self._job_began,
+                ended=self._job_ended,
+            )
+            self.producer.slots = self.config.threads + self.config.async_concurrency
+        return self.async_jobs
 
     def _run_one(self, row: dict[str, Any]) -> None:
-        with self._lock:
-            self._waiting -= 1
+        self._job_began(row)
         started = time.perf_counter()
         try:
             outcome = execute(row, runtime=self)
-            self.durations.observe(row["name"], time.perf_counter() - started)
         except BaseException as exc:
             logger.exception("internal error running job %s", row["id"])
             outcome = failure_outcome(row, exc, timezone.now(), retry_in=None)
+        self._job_ended(row, outcome, time.perf_counter() - started)
+
+    def _job_began(self, row: dict[str, Any]) -> None:
+        with self._lock:
+            self._waiting -= 1
+
+    def _job_ended(self, row: dict[str, Any], outcome: dict[str, Any], seconds: float) -> None:
+        self.durations.observe(row["name"], seconds)
         self.completer.put(outcome)
         with self._lock:
             self._running.pop(row["id"], None)
@@ -263,6 +291,8 @@ class WorkerProcess:
         for signum in early_signals or ():
             (self.request_cold_stop if signum == signal.SIGQUIT else self.request_stop)(signum)
         cap_switch_interval()
+        if any(j.is_async for j in registry.all()):
+            self._async_jobs()
         if not self._register():
             self.link.send(link.STOPPED, released=True)  # it never claimed anything
             return 0
