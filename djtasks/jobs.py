@@ -267,9 +267,13 @@ class Job:
             time_limit=time_limit,
             soft_time_limit=soft_time_limit,
         )
+        self._insert(row, now)
+        return JobResult(row["id"], name=self.name)
+
+    def _insert(self, row: dict[str, Any], now: datetime) -> None:
+        """INSERT one row made by ``_row()`` on Django's connection (the caller's transaction), then signal."""
         _django_store.job_insert(now=now, **row)
         signals.job_enqueued.send(sender=self, job_id=row["id"], queue=row["queue"], run_at=row["run_at"])
-        return JobResult(row["id"], name=self.name)
 
     async def adelay(self, *args: Any, **kwargs: Any) -> JobResult:
         """``delay()`` for async code (an async view): the INSERT runs through ``sync_to_async`` on Django's

@@ -60,8 +60,10 @@ async def invoke(row: dict[str, Any], prepared: Prepared, runtime: JobRuntime | 
     ctx = prepared.ctx
     try:
         with wrapper:
-            coro = job.func(ctx, *prepared.args, **prepared.kwargs) if ctx is not None else job.func(
-                *prepared.args, **prepared.kwargs
+            coro = (
+                job.func(ctx, *prepared.args, **prepared.kwargs)
+                if ctx is not None
+                else job.func(*prepared.args, **prepared.kwargs)
             )
             if soft is None:
                 value = await coro
@@ -91,8 +93,12 @@ def _after_job(row: dict[str, Any], prepared: Prepared, outcome: dict[str, Any])
 
 def run_coroutine_here(row: dict[str, Any], prepared: Prepared, runtime: JobRuntime | None) -> dict[str, Any]:
     """Run an async job to completion in this (job) thread, on a loop of its own."""
-    outcome = asyncio.run(invoke(row, prepared, runtime))
-    return conclude(row, prepared, outcome)
+
+    async def whole() -> dict[str, Any]:
+        outcome = await invoke(row, prepared, runtime)
+        return await sync_to_async(_after_job, thread_sensitive=True)(row, prepared, outcome)
+
+    return asyncio.run(whole())
 
 
 class AsyncJobs:

@@ -114,6 +114,7 @@ class Prepared:
     args: list[Any]
     kwargs: dict[str, Any]
     ctx: Any
+    state: Any = None  # what the job's hooks keep between its start and its end
 
 
 def lookup(name: str) -> Job:
@@ -142,13 +143,22 @@ def prepare(row: dict[str, Any], worker_id: UUID | None = None) -> Prepared | di
         kwargs = serialization.loads(row["kwargs"])
     except Exception as exc:  # noqa: BLE001 - a corrupt row fails its job, not the worker
         return failure_outcome(row, exc, timezone.now(), retry_in=None)
-    hooks = job.hooks
+    hooks, state = job.hooks, None
     if hooks is not None:
-        ctx = hooks.started(row, args, kwargs, worker_id)
+        try:
+            ctx, state = hooks.started(row, args, kwargs, worker_id)
+        except Exception as exc:
+            logger.exception("job %s: could not prepare its context", row["id"])
+            return failure_outcome(
+                row,
+                exc,
+                timezone.now(),
+                retry_in=job.retry_delay(row["attempt"]) if row["attempt"] < row["max_attempts"] else None,
+            )
     else:
         ctx = JobContext(row["id"], job.name, row["attempt"], row["max_attempts"], row["queue"]) if job.bind else None
     _send(signals.job_started, job, job_id=row["id"], attempt=row["attempt"])
-    return Prepared(job, args, kwargs, ctx)
+    return Prepared(job, args, kwargs, ctx, state)
 
 
 def success_outcome(row: dict[str, Any], prepared: Prepared, value: Any) -> dict[str, Any]:
@@ -200,7 +210,7 @@ def conclude(row: dict[str, Any], prepared: Prepared, outcome: dict[str, Any]) -
         error=outcome["error"],
     )
     if job.hooks is not None:
-        job.hooks.finished(row, prepared.ctx, outcome)
+        job.hooks.finished(row, prepared.state, outcome)
     return outcome
 
 
@@ -227,8 +237,10 @@ def execute(row: dict[str, Any], runtime: JobRuntime | None = None, worker_id: U
         db.close_old_connections()  # a connection may have gone stale while this thread was idle
     try:
         with wrapper:
-            value = job.func(ctx, *prepared.args, **prepared.kwargs) if ctx is not None else job.func(
-                *prepared.args, **prepared.kwargs
+            value = (
+                job.func(ctx, *prepared.args, **prepared.kwargs)
+                if ctx is not None
+                else job.func(*prepared.args, **prepared.kwargs)
             )
         outcome = success_outcome(row, prepared, value)
     except BaseException as exc:  # noqa: BLE001 - SystemExit from a job must not stop the worker either

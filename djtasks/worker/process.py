@@ -16,6 +16,7 @@ Under a supervisor SIGINT is ignored: Ctrl-C reaches the whole process group, an
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -31,13 +32,14 @@ from uuid import UUID
 from django.utils import timezone
 
 from .. import serialization, signals
+from ..exceptions import NotRegistered
 from ..ids import uuid7
 from ..registry import registry
 from . import link
 from .async_executor import DEFAULT_ASYNC_CONCURRENCY, AsyncJobs
 from .completer import Completer
 from .db import CONNECTION_ERRORS, WorkerConnection
-from .executor import execute, failure_outcome
+from .executor import execute, failure_outcome, lookup
 from .heartbeat import Heartbeat, cap_switch_interval
 from .limits import SoftLimiter
 from .pool import JobThreads
@@ -180,6 +182,9 @@ class WorkerProcess:
             self._running[row["id"]] = row["attempt"]
             self._waiting += 1
         job = registry.find(row["name"])
+        if job is None:  # a django.tasks task not imported yet (or a bad name: a job thread fails it)
+            with contextlib.suppress(NotRegistered):
+                job = lookup(row["name"])
         if job is not None and job.is_async:
             self._async_jobs().submit(row)
         else:
