@@ -301,7 +301,7 @@ class DatabaseBackend(BaseTaskBackend):
             checks.Error(
                 f"TASKS[{self.alias!r}]['QUEUES'] has {queue!r}, which is not in DJTASKS['QUEUES']",
                 hint=f"add {queue!r} to DJTASKS['QUEUES'] (workers serve only those), or use one of: {', '.join(known)}",
-                id="djtasks.E020",
+                id="djtasks.E008",
             )
             for queue in sorted(self.queues - set(known))
         ]

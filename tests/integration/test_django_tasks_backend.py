@@ -126,7 +126,7 @@ def test_queues_option_limits_the_queues_a_task_may_use():
 def test_a_queue_in_tasks_but_not_in_djtasks_is_a_system_check_error():
     backend = DatabaseBackend("x", {"QUEUES": ["default", "emails"]})
     errors = backend.check()
-    assert [e.id for e in errors] == ["djtasks.E020"] and "emails" in errors[0].msg
+    assert [e.id for e in errors] == ["djtasks.E008"] and "emails" in errors[0].msg
 
 
 def test_djtasks_options_reach_the_row():
