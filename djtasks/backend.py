@@ -160,10 +160,13 @@ class TaskJob(Job):
         status = JobStatus(row["status"])
         run_at, enqueued_at = row.get("run_at"), row.get("enqueued_at")
         deferred = run_at is not None and enqueued_at is not None and run_at > enqueued_at
+        task = self.task
+        if task.priority != row["priority"] or task.queue_name != row["queue"] or deferred or task.run_after:
+            task = dataclasses.replace(
+                task, priority=row["priority"], queue_name=row["queue"], run_after=run_at if deferred else None
+            )
         values: dict[str, Any] = {
-            "task": dataclasses.replace(
-                self.task, priority=row["priority"], queue_name=row["queue"], run_after=run_at if deferred else None
-            ),
+            "task": task,
             "id": str(row["id"]),
             "status": STATUSES[status],
             "enqueued_at": enqueued_at,
@@ -201,19 +204,14 @@ class TaskJob(Job):
         status = JobStatus(outcome["status"])
         if not status.is_final:
             return  # a retry: the task has not finished
-        errors = list(state.errors)
+        # The result the task's context holds is brought up to date in place, as Django's own backends do.
         if outcome["error"] is not None:
-            errors += task_errors([serialization.loads(outcome["error"])])
-        result = dataclasses.replace(
-            state,
-            status=STATUSES[status],
-            finished_at=outcome["finished_at"],
-            errors=errors,
-            worker_ids=list(state.worker_ids),
-        )
+            state.errors.extend(task_errors([serialization.loads(outcome["error"])]))
+        object.__setattr__(state, "status", STATUSES[status])
+        object.__setattr__(state, "finished_at", outcome["finished_at"])
         if status == JobStatus.SUCCEEDED:
-            object.__setattr__(result, "_return_value", serialization.loads(outcome["result"]))
-        task_finished.send_robust(sender=self.backend_class, task_result=result)
+            object.__setattr__(state, "_return_value", serialization.loads(outcome["result"]))
+        task_finished.send_robust(sender=self.backend_class, task_result=state)
 
 
 def _same_task(job: Any, task: Task) -> bool:
