@@ -256,6 +256,12 @@ class DatabaseBackend(BaseTaskBackend):
         inserted (a worker may already have claimed the job by the time this returns)."""
         self.validate_task(task)
         job = self.job_for(task)
+        module = task.func.__module__
+        if not _in_installed_app(module):
+            raise InvalidTask(
+                f"Task {task.module_path!r} is defined in {module!r}, which is not in an installed app: a worker "
+                "imports tasks only from installed apps. Move it into one (e.g. myapp/tasks.py)."
+            )
         known = djtasks_settings.QUEUES
         if task.queue_name not in known:
             raise InvalidTask(
@@ -316,23 +322,24 @@ def resolve_job(name: str, registered: Job | None = None) -> TaskJob:
         return registered
     if registered is not None:
         raise NotRegistered(name, f"{name!r} is a @job, not a django.tasks task; read it with djtasks.JobResult")
+    unknown = f"no @job or @task named {name!r} is registered"
     module = name.rpartition(".")[0]
     if not module or not _in_installed_app(module):
         raise NotRegistered(
             name,
-            f"no job or task named {name!r} is registered, and {module or name!r} is not in an installed app, so "
-            "the worker does not import it; define it in an installed app (its tasks.py is imported at start)",
+            f"{unknown}, and {module or name!r} is not in an installed app, so the worker does not import it; "
+            "define it in an installed app (its tasks.py is imported when the worker starts)",
         )
     try:
         found = import_string(name)
     except ImportError as exc:
         raise NotRegistered(
             name,
-            f"task {name!r} cannot be imported by the worker ({type(exc).__name__}: {exc}); does the worker run the "
-            "same code as the site that enqueued it? (renamed or removed since?)",
+            f"{unknown}, and it cannot be imported by the worker ({type(exc).__name__}: {exc}); does the worker "
+            "run the same code as the site that enqueued it (renamed or removed since)?",
         ) from None
     if not isinstance(found, Task) or found.module_path != name:
-        raise NotRegistered(name, f"{name!r} is not a django.tasks task (@task) nor a registered @job")
+        raise NotRegistered(name, f"{unknown}; {name!r} is neither a django.tasks task (@task) nor a @job")
     backend = found.get_backend()
     if not isinstance(backend, DatabaseBackend):
         raise NotRegistered(

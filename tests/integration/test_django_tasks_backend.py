@@ -15,7 +15,7 @@ pytest.importorskip("django.tasks", reason="django.tasks (and djtasks' backend f
 
 from asgiref.sync import async_to_sync
 from django.db import transaction
-from django.tasks import TaskResultStatus, default_task_backend, task_backends
+from django.tasks import TaskResultStatus, default_task_backend, task, task_backends
 from django.tasks.base import TaskError
 from django.tasks.exceptions import InvalidTask, TaskResultDoesNotExist, TaskResultMismatch
 from django.tasks.signals import task_enqueued, task_finished, task_started
@@ -25,6 +25,7 @@ from django.utils import timezone
 
 from djtasks import JobResult
 from djtasks.backend import DatabaseBackend, DjtasksTask
+from djtasks.backend import task as djtasks_task
 from djtasks.models import Job
 from tests.conftest import drain
 from tests.testapp import django_tasks as t
@@ -127,6 +128,26 @@ def test_a_queue_in_tasks_but_not_in_djtasks_is_a_system_check_error():
     backend = DatabaseBackend("x", {"QUEUES": ["default", "emails"]})
     errors = backend.check()
     assert [e.id for e in errors] == ["djtasks.E008"] and "emails" in errors[0].msg
+
+
+@task
+def defined_outside_an_app():
+    return None
+
+
+def test_a_task_outside_installed_apps_cannot_be_enqueued():
+    with pytest.raises(InvalidTask, match="not in an installed app"):
+        defined_outside_an_app.enqueue()
+    assert not Job.objects.exists()
+
+
+def test_djtasks_backend_task_decorator_takes_djtasks_options():
+    decorated = djtasks_task(max_attempts=4, retry_backoff=3, time_limit=timedelta(minutes=1))(t.add.func)
+    assert isinstance(decorated, DjtasksTask) and decorated.max_attempts == 4
+    job = task_backends["default"].job_for(decorated)
+    assert job.max_attempts == 4 and job.time_limit == 60 and 1.5 <= job.retry_delay(1) <= 3
+    with pytest.raises(TypeError, match="unknown option"):
+        djtasks_task(unique=True)
 
 
 def test_djtasks_options_reach_the_row():
@@ -322,7 +343,7 @@ def test_an_unimportable_task_fails_its_job_with_what_to_fix_and_the_next_job_ru
     after = t.add.enqueue(5, 6)
     drain()
     errors = {row.id: row.errors[-1]["message"] for row in Job.objects.filter(status="failed")}
-    assert "cannot be imported by the worker" in errors[uuid.UUID(gone.id)]
+    assert "cannot be imported by the worker (ImportError" in errors[uuid.UUID(gone.id)]
     assert "not in an installed app" in errors[uuid.UUID(outside.id)]
     assert t.add.get_result(after.id).return_value == 11
 
