@@ -156,6 +156,7 @@ class WorkerProcess:
             durations=self.durations,
             waiting=lambda: self._waiting,
             unfinished=lambda: len(self._running),
+            extra_slots=self._async_slots,
         )
         self._running: dict[UUID, int] = {}  # job id -> attempt, for jobs handed to the executor
         self._lock = threading.Lock()
@@ -165,6 +166,7 @@ class WorkerProcess:
         self.recycle_reason: str | None = None
         self.jobs_done = 0
         self.async_jobs: AsyncJobs | None = None
+        self._async_unfinished = 0  # async jobs handed to the event loop and not finished
 
     # -- running jobs ---------------------------------------------------------------------------------
     def running(self, row: dict[str, Any], *, time_limit: float | None, soft_time_limit: float | None) -> _JobScope:
@@ -186,23 +188,38 @@ class WorkerProcess:
             with contextlib.suppress(NotRegistered):
                 job = lookup(row["name"])
         if job is not None and job.is_async:
+            with self._lock:
+                self._async_unfinished += 1
             self._async_jobs().submit(row)
         else:
             self.executor.submit(row)
 
+    def _async_slots(self) -> int:
+        """Slots the producer may claim beyond the threads: as many as async jobs are unfinished, and as many
+        again, up to ``async_concurrency``. The async jobs in flight cancel out of the count, so the threads'
+        share stays theirs; the allowance doubles claim by claim while the queue hands out async jobs (100
+        running after a handful of claims) and is nothing for a queue of sync jobs, whose jobs are then never
+        claimed ahead of the threads (the rule a process holds without async jobs). Sync jobs claimed beside
+        async ones may wait for a thread, at most as many as async jobs are in flight."""
+        unfinished = self._async_unfinished
+        return min(self.config.async_concurrency, 2 * unfinished) if unfinished else 0
+
     def _async_jobs(self) -> AsyncJobs:
-        """The event loop, started with the first async job; from then on the producer claims enough jobs
-        to keep ``async_concurrency`` of them running beside the threads."""
+        """The event loop, started with the first async job."""
         if self.async_jobs is None:
             self.async_jobs = AsyncJobs(
                 self.config.async_concurrency,
                 runtime=self,
                 worker_id=self.id,
                 began=self._job_began,
-                ended=self._job_ended,
+                ended=self._async_job_ended,
             )
-            self.producer.slots = self.config.threads + self.config.async_concurrency
         return self.async_jobs
+
+    def _async_job_ended(self, row: dict[str, Any], outcome: dict[str, Any], seconds: float) -> None:
+        with self._lock:
+            self._async_unfinished -= 1
+        self._job_ended(row, outcome, seconds)
 
     def _run_one(self, row: dict[str, Any]) -> None:
         self._job_began(row)
@@ -296,8 +313,6 @@ class WorkerProcess:
         for signum in early_signals or ():
             (self.request_cold_stop if signum == signal.SIGQUIT else self.request_stop)(signum)
         cap_switch_interval()
-        if any(j.is_async for j in registry.all()):
-            self._async_jobs()
         if not self._register():
             self.link.send(link.STOPPED, released=True)  # it never claimed anything
             return 0
