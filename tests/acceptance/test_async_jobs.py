@@ -89,9 +89,13 @@ def test_runworker_runs_tasks_and_jobs_sync_and_async_from_one_queue(start_worke
         "async job": tasks.arecord.delay("mixed-async-job"),
         "async sleeper": tasks.asleep.delay(0.1),
     }
+    gone = t.add.enqueue(5, 5)  # then renamed, as if the task had been removed since it was enqueued
+    Job.objects.filter(id=gone.id).update(name="tests.testapp.django_tasks.removed")
     assert {j.queue for j in Job.objects.all()} == {"default"}
     worker = start_worker("--processes", "1", "--threads", "2")
     wait_until(lambda: statuses()["succeeded"] == len(handles), timeout=90, message="every job and task")
+    failed = Job.objects.get(id=gone.id)
+    assert failed.status == "failed" and "cannot be imported by the worker" in failed.errors[-1]["message"]
     assert t.add.get_result(handles["task"].id).return_value == 3
     assert t.arecord.get_result(handles["async task"].id).return_value == 1
     info = t.context_info.get_result(handles["context task"].id)
