@@ -112,6 +112,8 @@ class JobContext:
         """``is_cancelled()`` for an ``async def`` job (the row is read through ``sync_to_async``)."""
         if self.job_id is None or self.cancel_observed:
             return self.cancel_observed
+        if time.monotonic() - self._cancel_checked_at < CANCEL_CHECK_INTERVAL_S:
+            return False  # read a moment ago: no thread hop until the row is due to be read again
         return await sync_to_async(self.is_cancelled, thread_sensitive=True)()
 
     def retry(self, countdown: float | None = None, exc: BaseException | None = None) -> None:
