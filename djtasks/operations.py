@@ -107,3 +107,15 @@ def cancel_requested(job_id: uuid.UUID) -> bool:
     except DatabaseError as exc:
         logger.warning("job %s: could not read cancel_requested (%s)", job_id, exc)
         return False
+
+
+def set_progress(job_id: uuid.UUID, attempt: int, progress: str) -> None:
+    """Store a running job's progress (JSON text), for ``JobContext.set_progress``.
+
+    Runs on the job thread's Django connection (in autocommit unless the job holds a transaction open). A
+    database error is logged, never raised: progress must not fail the job that reports it.
+    """
+    try:
+        Store.for_django().job_progress_set(id=job_id, attempt=attempt, progress=progress)
+    except DatabaseError as exc:
+        logger.warning("job %s: could not store progress (%s)", job_id, exc)

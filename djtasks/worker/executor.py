@@ -79,6 +79,7 @@ def _outcome(row: dict[str, Any], status: JobStatus, now: datetime, **fields: An
         "result": None,
         "error": None,
         "run_at": None,
+        "workflow": row.get("workflow", True),  # a workflow job's outcome is recorded with its hand-off
         **fields,
     }
 
@@ -151,6 +152,8 @@ def execute(row: dict[str, Any], runtime: JobRuntime | None = None) -> dict[str,
             # It may have interrupted a database call half-way: do not reuse this thread's connections.
             db.connections.close_all()
     finally:
+        if ctx is not None:
+            ctx.flush_progress()  # the last set_progress() value is stored before the outcome
         # As Django does around a request: a job must not leak a broken or expired connection, nor
         # (with DEBUG) an ever-growing query log, into the next job on this thread.
         db.reset_queries()

@@ -167,6 +167,9 @@ class Producer:
         rows = self.db.store.job_claim_many(now=now, worker_id=self.worker_id, queues=self.queues, limit=free)
         if rows:
             self._last_names = {row["name"] for row in rows}
+            expired = [row["id"] for row in rows if row["status"] != JobStatus.RUNNING and row["workflow"]]
+            if expired:  # an expired workflow step ends its workflow like a cancel does
+                self.db.store.job_handoff_many(now=now, ids=expired)
         for row in rows:
             if row["status"] != JobStatus.RUNNING:  # expired before it started: the claim cancelled it
                 logger.info("job %s %s expired before it started", row["id"], row["name"])

@@ -188,3 +188,35 @@ def hog(ctx, mb):
     Execution.objects.create(job_id=ctx.job_id, label="hog", attempt=ctx.attempt, pid=os.getpid())
     _hoard.append(bytearray(b"\x01") * (mb * 1024 * 1024))
     return mb
+
+
+# -- workflows (issue 12) ---------------------------------------------------------------------------------------
+@job
+def total(values, extra=0):
+    """A chord callback: sums the header results."""
+    return sum(values) + extra
+
+
+@job
+def double(x):
+    return x * 2
+
+
+@job(unique=True)
+def unique_add(a, b):
+    return a + b
+
+
+@job(unique_for=60)
+def unique_recent(a):
+    return a
+
+
+@job(bind=True)
+def counts(ctx, n, sleep=0.0):
+    """Reports progress per item (coalesced by set_progress)."""
+    for i in range(n):
+        ctx.set_progress({"done": i + 1, "total": n})
+        if sleep:
+            time.sleep(sleep)
+    return n
