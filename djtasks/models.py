@@ -71,7 +71,9 @@ class Job(models.Model):
             models.Index(fields=["group_id"], name="djtasks_job_group", condition=Q(group_id__isnull=False)),
             # unique_for: recent jobs with a key, finished ones included (the unique constraint covers active ones).
             models.Index(
-                fields=["unique_key", "enqueued_at"], name="djtasks_job_unique_key", condition=Q(unique_key__isnull=False)
+                fields=["unique_key", "enqueued_at"],
+                name="djtasks_job_unique_key",
+                condition=Q(unique_key__isnull=False),
             ),
         ]
         permissions = [
