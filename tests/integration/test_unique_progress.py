@@ -65,7 +65,7 @@ def test_unique_under_eight_threads_enqueuing_at_once():
             with transaction.atomic():
                 results.append(tasks.unique_add.delay(9, 9))
                 time.sleep(0.05)  # hold the insert uncommitted while the others try
-        except Exception as exc:  # noqa: BLE001 - reported below
+        except Exception as exc:
             errors.append(exc)
         finally:
             connections.close_all()
