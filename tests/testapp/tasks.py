@@ -220,3 +220,23 @@ def counts(ctx, n, sleep=0.0):
         if sleep:
             time.sleep(sleep)
     return n
+
+
+@job(max_attempts=10)
+def square_slowly(i, sleep=0.0):
+    """A chord header job for the kill test: retried after its worker process is SIGKILLed."""
+    time.sleep(sleep)
+    return i * i
+
+
+@job(bind=True, max_attempts=10)
+def record_callback(ctx, values, path):
+    """A chord callback: one line per execution, so running twice shows."""
+    _append(path, f"{ctx.job_id} {len(values)} {sum(values)}\n")
+    return values
+
+
+@job
+def increment(x, sleep=0.0):
+    time.sleep(sleep)
+    return x + 1
