@@ -293,6 +293,12 @@ class Store:
             cur.execute(queries()["job_prune_many"], {"statuses": list(statuses), "before": before, "limit": limit})
             return cur.rowcount
 
+    def group_prune_many(self, *, before: datetime, limit: int) -> int:
+        """Delete one batch of groups made before ``before`` whose members are all gone; returns how many."""
+        with self._cursor() as cur:
+            cur.execute(queries()["group_prune_many"], {"before": before, "limit": limit})
+            return cur.rowcount
+
     def job_retry_many(self, *, now: datetime, ids: Sequence[UUID]) -> set[UUID]:
         """Failed/cancelled jobs back to ``queued`` (due ``now``, one more attempt allowed); NOTIFYs their
         queues. Returns the ids retried."""
@@ -308,11 +314,21 @@ class Store:
         params = {"now": now, "ids": list(ids), "new_ids": list(new_ids)}
         return {row["id"] for row in self._execute("job_requeue_many", params)}
 
-    def job_delete_many(self, *, ids: Sequence[UUID]) -> set[UUID]:
-        """Delete jobs that are not running; returns the ids deleted."""
+    def job_delete_many(self, *, ids: Sequence[UUID], now: datetime | None = None) -> set[UUID]:
+        """Delete jobs that are not running; returns the ids deleted. With ``now``, an unfinished workflow job is
+        cancelled first (in the same transaction), so the steps waiting on it end cancelled, not waiting forever."""
         if not ids:
             return set()
-        return {row["id"] for row in self._execute("job_delete_many", {"ids": list(ids)})}
+        with self._atomic():
+            if now is not None:
+                pending = [
+                    row["id"]
+                    for row in self.job_get_many(ids).values()
+                    if row["status"] in ("queued", "waiting") and (row["on_success"] or row["group_id"])
+                ]
+                if pending:
+                    self.job_cancel_many(now=now, ids=pending)
+            return {row["id"] for row in self._execute("job_delete_many", {"ids": list(ids)})}
 
     def job_fill_synthetic(
         self,

@@ -158,10 +158,17 @@ RETURNING id, status;
 
 -- name: job_prune_many
 -- Delete up to %(limit)s jobs in the given final statuses that finished before %(before)s, oldest first.
+-- A chord header job is kept while its callback still waits: the callback is given its result.
 WITH doomed AS (
     SELECT id
-    FROM djtasks_job
+    FROM djtasks_job AS j
     WHERE status = ANY(%(statuses)s::text[]) AND finished_at < %(before)s
+      AND (j.group_id IS NULL OR NOT EXISTS (
+          SELECT 1 FROM djtasks_group AS g
+          CROSS JOIN LATERAL jsonb_array_elements(g.on_success) AS e
+          JOIN djtasks_job AS c ON c.id = (e.value->>'id')::uuid
+          WHERE g.id = j.group_id AND c.status = 'waiting'
+      ))
     ORDER BY finished_at
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
@@ -169,6 +176,20 @@ WITH doomed AS (
 DELETE FROM djtasks_job AS j
 USING doomed AS d
 WHERE j.id = d.id;
+
+-- name: group_prune_many
+-- Delete up to %(limit)s groups created before %(before)s none of whose members is left (all pruned).
+WITH doomed AS (
+    SELECT g.id
+    FROM djtasks_group AS g
+    WHERE g.created_at < %(before)s AND NOT EXISTS (SELECT 1 FROM djtasks_job AS j WHERE j.group_id = g.id)
+    ORDER BY g.created_at
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+)
+DELETE FROM djtasks_group AS g
+USING doomed AS d
+WHERE g.id = d.id;
 
 -- name: schedule_sync_many
 -- Upsert code and settings schedules by name; next_fire_at is kept unless the timing changed or the row was orphaned.
@@ -276,7 +297,8 @@ SELECT pg_notify('djtasks_schedule', %(name)s);
 
 -- name: job_retry_many
 -- Operator retry: failed or cancelled jobs go back to the queue, due now, with at least one attempt left.
--- A job whose unique_key is held by an active job is skipped (so is a second job with the same key).
+-- A job whose unique_key is held by an active job is skipped (so is a second job with the same key), and so is
+-- a workflow step whose parent never succeeded. A retried step that succeeds hands off to nothing cancelled.
 WITH candidates AS (
     SELECT DISTINCT ON (coalesce(j.unique_key, j.id::text)) j.id
     FROM djtasks_job AS j
@@ -285,6 +307,10 @@ WITH candidates AS (
           SELECT 1 FROM djtasks_job AS a
           WHERE a.unique_key = j.unique_key AND a.status IN ('queued', 'running')
       ))
+      -- a workflow step cancelled before its input arrived has nothing to run on
+      AND (j.parent_id IS NULL
+           OR EXISTS (SELECT 1 FROM djtasks_job AS p WHERE p.id = j.parent_id AND p.status = 'succeeded')
+           OR EXISTS (SELECT 1 FROM djtasks_group AS g WHERE g.id = j.parent_id AND g.remaining <= 0))
     ORDER BY coalesce(j.unique_key, j.id::text), j.id DESC
 ),
 retried AS (

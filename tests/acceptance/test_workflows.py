@@ -41,7 +41,8 @@ def test_chord_callback_runs_exactly_once_when_a_worker_process_is_sigkilled(sta
     callback = chord([tasks.square_slowly.s(i, sleep=0.2) for i in range(HEADERS)],
                      tasks.record_callback.s(str(path))).delay()  # fmt: skip
     args = ("--processes", "2", "--threads", "4")
-    first, second = start_worker(*args), start_worker(*args)
+    first = start_worker(*args)
+    start_worker(*args)
     wait_until(lambda: Worker.objects.count() == 4, timeout=60, message="four worker processes")
     wait_until(lambda: statuses()["succeeded"] >= HEADERS // 4, timeout=60, message="a quarter of the headers")
     victims = worker_children(first.proc.pid)

@@ -182,3 +182,16 @@ def test_bad_input():
     with pytest.raises(TypeError, match="unknown option"):
         chain(tasks.add.s(1, 2)).apply_async(bogus=1)
     assert Job.objects.count() == 0
+
+
+def test_retry_skips_a_step_that_never_got_its_input_and_delete_cancels_what_follows():
+    from djtasks.operations import delete_jobs, retry_jobs
+
+    last = (tasks.boom.s("first") | tasks.add.s(1)).delay()
+    first = last.parent
+    drain()
+    assert statuses(first, last) == ["failed", "cancelled"]
+    assert retry_jobs([first.id, last.id]) == {first.id}
+    other = (tasks.add.s(1, 1) | tasks.add.s(1) | tasks.add.s(1)).delay()
+    assert delete_jobs([other.parent.parent.id]) == {other.parent.parent.id}
+    assert statuses(other.parent, other) == ["cancelled", "cancelled"]

@@ -199,3 +199,20 @@ def test_progress_set_is_fenced_by_attempt(store):
     assert store.job_progress_set(id=result.id, attempt=1, progress='{"a": 1}')
     assert not store.job_progress_set(id=result.id, attempt=2, progress='{"a": 2}')
     assert result.progress == {"a": 1}
+
+
+def test_prune_keeps_chord_headers_while_the_callback_waits_then_prunes_the_group(store):
+    from datetime import timedelta
+
+    from djtasks.maintenance.pruner import run_once
+
+    callback = chord([tasks.add.s(1, 1), tasks.add.s(2, 2)], tasks.total.s()).delay()
+    done, pending = callback.parent.results
+    old = timezone.now() - timedelta(days=30)
+    Job.objects.filter(id=done.id).update(status="succeeded", result=2, finished_at=old)
+    assert store.job_prune_many(statuses=["succeeded"], before=timezone.now(), limit=10) == 0
+    Job.objects.filter(id=callback.id).update(status="cancelled", finished_at=old)
+    Job.objects.filter(id=pending.id).update(status="cancelled", finished_at=old)
+    Group.objects.update(created_at=old)
+    run_once(timezone.now(), store, result_ttl=60, failed_result_ttl=60)
+    assert not Job.objects.exists() and not Group.objects.exists()
