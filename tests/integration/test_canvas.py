@@ -195,3 +195,23 @@ def test_retry_skips_a_step_that_never_got_its_input_and_delete_cancels_what_fol
     other = (tasks.add.s(1, 1) | tasks.add.s(1) | tasks.add.s(1)).delay()
     assert delete_jobs([other.parent.parent.id]) == {other.parent.parent.id}
     assert statuses(other.parent, other) == ["cancelled", "cancelled"]
+
+
+def test_an_expired_step_ends_the_chain():
+    import time
+
+    from djtasks.ids import uuid7
+    from djtasks.worker.producer import Producer
+
+    last = (tasks.add.s(1, 1) | tasks.add.s(1)).apply_async(expires=0.2)
+    time.sleep(0.3)
+    submitted = []
+    producer = Producer(worker_id=uuid7(), queues=["default"], slots=4, submit=submitted.append, poll_interval=1,
+                        listen=False)  # fmt: skip
+    try:
+        producer._claim_once()
+    finally:
+        producer.db.close()
+    assert not submitted
+    assert statuses(last.parent, last) == ["cancelled", "cancelled"]
+    assert "was cancelled" in last.error["message"] and str(last.parent.id) in last.error["message"]
