@@ -323,8 +323,14 @@ class Job:
         """Enqueue many calls at once, thousands of rows per statement, all or none.
 
         Each item is a tuple/list of positional arguments, or a signature of this job (``job.s(...)``) to
-        pass keyword arguments and options too.
+        pass keyword arguments and options too. A ``unique`` job is enqueued one call at a time (each checked
+        against its key, in one transaction), so its duplicates come back with ``deduplicated`` True.
         """
+        if self.unique:
+            with transaction.atomic(using=djtasks_settings.DATABASE):
+                return [
+                    item.apply_async() if isinstance(item, Signature) else self.apply_async(args=item) for item in items
+                ]
         now = timezone.now()
         rows = []
         template: dict[str, Any] | None = None  # the row of a plain call: validated once, copied per item

@@ -248,11 +248,36 @@ class GroupResult:
         return self._counts().get(JobStatus.SUCCEEDED.value, 0)
 
     def cancel(self, terminate: bool = False) -> int:
-        """Cancel every member not finished yet (see ``JobResult.cancel``); a member that is a chain has its
-        last step cancelled, the steps before it still run. Returns how many jobs it changed."""
+        """Cancel every job of the group not finished yet (see ``JobResult.cancel``): the members and, for a
+        member that is a chain or a chord, the steps before its last one. What waits for the group (a chord
+        callback) ends cancelled too. Returns how many jobs it changed."""
         from .operations import cancel_jobs
 
-        return len(cancel_jobs(self._data()["members"], terminate=terminate))
+        return len(cancel_jobs(self._job_ids(), terminate=terminate))
+
+    def _job_ids(self) -> list[uuid.UUID]:
+        """The members and every job upstream of them inside this group (up to what the group waits for)."""
+        store = self._store()
+        outside = self._data()["parent_id"]
+        found: list[uuid.UUID] = []
+        seen: set[uuid.UUID] = set()
+        frontier = list(self._data()["members"])
+        while frontier:
+            fresh = [i for i in frontier if i not in seen and i != outside]
+            seen.update(fresh)
+            frontier = []
+            rows = store.job_get_many(fresh)
+            for node in fresh:
+                row = rows.get(node)
+                if row is None:  # a group a member waits for (a chord inside this group): its members
+                    inner = store.group_get(node)
+                    if inner is not None:
+                        frontier.extend(inner["members"])
+                    continue
+                found.append(node)
+                if row["parent_id"] is not None:
+                    frontier.append(row["parent_id"])
+        return found
 
     def get(self, timeout: float | None = None, propagate: bool = True) -> list[Any]:
         """Wait for every member and return their results in order. With ``propagate`` the first failed or

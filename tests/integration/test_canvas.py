@@ -215,3 +215,25 @@ def test_an_expired_step_ends_the_chain():
     assert not submitted
     assert statuses(last.parent, last) == ["cancelled", "cancelled"]
     assert "was cancelled" in last.error["message"] and str(last.parent.id) in last.error["message"]
+
+
+def test_chain_ending_with_a_group_returns_its_group_result():
+    g = (tasks.add.s(1, 1) | group(tasks.add.s(1), tasks.double.s())).delay()
+    assert isinstance(g, GroupResult)
+    drain()
+    assert g.get(timeout=5) == [3, 4]
+
+
+def test_group_cancel_reaches_the_first_steps_of_chain_members_and_the_callback():
+    callback = chord([tasks.add.s(1, 1) | tasks.double.s(), tasks.add.s(2, 2)], tasks.total.s()).delay()
+    header = callback.parent
+    first_step = header.results[0].parent
+    assert header.cancel() == 3
+    assert statuses(first_step, *header.results, callback) == ["cancelled"] * 4
+    assert drain() == 0
+
+
+def test_bulk_delay_of_a_unique_job_dedupes():
+    results = tasks.unique_add.bulk_delay([(1, 1), (1, 1), (2, 2)])
+    assert [r.deduplicated for r in results] == [False, True, False] and results[0].id == results[1].id
+    assert Job.objects.count() == 2
