@@ -216,3 +216,36 @@ def test_prune_keeps_chord_headers_while_the_callback_waits_then_prunes_the_grou
     Group.objects.update(created_at=old)
     run_once(timezone.now(), store, result_ttl=60, failed_result_ttl=60)
     assert not Job.objects.exists() and not Group.objects.exists()
+
+
+def test_last_headers_finishing_at_once_in_two_workers_release_the_callback_once_with_both_results():
+    import threading
+
+    for round_ in range(15):
+        Job.objects.all().delete()  # the last round's released callback must not be claimed here
+        callback = chord([tasks.add.s(1, 1), tasks.add.s(2, 2)], tasks.total.s()).delay()
+        dbs = [WorkerConnection(), WorkerConnection()]
+        workers = [uuid7(), uuid7()]
+        rows = [claim(db.store, w, limit=1) for db, w in zip(dbs, workers, strict=True)]
+        assert all(len(r) == 1 for r in rows)
+        barrier = threading.Barrier(2)
+
+        def finish_one(i, barrier=barrier, rows=rows, dbs=dbs, workers=workers):
+            barrier.wait(timeout=10)
+            outcome = {"id": rows[i][0]["id"], "attempt": 1, "status": "succeeded", "result": str(10 + i),
+                       "error": None, "run_at": None, "finished_at": timezone.now(), "workflow": True}  # fmt: skip
+            dbs[i].store.job_finish_many(worker_id=workers[i], outcomes=[outcome])
+
+        threads = [threading.Thread(target=finish_one, args=(i,)) for i in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=30)
+        for db in dbs:
+            db.close()
+        header = callback.parent
+        assert Group.objects.get(id=header.id).remaining == 0, round_
+        row = Job.objects.get(id=callback.id)
+        assert row.status == "queued", round_
+        by_member = {rows[i][0]["id"]: 10 + i for i in range(2)}
+        assert row.args == [[by_member[m.id] for m in header.results]], (round_, row.args)
