@@ -249,3 +249,22 @@ def test_last_headers_finishing_at_once_in_two_workers_release_the_callback_once
         assert row.status == "queued", round_
         by_member = {rows[i][0]["id"]: 10 + i for i in range(2)}
         assert row.args == [[by_member[m.id] for m in header.results]], (round_, row.args)
+
+
+def test_a_rescued_header_that_reruns_hands_off_once(store):
+    first_worker, second_worker = uuid7(), uuid7()
+    store.worker_register(now=timezone.now(), id=first_worker, hostname="h", pid=1, queues="[]", concurrency=1)
+    callback = chord([tasks.square_slowly.s(2), tasks.square_slowly.s(3)], tasks.total.s()).delay()
+    header = callback.parent
+    claimed = claim(store, first_worker)
+    assert len(claimed) == 2
+    store.worker_rescue_many(now=timezone.now(), worker_ids=[first_worker], reason="died")  # back to queued
+    assert store.group_status_count(header.id) == {"queued": 2}
+    again = claim(store, second_worker)
+    assert {r["attempt"] for r in again} == {2}
+    outcomes = [{"id": r["id"], "attempt": 2, "status": "succeeded", "result": "4", "error": None, "run_at": None,
+                 "finished_at": timezone.now(), "workflow": True} for r in again[:1]]  # fmt: skip
+    store.job_finish_many(worker_id=second_worker, outcomes=outcomes)
+    late = [{**outcomes[0], "attempt": 1}]  # the first attempt's late result: fenced off, hands off nothing
+    assert store.job_finish_many(worker_id=first_worker, outcomes=late) == set()
+    assert Group.objects.get(id=header.id).remaining == 1 and callback.refresh().status == "waiting"
