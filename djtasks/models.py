@@ -67,6 +67,8 @@ class Job(models.Model):
             # when it fails or is cancelled, so enqueue, claim and success never pay for it. (The unfiltered
             # list walks the primary key backwards: ids are UUIDv7, ordered by enqueue time.)
             models.Index(fields=["id"], name="djtasks_job_problems", condition=PROBLEMS),
+            # Workflow steps waiting for their input (the admin's "waiting" filter); no other job enters it.
+            models.Index(fields=["id"], name="djtasks_job_waiting", condition=Q(status="waiting")),
             # Group members (admin filter, GroupResult's failed members); jobs outside groups are not in it.
             models.Index(fields=["group_id"], name="djtasks_job_group", condition=Q(group_id__isnull=False)),
             # unique_for: recent jobs with a key, finished ones included (the unique constraint covers active ones).

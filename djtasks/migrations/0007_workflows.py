@@ -1,5 +1,6 @@
 # Workflows, unique jobs and progress (issue 12): the djtasks_group table (chord counters), the parent link of
-# a workflow step, the "waiting" status, and two partial indexes (group members; keyed jobs for unique_for).
+# a workflow step, the "waiting" status, and three partial indexes (waiting steps; group members; keyed jobs for
+# unique_for).
 
 import django.contrib.postgres.fields
 from django.contrib.postgres.operations import AddIndexConcurrently
@@ -49,6 +50,10 @@ class Migration(migrations.Migration):
                 ],
                 max_length=16,
             ),
+        ),
+        AddIndexConcurrently(
+            model_name="job",
+            index=models.Index(condition=models.Q(("status", "waiting")), fields=["id"], name="djtasks_job_waiting"),
         ),
         AddIndexConcurrently(
             model_name="job",
