@@ -211,8 +211,12 @@ class _Builder:
         if not members and after.kind not in ("none", "value"):
             raise ValueError("an empty group cannot wait for a previous step: it would have nothing to wait for")
         group_id = uuid7()
-        for member in members:
-            assert member.kind == "job" and member.id is not None  # group() refused members that end in a group
+        for index, member in enumerate(members):
+            if member.kind != "job" or member.id is None:  # e.g. a chord whose callback chain ends with a group
+                raise TypeError(
+                    f"group member {index} ends with a group; a member's result must be one job's: "
+                    "flatten the inner group's members into this one"
+                )
             self.jobs[member.id]["group_id"] = group_id
         self.groups[group_id] = {
             "id": group_id,
@@ -234,6 +238,8 @@ class _Builder:
         if after.kind == "value" and not sig.immutable:
             args = [after.value, *args]
         row = job._row(args, sig.kwargs, self.now, **options)
+        if row["id"] in self.jobs:
+            raise ValueError(f"{sig.name}: job_id {row['id']} is used twice in this workflow")
         waits = after.kind in ("job", "group")
         row.update(status="waiting" if waits else "queued", parent_id=after.id, group_id=None)
         if waits:

@@ -179,6 +179,13 @@ def test_bad_input():
         tasks.add.s(object(), 1)
     with pytest.raises(TypeError, match="group"):
         group(group(tasks.add.s(1, 1)), tasks.add.s(1, 1))
+    with pytest.raises(TypeError, match="ends with a group"):
+        group(
+            chord([tasks.add.s(1, 1)], tasks.add.s(1) | group(tasks.add.s(1), tasks.add.s(2))), tasks.add.s(1, 1)
+        ).delay()
+    same = tasks.add.s(1, 1).set(job_id="01a1fde9-3fc8-7e11-babf-b28ed85aa65a")
+    with pytest.raises(ValueError, match="used twice"):
+        group(same, same).delay()
     with pytest.raises(TypeError, match="unknown option"):
         chain(tasks.add.s(1, 2)).apply_async(bogus=1)
     assert Job.objects.count() == 0

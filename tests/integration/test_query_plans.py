@@ -164,7 +164,7 @@ def test_workflow_and_unique_queries_never_scan_the_table(big_table, name):
             "max_attempts": 1,
             "time_limit": None,
             "soft_time_limit": None,
-        },  # fmt: skip
+        },
         "job_get_many": {"ids": ids},
     }[name]
     nodes = plan_nodes(big_table, name, params)
