@@ -568,6 +568,15 @@ cancelled AS (
     WHERE j.id = w.id AND j.status = 'waiting'
     RETURNING j.id
 ),
+named AS (
+    -- already cancelled by an earlier upstream failure (a chord's other header jobs): name these ones too
+    UPDATE djtasks_job AS j
+    SET errors = jsonb_set(j.errors, '{-1,message}', to_jsonb((j.errors->-1->>'message') || ', ' || w.reason))
+    FROM why AS w
+    WHERE j.id = w.id AND j.status = 'cancelled' AND j.errors->-1->>'message' LIKE 'cancelled: upstream %%'
+      AND position(w.reason IN j.errors->-1->>'message') = 0
+    RETURNING j.id
+),
 counted AS (
     SELECT group_id, count(*) AS n FROM done WHERE status = 'succeeded' AND group_id IS NOT NULL GROUP BY group_id
 ),

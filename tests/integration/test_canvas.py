@@ -113,6 +113,18 @@ def test_chord_header_failure_cancels_the_callback_others_still_run():
     assert header.remaining == 1
 
 
+def test_chord_callback_names_every_failed_header_job():
+    last = chord(
+        [tasks.boom.s("one"), tasks.add.s(1, 1), tasks.boom.s("two")], tasks.total.s() | tasks.double.s()
+    ).delay()
+    first_bad, _, second_bad = last.parent.parent.results
+    drain(limit=1)  # one job per batch: the two failures reach the callback in separate transactions
+    for step in (last.parent, last):
+        message = step.refresh().error["message"]
+        assert step.status == JobStatus.CANCELLED and len(step.errors) == 1
+        assert str(first_bad.id) in message and str(second_bad.id) in message, message
+
+
 def test_empty_chord_header_runs_the_callback_at_once():
     callback = chord([], tasks.total.s(extra=7)).delay()
     assert callback.refresh().status == JobStatus.QUEUED
