@@ -529,7 +529,7 @@ WITH RECURSIVE done AS (
 next_steps AS (
     SELECT (e.value->>'id')::uuid AS id, (e.value->>'pass')::boolean AS pass, d.result
     FROM done AS d CROSS JOIN LATERAL jsonb_array_elements(d.on_success) AS e
-    WHERE d.status = 'succeeded' AND d.on_success IS NOT NULL
+    WHERE d.status = 'succeeded' AND jsonb_typeof(d.on_success) = 'array'
 ),
 released AS (
     UPDATE djtasks_job AS j
@@ -547,7 +547,7 @@ doomed(id, origin) AS (
     FROM doomed AS x
     JOIN djtasks_job AS j ON j.id = x.id
     CROSS JOIN LATERAL jsonb_array_elements(
-        coalesce(j.on_success, '[]'::jsonb)
+        CASE WHEN jsonb_typeof(j.on_success) = 'array' THEN j.on_success ELSE '[]'::jsonb END
         || coalesce((SELECT g.on_success FROM djtasks_group AS g WHERE g.id = j.group_id), '[]'::jsonb)
     ) AS e
 ),
