@@ -372,6 +372,10 @@ class Store:
         """Per queue: ``queued`` (due), ``scheduled`` (later), ``oldest_run_at`` of the due ones."""
         return self._execute("queue_stats_waiting", {"now": now})
 
+    def queue_stats_workflow_waiting(self) -> list[dict[str, Any]]:
+        """Per queue: ``waiting`` workflow steps."""
+        return self._execute("queue_stats_workflow_waiting", {})
+
     def queue_stats_running(self) -> list[dict[str, Any]]:
         """Per queue: ``running``."""
         return self._execute("queue_stats_running", {})

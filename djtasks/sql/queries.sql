@@ -364,6 +364,13 @@ FROM djtasks_job
 WHERE status = 'queued'
 GROUP BY queue;
 
+-- name: queue_stats_workflow_waiting
+-- Per queue: workflow steps waiting for their input (the waiting-steps index only).
+SELECT queue, count(*) AS waiting
+FROM djtasks_job
+WHERE status = 'waiting'
+GROUP BY queue;
+
 -- name: queue_stats_running
 -- Per queue: jobs running now (running-jobs index only).
 SELECT queue, count(*) AS running

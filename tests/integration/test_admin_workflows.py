@@ -60,3 +60,24 @@ def test_progress_of_running_jobs_in_the_list(admin_client):
     assert "4/10 (40%)" in html
     html = detail(admin_client, job.id)
     assert "Progress" in html and "(running)" in html
+
+
+def test_dashboard_and_status_count_waiting_steps(admin_client):
+    import io
+    import json
+
+    from django.core.management import call_command
+
+    (tasks.add.s(1, 1) | tasks.add.s(1) | tasks.add.s(2)).apply_async(queue="other")
+    html = admin_client.get("/admin/djtasks/queuedashboard/").content.decode()
+    row = html.split('data-queue="other"')[1].split("</tr>")[0]
+    assert '<td class="num waiting"><a href="/admin/djtasks/job/?status=waiting&amp;queue=other">2</a>' in row
+    out = io.StringIO()
+    call_command("djtasks", "status", "--json", stdout=out)
+    other = next(q for q in json.loads(out.getvalue())["queues"] if q["name"] == "other")
+    assert other["waiting"] == 2 and other["queued"] == 1
+    text = io.StringIO()
+    call_command("djtasks", "status", stdout=text)
+    header, *rows = [line.split() for line in text.getvalue().splitlines() if line.strip()][1:]
+    assert header[-1] == "waiting"
+    assert next(r for r in rows if r[0] == "other")[-1] == "2"
