@@ -140,7 +140,15 @@ def test_prune_walks_the_finished_index(big_table):
 
 
 @pytest.mark.parametrize(
-    "name", ["job_handoff_many", "group_release_many", "group_status_count", "job_insert_unique", "job_get_many"]
+    "name",
+    [
+        "job_handoff_many",
+        "group_release_many",
+        "group_status_count",
+        "job_insert_unique",
+        "job_get_many",
+        "queue_stats_workflow_waiting",
+    ],
 )
 def test_workflow_and_unique_queries_never_scan_the_table(big_table, name):
     ids = [uuid.uuid4() for _ in range(50)]
@@ -166,6 +174,7 @@ def test_workflow_and_unique_queries_never_scan_the_table(big_table, name):
             "soft_time_limit": None,
         },
         "job_get_many": {"ids": ids},
+        "queue_stats_workflow_waiting": {},
     }[name]
     nodes = plan_nodes(big_table, name, params)
     assert_no_full_scan(nodes)
