@@ -19,6 +19,7 @@ from uuid import UUID
 
 QUERIES_PATH = Path(__file__).with_name("sql") / "queries.sql"
 _NAME_RE = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)
+UNIQUE_INSERT_TRIES = 3  # job_insert_unique rounds before giving up on a key held by an invisible job
 
 
 @cache
@@ -166,16 +167,18 @@ class Store:
         """Insert a unique job unless its key is taken (``since``: finished jobs enqueued since then count too);
         returns ``(id, inserted)``: the new job's id, or the existing job's."""
         params = {"now": now, "unique_key": unique_key, "since": since, "time_limit": None, "soft_time_limit": None}
-        row = self._execute("job_insert_unique", {**params, **job})[0]
-        if row["inserted_id"] is not None:
-            return row["inserted_id"], True
-        if row["existing_id"] is not None:
-            return row["existing_id"], False
-        # A concurrent enqueuer inserted the key after this statement's snapshot: a new statement sees it.
-        found = self._execute("job_get_by_unique_key", {"unique_key": unique_key})
-        if found:
-            return found[0]["id"], False
-        return self.job_insert_unique(now=now, unique_key=unique_key, since=since, **job)  # it ended meanwhile
+        for _ in range(UNIQUE_INSERT_TRIES):
+            row = self._execute("job_insert_unique", {**params, **job})[0]
+            if row["inserted_id"] is not None:
+                return row["inserted_id"], True
+            if row["existing_id"] is not None:
+                return row["existing_id"], False
+            # A concurrent enqueuer inserted the key after this statement's snapshot: a new statement sees it
+            # (unless that job finished meanwhile: then try again).
+            found = self._execute("job_get_by_unique_key", {"unique_key": unique_key})
+            if found:
+                return found[0]["id"], False
+        raise RuntimeError(f"unique key {unique_key!r}: held by a job this transaction cannot see (isolation level?)")
 
     # -- workflows ------------------------------------------------------------------------------------
     def job_handoff_many(self, *, now: datetime, ids: Sequence[UUID]) -> dict[str, Any]:
