@@ -113,3 +113,10 @@ def test_progress_rejects_non_json():
     ctx = JobContext(None, "x", 1, 1, "default")
     with pytest.raises(TypeError, match="progress"):
         ctx.set_progress({1, 2})
+
+
+def test_progress_of_an_async_job():
+    result = tasks.acounts.delay(50)
+    drain()
+    assert result.get(timeout=1) == 50
+    assert result.progress == {"done": 50, "total": 50, "last": True}

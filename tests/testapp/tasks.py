@@ -298,3 +298,12 @@ def record_callback(ctx, values, path):
 def increment(x, sleep=0.0):
     time.sleep(sleep)
     return x + 1
+
+
+@job(bind=True)
+async def acounts(ctx, n):
+    """An async job reporting progress: aset_progress writes (coalesced); set_progress in the loop waits for the end."""
+    for i in range(n):
+        await ctx.aset_progress({"done": i + 1, "total": n})
+    ctx.set_progress({"done": n, "total": n, "last": True})
+    return n
