@@ -253,7 +253,7 @@ def test_status_shows_limit_fullness_and_paused(store):
     out = io.StringIO()
     call_command("djtasks", "status", stdout=out)
     line = next(line for line in out.getvalue().splitlines() if line.startswith("slow"))
-    assert "(paused)" in line and line.rstrip().endswith("3 at once")
+    assert "(paused)" in line and "3 at once" in line
     import json
 
     out = io.StringIO()
