@@ -89,7 +89,8 @@ GROUP BY name;
 -- In a limited claim, after the counts: claim at most cap jobs of each queue (names_only: only jobs of the limited names) and name_cap of each limited job name, then move each rate-limited queue's limiter on by the jobs it started.
 -- Candidates a name's cap leaves out still count against their queue's cap: a claim may take fewer jobs than allowed, never more.
 -- Also run alone (no locks) for the unlimited queues while some job name has a limit: every limited name in
--- full_names, no caps, no rated queues; job_claim_many stays as it is for everyone else.
+-- full_names, no caps, no rated queues; job_claim_many stays as it is for everyone else. Its UPDATE and
+-- RETURNING are job_claim_many's: keep them the same.
 WITH candidates AS (
     SELECT c.id, c.name, c.priority, c.run_at
     FROM unnest(%(queues)s::text[], %(caps)s::int[], %(names_only)s::boolean[]) AS q(name, cap, names_only)
@@ -131,7 +132,8 @@ claimed AS (
     FROM chosen AS c
     WHERE j.id = c.id
     RETURNING j.id, j.name, j.queue, j.priority, j.status, j.args::text AS args, j.kwargs::text AS kwargs,
-              j.attempt, j.max_attempts, j.enqueued_at, j.run_at, j.time_limit, j.soft_time_limit
+              j.attempt, j.max_attempts, j.enqueued_at, j.run_at, j.time_limit, j.soft_time_limit,
+              (j.on_success IS NOT NULL OR j.group_id IS NOT NULL) AS workflow
 ),
 paced AS (
     UPDATE djtasks_queue AS q

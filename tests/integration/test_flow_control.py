@@ -370,3 +370,14 @@ def test_system_check_reports_a_bad_queue_option_with_a_hint(options, words):
     with override_settings(DJTASKS={"QUEUES": {"default": {}, "emails": options}}):
         [error] = check_settings()
     assert error.id == "djtasks.E001" and words in error.msg and error.hint
+
+
+def test_limited_claim_marks_workflow_steps_and_expired_jobs_like_the_plain_claim(store):
+    set_queue_options("slow", concurrency=5)
+    (add.s(1, 1) | add.s(2)).apply_async(queue="slow")
+    add.apply_async(args=(3, 3), queue="slow", expires=0.05)
+    time.sleep(0.1)
+    flow = FlowControl(["slow"])
+    flow.refresh(store)
+    rows = flow.claim(store, now=timezone.now(), worker_id=uuid7(), free=4).rows
+    assert sorted((r["status"], r["workflow"]) for r in rows) == [("cancelled", False), ("running", True)]
