@@ -41,16 +41,16 @@ def setup_django(dbname: str) -> None:
 def fill(rows: int) -> float:
     from django.utils import timezone
 
+    from djtasks.cursors import django_store
     from djtasks.ids import uuid7
     from djtasks.registry import registry
-    from djtasks.store import Store
 
     jobs = sorted(registry.all(), key=lambda j: j.name)
     # Weighted: the first job name is the busiest, as on a real site.
     weighted = [jobs[0]] * 6 + [j for j in jobs[1:] for _ in range(2)]
     names = [j.name for j in weighted]
     queues = [j.queue or "default" for j in weighted]
-    store = Store.for_django()
+    store = django_store()
     started = time.perf_counter()
     batch = 250_000
     now = timezone.now()
@@ -98,9 +98,9 @@ def main() -> int:
 
     from djtasks.admin.jobs import StatusFilter
     from djtasks.conf import djtasks_settings
+    from djtasks.cursors import django_store
     from djtasks.models import Job
     from djtasks.registry import registry
-    from djtasks.store import Store
 
     call_command("migrate", verbosity=0)
     fill_s = fill(args.rows)
@@ -142,7 +142,7 @@ def main() -> int:
         print(f"{label:<48} {median * 1000:>6.0f}ms {worst * 1000:>6.0f}ms {queries:>7}  {status}{flag}")
 
     exact = Job.objects.count()
-    estimate = Store.for_django().job_count_estimate()
+    estimate = django_store().job_count_estimate()
     print(f"\nrow count: exact {exact:,}, estimate shown by the list {estimate:,} ({(estimate - exact) / exact:+.2%})")
     if args.explain:
         from django.utils import timezone

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from .exceptions import JobCancelled, JobFailed, NotRegistered, SerializationError, SoftTimeLimitExceeded
 from .jobs import Job, JobContext, Signature, job
+from .periodic import periodic
 from .results import JobResult
-from .schedules import periodic
 from .status import JobStatus
 
 __all__ = [

@@ -9,17 +9,24 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 
-if TYPE_CHECKING:
-    from .schedules import ScheduleDef
+from .priority import PRIORITY_MAX, PRIORITY_MIN
+from .schedules import ScheduleDef, parse_settings
 
-PRIORITY_MIN = -100
-PRIORITY_MAX = 100
+__all__ = [
+    "PRIORITY_MAX",
+    "PRIORITY_MIN",
+    "DjtasksSettings",
+    "QueueConfig",
+    "SettingError",
+    "djtasks_settings",
+    "parse",
+]
 
 QUEUE_OPTIONS = {"concurrency", "rate_limit", "paused"}
 
@@ -169,8 +176,6 @@ def parse(raw: Any) -> DjtasksSettings:
             raise SettingError("DEFAULT_QUEUE", "must be a queue name (a string)")
         values["DEFAULT_QUEUE"] = raw["DEFAULT_QUEUE"]
     if "BEAT_SCHEDULE" in raw:
-        from .schedules import parse_settings
-
         try:
             values["BEAT_SCHEDULE"] = parse_settings(raw["BEAT_SCHEDULE"])
         except (ValueError, TypeError) as exc:

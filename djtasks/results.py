@@ -41,9 +41,9 @@ class JobResult:
     def refresh(self) -> JobResult:
         """Read the row again. Raises ``LookupError`` if no such job exists (never enqueued, rolled back,
         or pruned)."""
-        from .store import Store
+        from .cursors import django_store
 
-        row = Store.for_django().job_get(self.id)
+        row = django_store().job_get(self.id)
         if row is None:
             raise LookupError(f"no job {self.id}: never enqueued, rolled back, or pruned after RESULT_TTL")
         self._row = row

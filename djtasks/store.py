@@ -1,6 +1,6 @@
 """The only module that executes SQL. One method per named query in ``sql/queries.sql``.
 
-A ``Store`` wraps a way to get a cursor: ``Store.for_django()`` uses Django's connection for the configured
+A ``Store`` wraps a way to get a cursor: ``cursors.django_store()`` uses Django's connection for the configured
 alias, so enqueueing joins the caller's transaction; workers build one on their own psycopg connection
 (``Store(conn.cursor)``) in autocommit mode, where each named query is one statement and one transaction.
 """
@@ -53,14 +53,6 @@ class Store:
         worker's connection needs none, it prepares every statement."""
         self._cursor = cursor_factory
         self._execute_prepared = execute_prepared or self._execute_no_rows
-
-    @classmethod
-    def for_django(cls, alias: str | None = None) -> Store:
-        """A store on Django's connection for ``alias`` (default: ``DJTASKS['DATABASE']``)."""
-        from . import cursors
-
-        # Looked up per query: Django's connections are per thread, and a Store may be shared.
-        return cls(lambda: cursors.cursor(alias), lambda sql, params: cursors.execute_prepared(sql, params, alias))
 
     def _execute(self, name: str, params: dict[str, Any]) -> list[dict[str, Any]]:
         with self._cursor() as cur:

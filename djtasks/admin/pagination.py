@@ -15,7 +15,7 @@ from typing import Any
 
 from django.core.paginator import Paginator
 
-from ..store import Store
+from ..cursors import django_store
 
 EXACT_COUNT_BELOW = 10_000  # estimates under this are replaced by an exact COUNT(*)
 
@@ -44,7 +44,7 @@ class EstimatedCountPaginator(Paginator):
         if query is None:  # not a QuerySet: a list
             return len(queryset)
         if not query.where:
-            estimate = Store.for_django(queryset.db).job_count_estimate()
+            estimate = django_store(queryset.db).job_count_estimate()
             if estimate is None:  # never analyzed: the planner still has a size-based guess
                 estimate = _plan_rows(queryset)
         else:

@@ -22,11 +22,11 @@ from django.utils.html import format_html
 
 from ..conf import PRIORITY_MAX, PRIORITY_MIN, djtasks_settings
 from ..cron import first_fire, validate_cron, zone
+from ..cursors import django_store
 from ..exceptions import NotRegistered
 from ..maintenance.scheduler import Scheduler, row_of, timing_of
 from ..models import Job, Schedule
 from ..registry import registry
-from ..store import Store
 
 TIMING_FIELDS = ("cron", "interval_seconds", "at", "timezone")
 DEFINITION_FIELDS = (
@@ -216,7 +216,7 @@ class ScheduleAdmin(admin.ModelAdmin):
                 fields.append("next_fire_at")
             obj.save(update_fields=fields)
         # Delivered when the admin's transaction commits: running schedulers re-read at once.
-        Store.for_django().schedule_notify(name=obj.name)
+        django_store().schedule_notify(name=obj.name)
 
     # -- actions ------------------------------------------------------------------------------------------
     @admin.action(description="Enable selected schedules", permissions=["change"])
@@ -231,14 +231,14 @@ class ScheduleAdmin(admin.ModelAdmin):
             obj.enabled = True
             obj.next_fire_at = _next_fire(obj, now, retimed=False)
             obj.save(update_fields=["enabled", "next_fire_at"])
-            Store.for_django().schedule_notify(name=obj.name)
+            django_store().schedule_notify(name=obj.name)
             enabled += 1
         self.message_user(request, f"Enabled {enabled} schedule(s).", messages.SUCCESS)
 
     @admin.action(description="Disable selected schedules", permissions=["change"])
     def disable_schedules(self, request: HttpRequest, queryset: QuerySet[Schedule]) -> None:
         count = queryset.filter(enabled=True).update(enabled=False)
-        Store.for_django().schedule_notify(name="*")
+        django_store().schedule_notify(name="*")
         self.message_user(request, f"Disabled {count} schedule(s).", messages.SUCCESS)
 
     @admin.action(description="Run selected schedules now", permissions=["change"])

@@ -21,6 +21,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from .. import cron, serialization
 from ..conf import djtasks_settings
+from ..cursors import django_store
 from ..exceptions import NotRegistered
 from ..ids import uuid7
 from ..registry import registry
@@ -123,7 +124,7 @@ class Scheduler:
         from django.db import transaction
 
         alias = alias or djtasks_settings.DATABASE
-        return cls(Store.for_django(alias), lambda: transaction.atomic(using=alias))
+        return cls(django_store(alias), lambda: transaction.atomic(using=alias))
 
     # -- sync -----------------------------------------------------------------------------------------
     def sync(self, now: datetime, definitions: Iterable[ScheduleDef] | None = None) -> SyncResult:

@@ -14,9 +14,9 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.utils import timezone
 
+from djtasks.cursors import django_store
 from djtasks.ids import uuid7
 from djtasks.models import Job, Worker
-from djtasks.store import Store
 from tests.browser.conftest import ARTIFACTS
 from tests.conftest import wait_until
 
@@ -43,7 +43,7 @@ def enqueue(name: str, *args: object, count: int = 1) -> list:
         }
         for _ in range(count)
     ]
-    Store.for_django().job_insert_many(now=now, jobs=rows)
+    django_store().job_insert_many(now=now, jobs=rows)
     return [row["id"] for row in rows]
 
 
