@@ -12,25 +12,30 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 from functools import cache
-from pathlib import Path
+from importlib.resources import files
 from typing import Any
 from uuid import UUID
 
-QUERIES_PATH = Path(__file__).with_name("sql") / "queries.sql"
+QUERIES_RESOURCE = ("djtasks", "sql/queries.sql")  # read with importlib.resources: works from a wheel or a zip
 _NAME_RE = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)
 
 
 @cache
 def queries() -> dict[str, str]:
     """Parse ``queries.sql`` into ``{name: sql}`` (read once per process)."""
-    text = QUERIES_PATH.read_text()
+    package, resource = QUERIES_RESOURCE
+    return parse_queries(files(package).joinpath(resource).read_text(encoding="utf-8"), f"{package}/{resource}")
+
+
+def parse_queries(text: str, source: str) -> dict[str, str]:
+    """``{name: sql}`` from named-query text (``-- name: x`` then ``--`` comment lines, then the statement)."""
     parts = _NAME_RE.split(text)
     found: dict[str, str] = {}
     for name, body in zip(parts[1::2], parts[2::2], strict=False):
         lines = [line for line in body.strip().splitlines() if not line.startswith("--")]
         sql = "\n".join(lines).strip().rstrip(";")
         if name in found:
-            raise ValueError(f"query {name!r} is defined twice in {QUERIES_PATH}")
+            raise ValueError(f"query {name!r} is defined twice in {source}")
         found[name] = sql
     return found
 
@@ -190,34 +195,6 @@ class Store:
         if not ids:
             return set()
         return {row["id"] for row in self._execute("job_delete_many", {"ids": list(ids)})}
-
-    def job_fill_synthetic(
-        self,
-        *,
-        now: datetime,
-        first: int,
-        last: int,
-        total: int,
-        names: Sequence[str],
-        queues: Sequence[str],
-        worker_id: UUID,
-    ) -> None:
-        """Benchmarks only: insert synthetic jobs number ``first..last`` (1-based) of ``total``, spread over the
-        day before ``now``; ``names[k]`` runs on ``queues[k]``."""
-        params = {
-            "now": now,
-            "first": first,
-            "last": last,
-            "total": total,
-            "names": list(names),
-            "queues": list(queues),
-            "worker_id": worker_id,
-        }
-        self._execute("job_fill_synthetic", params)
-
-    def job_table_analyze(self) -> None:
-        """VACUUM (ANALYZE) the job table; must run outside a transaction."""
-        self._execute("job_table_analyze", {})
 
     # -- jobs: reads ----------------------------------------------------------------------------------
     def job_get(self, job_id: UUID) -> dict[str, Any] | None:

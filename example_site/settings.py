@@ -11,7 +11,7 @@ from pathlib import Path
 
 import environ
 
-from djtasks.localpg import LocalPostgres
+from devtools.localpg import LocalPostgres
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 LOCAL_DIR = BASE_DIR / ".local"

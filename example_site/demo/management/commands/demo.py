@@ -18,7 +18,7 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
-from djtasks.localpg import LocalPostgres
+from devtools.localpg import LocalPostgres
 
 POLL_S = 0.5
 STOP_TIMEOUT_S = 40
