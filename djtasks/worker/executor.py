@@ -10,6 +10,7 @@ import logging
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -104,39 +105,49 @@ def cancelled_outcome(row: dict[str, Any], message: str, now: datetime) -> dict[
     return _outcome(row, JobStatus.CANCELLED, now, error=serialization.dumps(error, "error"))
 
 
-def execute(row: dict[str, Any], runtime: JobRuntime | None = None) -> dict[str, Any]:
+def execute(
+    row: dict[str, Any],
+    runtime: JobRuntime | None = None,
+    *,
+    clock: Callable[[], datetime] | None = None,
+    manage_connections: bool = True,
+) -> dict[str, Any]:
     """Run the claimed job ``row`` in this thread and return its outcome.
 
     ``runtime.running(...)`` wraps exactly the call of the job's function (so a soft time limit can only
-    interrupt the job's own code).
+    interrupt the job's own code). ``clock`` gives the outcome's times (a retry is due ``clock() + delay``);
+    ``djtasks.testing`` passes its own. ``manage_connections=False`` leaves this thread's Django connections
+    alone (``djtasks.testing`` runs jobs inside the test's transaction, which closing them would break).
     """
+    if clock is None:
+        clock = timezone.now  # looked up per call, so a patched timezone.now (freezegun) applies
     try:
         job = registry.get(row["name"])
     except NotRegistered as exc:
         logger.error("job %s: %s", row["id"], exc)
-        return failure_outcome(row, exc, timezone.now(), retry_in=None)
+        return failure_outcome(row, exc, clock(), retry_in=None)
     try:
         args = serialization.loads(row["args"])
         kwargs = serialization.loads(row["kwargs"])
     except Exception as exc:  # noqa: BLE001 - a corrupt row fails its job, not the worker
-        return failure_outcome(row, exc, timezone.now(), retry_in=None)
+        return failure_outcome(row, exc, clock(), retry_in=None)
 
     attempt, max_attempts = row["attempt"], row["max_attempts"]
     hard, soft = time_limits(row, job)
     wrapper = runtime.running(row, time_limit=hard, soft_time_limit=soft) if runtime is not None else nullcontext()
     ctx = JobContext(row["id"], job.name, attempt, max_attempts, row["queue"]) if job.bind else None
     _send(signals.job_started, job, job_id=row["id"], attempt=attempt)
-    if time.monotonic() - getattr(_thread_state, "last_job_ended", 0.0) > IDLE_RECHECK_S:
+    if manage_connections and time.monotonic() - getattr(_thread_state, "last_job_ended", 0.0) > IDLE_RECHECK_S:
         db.close_old_connections()  # a connection may have gone stale while this thread was idle
     try:
         with wrapper:
             value = job.func(ctx, *args, **kwargs) if ctx is not None else job.func(*args, **kwargs)
-        now = timezone.now()
+        now = clock()
         outcome = _outcome(row, JobStatus.SUCCEEDED, now, result=serialization.dumps(value, "result"))
         if ctx is not None and ctx.cancel_observed:
             outcome = {**cancelled_outcome(row, CANCELLED_WHILE_RUNNING, now), "result": outcome["result"]}
     except Retry as request:
-        now = timezone.now()
+        now = clock()
         exc = request.exc or request
         if attempt < max_attempts:
             delay = request.countdown if request.countdown is not None else job.retry_delay(attempt)
@@ -144,17 +155,18 @@ def execute(row: dict[str, Any], runtime: JobRuntime | None = None) -> dict[str,
         else:
             outcome = failure_outcome(row, exc, now, retry_in=None)
     except BaseException as exc:  # noqa: BLE001 - SystemExit from a job must not stop the worker either
-        now = timezone.now()
+        now = clock()
         retry_in = job.retry_delay(attempt) if job.should_retry(exc, attempt, max_attempts) else None
         outcome = failure_outcome(row, exc, now, retry_in=retry_in)
-        if isinstance(exc, SoftTimeLimitExceeded):
+        if isinstance(exc, SoftTimeLimitExceeded) and manage_connections:
             # It may have interrupted a database call half-way: do not reuse this thread's connections.
             db.connections.close_all()
     finally:
         # As Django does around a request: a job must not leak a broken or expired connection, nor
         # (with DEBUG) an ever-growing query log, into the next job on this thread.
-        db.reset_queries()
-        db.close_old_connections()
+        if manage_connections:
+            db.reset_queries()
+            db.close_old_connections()
         _thread_state.last_job_ended = time.monotonic()
 
     status = outcome["status"]
