@@ -50,7 +50,7 @@ def backoff_seconds(attempt: int, *, base: float, cap: float, rand: float) -> fl
     """Delay before the attempt after ``attempt`` (1-based): ``base * 2**(attempt-1)`` capped at ``cap``,
     with "equal jitter": half the delay is fixed and half is ``rand`` (0..1) of it, so retries spread out
     but never come sooner than half the nominal delay."""
-    nominal = min(cap, base * 2 ** (attempt - 1))
+    nominal = min(cap, base * 2.0 ** (attempt - 1))
     return nominal / 2 + nominal / 2 * rand
 
 

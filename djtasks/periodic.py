@@ -47,7 +47,7 @@ def periodic(
     previous one is queued or running). Returns the job unchanged. Turn a schedule off in the admin (it stays
     off across restarts); a definition deleted from the code has its row disabled. A bad option raises ``ImproperlyConfigured`` naming the schedule.
     """
-    options = {
+    options: dict[str, Any] = {  # passed on to schedules.build, which checks each
         "cron": cron,
         "every": every,
         "at": at,

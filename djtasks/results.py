@@ -66,7 +66,7 @@ class JobResult:
     @property
     def attempts(self) -> int:
         """Attempts started so far (the first run is attempt 1)."""
-        return self._data()["attempt"]
+        return int(self._data()["attempt"])
 
     @property
     def result(self) -> Any:

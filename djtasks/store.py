@@ -147,7 +147,10 @@ class Store:
         return {row["id"]: row["status"] for row in rows}
 
     def job_next_run_at(self, *, queues: Sequence[str], horizon: datetime) -> datetime | None:
-        return self._execute("job_next_run_at", {"queues": list(queues), "horizon": horizon})[0]["run_at"]
+        run_at: datetime | None = self._execute("job_next_run_at", {"queues": list(queues), "horizon": horizon})[0][
+            "run_at"
+        ]
+        return run_at
 
     # -- jobs: operator actions --------------------------------------------------------------------------
     def job_cancel_many(self, *, now: datetime, ids: Sequence[UUID], terminate: bool = False) -> dict[UUID, str]:
@@ -173,7 +176,7 @@ class Store:
         """Delete one batch of finished jobs; returns how many were deleted."""
         with self._cursor() as cur:
             cur.execute(queries()["job_prune_many"], {"statuses": list(statuses), "before": before, "limit": limit})
-            return cur.rowcount
+            return int(cur.rowcount)
 
     def job_retry_many(self, *, now: datetime, ids: Sequence[UUID]) -> set[UUID]:
         """Failed/cancelled jobs back to ``queued`` (due ``now``, one more attempt allowed); NOTIFYs their
@@ -203,7 +206,8 @@ class Store:
 
     def job_count_estimate(self) -> int | None:
         """The planner's row count of the job table, or ``None`` before its first ANALYZE."""
-        return self._execute("job_count_estimate", {})[0]["estimate"]
+        estimate: int | None = self._execute("job_count_estimate", {})[0]["estimate"]
+        return estimate
 
     # -- queue dashboard --------------------------------------------------------------------------------
     def queue_stats_waiting(self, *, now: datetime) -> list[dict[str, Any]]:
@@ -332,7 +336,8 @@ class Store:
         self._execute("schedule_record_fire", {"id": id, "fired_at": fired_at, "job_id": job_id, "status": status})
 
     def schedule_next_fire_at(self) -> datetime | None:
-        return self._execute("schedule_next_fire_at", {})[0]["next_fire_at"]
+        next_fire_at: datetime | None = self._execute("schedule_next_fire_at", {})[0]["next_fire_at"]
+        return next_fire_at
 
     def schedule_listen(self) -> None:
         self._execute("schedule_listen", {})

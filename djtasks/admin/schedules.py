@@ -127,7 +127,8 @@ class ScheduleForm(forms.ModelForm):
         return value
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        super().clean()
+        data = self.cleaned_data
         if self.instance.pk and self.instance.orphaned and data.get("enabled"):
             raise forms.ValidationError(
                 f"This schedule is no longer defined in {self.instance.source}; define it there again to enable it."
@@ -157,7 +158,8 @@ class ScheduleAdmin(admin.ModelAdmin):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Schedule]:
         status = Job.objects.filter(id=OuterRef("last_job_id")).values("status")[:1]
-        return super().get_queryset(request).annotate(last_job_status=Subquery(status))
+        rows: QuerySet[Schedule] = super().get_queryset(request).annotate(last_job_status=Subquery(status))
+        return rows
 
     def get_readonly_fields(self, request: HttpRequest, obj: Schedule | None = None) -> tuple[str, ...]:
         if obj is not None and obj.source != "admin":

@@ -114,7 +114,8 @@ class Scheduler:
         """On a worker-style ``WorkerConnection`` (autocommit psycopg; a fire is one explicit transaction)."""
 
         def atomic() -> AbstractContextManager[Any]:
-            return conn.connection.transaction()  # looked up per fire: the connection may have been reopened
+            transaction: AbstractContextManager[Any] = conn.connection.transaction()
+            return transaction  # looked up per fire: the connection may have been reopened
 
         return cls(conn.store, atomic)
 
@@ -144,7 +145,7 @@ class Scheduler:
                 f"periodic schedule(s) {', '.join(unknown)} name jobs that no @job registered (system check djtasks.E006)"
             )
         default_tz = settings.TIME_ZONE or "UTC"
-        rows = []
+        rows: list[dict[str, Any]] = []
         for d in definitions:
             timing = d.timing(default_tz)
             rows.append(

@@ -148,12 +148,12 @@ def execute(
             outcome = {**cancelled_outcome(row, CANCELLED_WHILE_RUNNING, now), "result": outcome["result"]}
     except Retry as request:
         now = clock()
-        exc = request.exc or request
+        reason = request.exc or request
         if attempt < max_attempts:
             delay = request.countdown if request.countdown is not None else job.retry_delay(attempt)
-            outcome = failure_outcome(row, exc, now, retry_in=delay)
+            outcome = failure_outcome(row, reason, now, retry_in=delay)
         else:
-            outcome = failure_outcome(row, exc, now, retry_in=None)
+            outcome = failure_outcome(row, reason, now, retry_in=None)
     except BaseException as exc:  # noqa: BLE001 - SystemExit from a job must not stop the worker either
         now = clock()
         retry_in = job.retry_delay(attempt) if job.should_retry(exc, attempt, max_attempts) else None

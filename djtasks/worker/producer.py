@@ -63,8 +63,8 @@ class Producer:
         self.durations = durations or Durations()
         self.waiting = waiting  # claimed jobs not started yet (in the executor's queue)
         # claimed jobs not finished running (waiting or executing); default: all not yet recorded
-        self.unfinished = unfinished if unfinished is not None else lambda: self._outstanding
         self._outstanding = 0  # claimed jobs whose outcome is not recorded yet
+        self.unfinished = unfinished if unfinished is not None else lambda: self._outstanding
         self._last_names: set[str] = set()
         self._lock = threading.Lock()
         self._wake_r, self._wake_w = os.pipe()
