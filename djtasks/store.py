@@ -13,8 +13,10 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 from functools import cache
 from importlib.resources import files
-from typing import Any
+from typing import Any, cast
 from uuid import UUID
+
+from .rows import ClaimedJob, Outcome
 
 QUERIES_RESOURCE = ("djtasks", "sql/queries.sql")  # read with importlib.resources: works from a wheel or a zip
 _NAME_RE = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)
@@ -112,15 +114,18 @@ class Store:
     # -- jobs: hot path -------------------------------------------------------------------------------
     def job_claim_many(
         self, *, now: datetime, worker_id: UUID, queues: Sequence[str], limit: int
-    ) -> list[dict[str, Any]]:
-        rows = self._execute(
-            "job_claim_many", {"now": now, "worker_id": worker_id, "queues": list(queues), "limit": limit}
+    ) -> list[ClaimedJob]:
+        rows = cast(
+            "list[ClaimedJob]",
+            self._execute(
+                "job_claim_many", {"now": now, "worker_id": worker_id, "queues": list(queues), "limit": limit}
+            ),
         )
         # UPDATE ... RETURNING does not keep the candidates' order: restore it, so jobs start by priority.
         rows.sort(key=lambda r: (-r["priority"], r["run_at"], r["id"]))
         return rows
 
-    def job_finish_many(self, *, worker_id: UUID, outcomes: Iterable[dict[str, Any]]) -> set[UUID]:
+    def job_finish_many(self, *, worker_id: UUID, outcomes: Iterable[Outcome]) -> set[UUID]:
         """Record outcomes (``id, attempt, status, result, error, run_at, finished_at``); returns the ids written."""
         outcomes = list(outcomes)
         if not outcomes:

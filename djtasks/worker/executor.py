@@ -22,6 +22,7 @@ from .. import serialization, signals
 from ..exceptions import NotRegistered, Retry, SoftTimeLimitExceeded
 from ..jobs import Job, JobContext
 from ..registry import registry
+from ..rows import ClaimedJob, JobAttempt, Outcome
 from ..status import JobStatus
 
 logger = logging.getLogger("djtasks.worker")
@@ -41,11 +42,11 @@ class JobRuntime(Protocol):
     arming the soft time limit."""
 
     def running(
-        self, row: dict[str, Any], *, time_limit: float | None, soft_time_limit: float | None
+        self, row: ClaimedJob, *, time_limit: float | None, soft_time_limit: float | None
     ) -> AbstractContextManager[None]: ...
 
 
-def time_limits(row: dict[str, Any], job: Job) -> tuple[float | None, float | None]:
+def time_limits(row: ClaimedJob, job: Job) -> tuple[float | None, float | None]:
     """``(time_limit, soft_time_limit)`` of a claimed job: the row's (set at enqueue), else the job's."""
     hard = row.get("time_limit")
     soft = row.get("soft_time_limit")
@@ -71,26 +72,33 @@ def error_entry(exc: BaseException, attempt: int, now: datetime, tb: str | None 
     }
 
 
-def _outcome(row: dict[str, Any], status: JobStatus, now: datetime, **fields: Any) -> dict[str, Any]:
+def _outcome(
+    row: JobAttempt,
+    status: JobStatus,
+    now: datetime,
+    *,
+    result: str | None = None,
+    error: str | None = None,
+    run_at: datetime | None = None,
+) -> Outcome:
     return {
         "id": row["id"],
         "attempt": row["attempt"],
         "status": status.value,
         "finished_at": now,
-        "result": None,
-        "error": None,
-        "run_at": None,
-        **fields,
+        "result": result,
+        "error": error,
+        "run_at": run_at,
     }
 
 
 def failure_outcome(
-    row: dict[str, Any],
+    row: JobAttempt,
     exc: BaseException,
     now: datetime,
     *,
     retry_in: float | None,
-) -> dict[str, Any]:
+) -> Outcome:
     """A failed attempt: queued again ``retry_in`` seconds from ``now``, or failed for good when ``None``."""
     error = serialization.dumps(error_entry(exc, row["attempt"], now), "error")
     if retry_in is None:
@@ -98,20 +106,20 @@ def failure_outcome(
     return _outcome(row, JobStatus.QUEUED, now, error=error, run_at=now + timedelta(seconds=retry_in))
 
 
-def cancelled_outcome(row: dict[str, Any], message: str, now: datetime) -> dict[str, Any]:
+def cancelled_outcome(row: JobAttempt, message: str, now: datetime) -> Outcome:
     """A running attempt ended by a cancel (``row`` needs ``id`` and ``attempt``)."""
-    error = {"type": "djtasks.exceptions.JobCancelled", "message": message, "traceback": ""}
+    error: dict[str, Any] = {"type": "djtasks.exceptions.JobCancelled", "message": message, "traceback": ""}
     error.update(attempt=row["attempt"], at=now.isoformat())
     return _outcome(row, JobStatus.CANCELLED, now, error=serialization.dumps(error, "error"))
 
 
 def execute(
-    row: dict[str, Any],
+    row: ClaimedJob,
     runtime: JobRuntime | None = None,
     *,
     clock: Callable[[], datetime] | None = None,
     manage_connections: bool = True,
-) -> dict[str, Any]:
+) -> Outcome:
     """Run the claimed job ``row`` in this thread and return its outcome.
 
     ``runtime.running(...)`` wraps exactly the call of the job's function (so a soft time limit can only

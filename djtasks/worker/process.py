@@ -32,6 +32,7 @@ from django.utils import timezone
 
 from .. import serialization, signals
 from ..ids import uuid7
+from ..rows import ClaimedJob
 from . import link
 from .completer import Completer
 from .db import CONNECTION_ERRORS, WorkerConnection
@@ -80,7 +81,7 @@ def rss_mb() -> float:
 class _JobScope:
     """Wraps one job function call: tells the supervisor it started and ended, arms the soft limit."""
 
-    def __init__(self, process: WorkerProcess, row: dict[str, Any], hard: float | None, soft: float | None) -> None:
+    def __init__(self, process: WorkerProcess, row: ClaimedJob, hard: float | None, soft: float | None) -> None:
         self.process, self.row, self.hard, self.soft = process, row, hard, soft
         self.guard: Any = None
 
@@ -161,7 +162,7 @@ class WorkerProcess:
         self.jobs_done = 0
 
     # -- running jobs ---------------------------------------------------------------------------------
-    def running(self, row: dict[str, Any], *, time_limit: float | None, soft_time_limit: float | None) -> _JobScope:
+    def running(self, row: ClaimedJob, *, time_limit: float | None, soft_time_limit: float | None) -> _JobScope:
         """``JobRuntime`` for the executor."""
         return _JobScope(self, row, time_limit, soft_time_limit)
 
@@ -171,13 +172,13 @@ class WorkerProcess:
             known = set(self._running)
         return known | self.completer.pending_ids()
 
-    def _submit(self, row: dict[str, Any]) -> None:
+    def _submit(self, row: ClaimedJob) -> None:
         with self._lock:
             self._running[row["id"]] = row["attempt"]
             self._waiting += 1
         self.executor.submit(row)
 
-    def _run_one(self, row: dict[str, Any]) -> None:
+    def _run_one(self, row: ClaimedJob) -> None:
         with self._lock:
             self._waiting -= 1
         started = time.perf_counter()

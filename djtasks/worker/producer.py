@@ -19,11 +19,11 @@ import select
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from datetime import timedelta
-from typing import Any
 from uuid import UUID
 
 from django.utils import timezone
 
+from ..rows import ClaimedJob
 from ..status import JobStatus
 from .db import CONNECTION_ERRORS, WorkerConnection
 from .prefetch import Durations
@@ -41,7 +41,7 @@ class Producer:
         worker_id: UUID,
         queues: Sequence[str],
         slots: int,
-        submit: Callable[[dict[str, Any]], None],
+        submit: Callable[[ClaimedJob], None],
         poll_interval: float,
         listen: bool,
         alias: str | None = None,
