@@ -203,7 +203,26 @@ def parse(raw: Any) -> DjtasksSettings:
 
 
 class _LazySettings:
-    """Attribute access parses ``settings.DJTASKS`` once and caches it until a setting changes."""
+    """Attribute access parses ``settings.DJTASKS`` once and caches it until a setting changes.
+
+    The annotations below declare what each attribute returns (those of ``DjtasksSettings``, kept in step by a
+    test), so ``djtasks_settings.QUEUES`` is typed; they set nothing, so every read goes to ``__getattr__``.
+    """
+
+    DATABASE: str
+    QUEUES: dict[str, QueueConfig]
+    DEFAULT_QUEUE: str
+    HEARTBEAT_INTERVAL: float
+    WORKER_TIMEOUT: float
+    RESCUE_INTERVAL: float | None
+    POLL_INTERVAL: float
+    LISTEN: bool
+    PREPARED_STATEMENTS: bool | None
+    RESULT_TTL: float
+    FAILED_RESULT_TTL: float
+    BEAT_SCHEDULE: dict[str, ScheduleDef]
+    rescue_interval: float
+    prepared_statements: bool
 
     def __init__(self) -> None:
         self._cached: DjtasksSettings | None = None
