@@ -1,31 +1,54 @@
-"""Runs one claimed job and turns what happened into an outcome for the completer.
+"""Runs one claimed job in this thread and returns its outcome for the completer.
 
 Nothing raised by a job escapes this module: success, failure, retry, an unknown name, undecodable
-arguments or an unserializable result each become an outcome, so the worker never dies on a bad job.
+arguments or an unserializable result each become an outcome (``outcomes``), so the worker never dies on a
+bad job. An ``async def`` job met here runs on an event loop of its own (``async_executor``).
 """
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
-import traceback
 from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
-from datetime import datetime, timedelta
-from typing import Any, Protocol
+from contextlib import nullcontext
+from datetime import datetime
+from uuid import UUID
 
 from django import db
-from django.utils import timezone
 
-from .. import serialization, signals
-from ..exceptions import NotRegistered, Retry, SoftTimeLimitExceeded
-from ..jobs import Job, JobContext
-from ..registry import registry
-from ..rows import ClaimedJob, JobAttempt, Outcome
-from ..status import JobStatus
+from ..exceptions import SoftTimeLimitExceeded
+from ..rows import ClaimedJob, Outcome
+from .outcomes import (  # re-exported: the worker's modules and the tests import them from here
+    CANCELLED_WHILE_RUNNING,
+    JobRuntime,
+    Prepared,
+    cancelled_outcome,
+    conclude,
+    error_entry,
+    error_outcome,
+    failure_outcome,
+    lookup,
+    prepare,
+    success_outcome,
+    time_limits,
+)
 
-logger = logging.getLogger("djtasks.worker")
+__all__ = [
+    "CANCELLED_WHILE_RUNNING",
+    "IDLE_RECHECK_S",
+    "JobRuntime",
+    "Prepared",
+    "cancelled_outcome",
+    "conclude",
+    "error_entry",
+    "error_outcome",
+    "execute",
+    "failure_outcome",
+    "lookup",
+    "prepare",
+    "success_outcome",
+    "time_limits",
+]
 
 # After each job its thread's Django connections are checked (as Django does at the end of a request);
 # before a job only if the thread sat idle longer than this (as at the start of a request), since a check
@@ -34,88 +57,10 @@ IDLE_RECHECK_S = 1.0
 _thread_state = threading.local()
 
 
-CANCELLED_WHILE_RUNNING = "cancelled while running: the job stopped after ctx.is_cancelled() said so"
-
-
-class JobRuntime(Protocol):
-    """What the worker process wraps around each job's function call: reporting to the supervisor and
-    arming the soft time limit."""
-
-    def running(
-        self, row: ClaimedJob, *, time_limit: float | None, soft_time_limit: float | None
-    ) -> AbstractContextManager[None]: ...
-
-
-def time_limits(row: ClaimedJob, job: Job) -> tuple[float | None, float | None]:
-    """``(time_limit, soft_time_limit)`` of a claimed job: the row's (set at enqueue), else the job's."""
-    hard = row.get("time_limit")
-    soft = row.get("soft_time_limit")
-    return (job.time_limit if hard is None else hard, job.soft_time_limit if soft is None else soft)
-
-
-def _send(signal: Any, sender: Any, **kwargs: Any) -> None:
-    """Send a signal; a failing receiver is logged, never allowed to fail the job or the worker."""
-    for receiver, response in signal.send_robust(sender=sender, **kwargs):
-        if isinstance(response, Exception):
-            logger.error("signal receiver %r failed: %r", receiver, response, exc_info=response)
-
-
-def error_entry(exc: BaseException, attempt: int, now: datetime, tb: str | None = None) -> dict[str, Any]:
-    """What the ``errors`` list keeps of one failed attempt."""
-    kind = type(exc)
-    return {
-        "type": f"{kind.__module__}.{kind.__qualname__}",
-        "message": str(exc),
-        "traceback": tb if tb is not None else "".join(traceback.format_exception(exc)),
-        "attempt": attempt,
-        "at": now.isoformat(),
-    }
-
-
-def _outcome(
-    row: JobAttempt,
-    status: JobStatus,
-    now: datetime,
-    *,
-    result: str | None = None,
-    error: str | None = None,
-    run_at: datetime | None = None,
-) -> Outcome:
-    return {
-        "id": row["id"],
-        "attempt": row["attempt"],
-        "status": status.value,
-        "finished_at": now,
-        "result": result,
-        "error": error,
-        "run_at": run_at,
-    }
-
-
-def failure_outcome(
-    row: JobAttempt,
-    exc: BaseException,
-    now: datetime,
-    *,
-    retry_in: float | None,
-) -> Outcome:
-    """A failed attempt: queued again ``retry_in`` seconds from ``now``, or failed for good when ``None``."""
-    error = serialization.dumps(error_entry(exc, row["attempt"], now), "error")
-    if retry_in is None:
-        return _outcome(row, JobStatus.FAILED, now, error=error)
-    return _outcome(row, JobStatus.QUEUED, now, error=error, run_at=now + timedelta(seconds=retry_in))
-
-
-def cancelled_outcome(row: JobAttempt, message: str, now: datetime) -> Outcome:
-    """A running attempt ended by a cancel (``row`` needs ``id`` and ``attempt``)."""
-    error: dict[str, Any] = {"type": "djtasks.exceptions.JobCancelled", "message": message, "traceback": ""}
-    error.update(attempt=row["attempt"], at=now.isoformat())
-    return _outcome(row, JobStatus.CANCELLED, now, error=serialization.dumps(error, "error"))
-
-
 def execute(
     row: ClaimedJob,
     runtime: JobRuntime | None = None,
+    worker_id: UUID | None = None,
     *,
     clock: Callable[[], datetime] | None = None,
     manage_connections: bool = True,
@@ -123,49 +68,37 @@ def execute(
     """Run the claimed job ``row`` in this thread and return its outcome.
 
     ``runtime.running(...)`` wraps exactly the call of the job's function (so a soft time limit can only
-    interrupt the job's own code). ``clock`` gives the outcome's times (a retry is due ``clock() + delay``);
-    ``djtasks.testing`` passes its own. ``manage_connections=False`` leaves this thread's Django connections
-    alone (``djtasks.testing`` runs jobs inside the test's transaction, which closing them would break).
+    interrupt the job's own code). An ``async def`` job met here (no event loop in this process, or the first
+    job of a task resolved on demand) runs to completion on a loop of its own. ``clock`` (default
+    ``timezone.now``, looked up per call so a patched one applies) dates the outcome: a retry is due
+    ``clock() + delay``; ``djtasks.testing`` passes its own. ``manage_connections=False`` leaves this thread's
+    Django connections alone (``djtasks.testing`` runs jobs inside the test's transaction, which closing them
+    would break).
     """
-    if clock is None:
-        clock = timezone.now  # looked up per call, so a patched timezone.now (freezegun) applies
-    try:
-        job = registry.get(row["name"])
-    except NotRegistered as exc:
-        logger.error("job %s: %s", row["id"], exc)
-        return failure_outcome(row, exc, clock(), retry_in=None)
-    try:
-        args = serialization.loads(row["args"])
-        kwargs = serialization.loads(row["kwargs"])
-    except Exception as exc:  # noqa: BLE001 - a corrupt row fails its job, not the worker
-        return failure_outcome(row, exc, clock(), retry_in=None)
+    if worker_id is None:
+        worker_id = getattr(runtime, "id", None)
+    prepared = prepare(row, worker_id, clock)
+    if not isinstance(prepared, Prepared):
+        return prepared
+    job, ctx = prepared.job, prepared.ctx
+    if job.is_async:
+        from .async_executor import run_coroutine_here
 
-    attempt, max_attempts = row["attempt"], row["max_attempts"]
+        return run_coroutine_here(row, prepared, runtime)
     hard, soft = time_limits(row, job)
     wrapper = runtime.running(row, time_limit=hard, soft_time_limit=soft) if runtime is not None else nullcontext()
-    ctx = JobContext(row["id"], job.name, attempt, max_attempts, row["queue"]) if job.bind else None
-    _send(signals.job_started, job, job_id=row["id"], attempt=attempt)
     if manage_connections and time.monotonic() - getattr(_thread_state, "last_job_ended", 0.0) > IDLE_RECHECK_S:
         db.close_old_connections()  # a connection may have gone stale while this thread was idle
     try:
         with wrapper:
-            value = job.func(ctx, *args, **kwargs) if ctx is not None else job.func(*args, **kwargs)
-        now = clock()
-        outcome = _outcome(row, JobStatus.SUCCEEDED, now, result=serialization.dumps(value, "result"))
-        if ctx is not None and ctx.cancel_observed:
-            outcome = {**cancelled_outcome(row, CANCELLED_WHILE_RUNNING, now), "result": outcome["result"]}
-    except Retry as request:
-        now = clock()
-        reason = request.exc or request
-        if attempt < max_attempts:
-            delay = request.countdown if request.countdown is not None else job.retry_delay(attempt)
-            outcome = failure_outcome(row, reason, now, retry_in=delay)
-        else:
-            outcome = failure_outcome(row, reason, now, retry_in=None)
+            value = (
+                job.func(ctx, *prepared.args, **prepared.kwargs)
+                if ctx is not None
+                else job.func(*prepared.args, **prepared.kwargs)
+            )
+        outcome = success_outcome(row, prepared, value, clock)
     except BaseException as exc:  # noqa: BLE001 - SystemExit from a job must not stop the worker either
-        now = clock()
-        retry_in = job.retry_delay(attempt) if job.should_retry(exc, attempt, max_attempts) else None
-        outcome = failure_outcome(row, exc, now, retry_in=retry_in)
+        outcome = error_outcome(row, job, exc, clock)
         if isinstance(exc, SoftTimeLimitExceeded) and manage_connections:
             # It may have interrupted a database call half-way: do not reuse this thread's connections.
             db.connections.close_all()
@@ -176,27 +109,4 @@ def execute(
             db.reset_queries()
             db.close_old_connections()
         _thread_state.last_job_ended = time.monotonic()
-
-    status = outcome["status"]
-    if status == JobStatus.QUEUED:
-        logger.warning("job %s %s attempt %s failed; retrying at %s", row["id"], job.name, attempt, outcome["run_at"])
-        _send(
-            signals.job_retrying,
-            job,
-            job_id=row["id"],
-            attempt=attempt,
-            run_at=outcome["run_at"],
-            error=outcome["error"],
-        )
-    elif status == JobStatus.FAILED:
-        logger.error("job %s %s failed on attempt %s", row["id"], job.name, attempt)
-    _send(
-        signals.job_finished,
-        job,
-        job_id=row["id"],
-        attempt=attempt,
-        status=status,
-        result=outcome["result"],
-        error=outcome["error"],
-    )
-    return outcome
+    return conclude(row, prepared, outcome)
