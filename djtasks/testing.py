@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from asgiref.sync import async_to_sync
 from django.db.models import TextField
 from django.db.models.functions import Cast
 from django.utils import timezone
@@ -42,12 +43,16 @@ from django.utils import timezone
 from . import serialization
 from .conf import djtasks_settings
 from .cursors import django_store
+from .exceptions import NotRegistered
 from .ids import uuid7
 from .jobs import Job
 from .models import Job as JobRow
 from .results import JobResult
+from .rows import ClaimedJob, Outcome
 from .status import JobStatus
+from .worker.async_executor import invoke
 from .worker.executor import execute
+from .worker.outcomes import Prepared, conclude, lookup, prepare
 
 MAX_JOBS_PER_RUN = 1000  # run() stops (and raises) past this many: a job that keeps enqueueing itself
 
@@ -134,9 +139,30 @@ class JobRunner:
             return None
         row = rows[0]
         if row["status"] == JobStatus.RUNNING:  # an expired job is cancelled by the claim, not run
-            outcome = execute(row, clock=self.clock, manage_connections=False)
+            try:
+                is_async = lookup(row["name"]).is_async
+            except NotRegistered:
+                is_async = False  # execute() records the failure
+            run = self._run_async if is_async else self._run_sync
+            outcome = run(row)
             store.job_finish_many(worker_id=self.worker_id, outcomes=[outcome])
         return JobResult(row["id"], name=row["name"]).refresh()
+
+    def _run_sync(self, row: ClaimedJob) -> Outcome:
+        return execute(row, clock=self.clock, manage_connections=False)
+
+    def _run_async(self, row: ClaimedJob) -> Outcome:
+        """An ``async def`` job, awaited on an event loop that ``async_to_sync`` runs for this thread: the job's
+        thread-sensitive database calls (the async ORM, ``sync_to_async``) come back to this thread, so they run
+        in the test's transaction (a worker runs them on its own loop and connection instead)."""
+        prepared = prepare(row, self.worker_id, self.clock)
+        if not isinstance(prepared, Prepared):
+            return prepared  # it cannot run (undecodable arguments): the failure outcome
+
+        async def whole() -> Outcome:
+            return await invoke(row, prepared, None, self.clock)
+
+        return conclude(row, prepared, async_to_sync(whole)())
 
     def run(self, *, max_jobs: int = MAX_JOBS_PER_RUN) -> list[JobResult]:
         """Run every due job, and those they make due (jobs they enqueue, retries due at once), until none is

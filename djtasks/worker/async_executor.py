@@ -26,6 +26,7 @@ import threading
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
+from datetime import datetime
 from uuid import UUID
 
 from asgiref.sync import sync_to_async
@@ -50,8 +51,10 @@ logger = logging.getLogger("djtasks.worker")
 DEFAULT_ASYNC_CONCURRENCY = 100  # async jobs running at once per worker process
 
 
-async def invoke(row: ClaimedJob, prepared: Prepared, runtime: JobRuntime | None) -> Outcome:
-    """Await the job's coroutine under its time limits; the outcome, not yet concluded."""
+async def invoke(
+    row: ClaimedJob, prepared: Prepared, runtime: JobRuntime | None, clock: Callable[[], datetime] | None = None
+) -> Outcome:
+    """Await the job's coroutine under its time limits; the outcome (dated by ``clock``), not yet concluded."""
     job = prepared.job
     hard, soft = time_limits(row, job)
     # The hard limit only: the job-thread soft limit injects an exception into a thread, which on the loop
@@ -77,9 +80,9 @@ async def invoke(row: ClaimedJob, prepared: Prepared, runtime: JobRuntime | None
                         raise  # the job's own TimeoutError
                     logger.warning("job %s %s: soft time limit of %g s exceeded; cancelled", row["id"], job.name, soft)
                     raise SoftTimeLimitExceeded(f"soft time limit of {soft:g} s exceeded") from None
-        return success_outcome(row, prepared, value)
+        return success_outcome(row, prepared, value, clock)
     except BaseException as exc:  # noqa: BLE001 - as for sync jobs, nothing a job raises escapes
-        return error_outcome(row, job, exc)
+        return error_outcome(row, job, exc, clock)
 
 
 def _after_job(row: ClaimedJob, prepared: Prepared, outcome: Outcome) -> Outcome:

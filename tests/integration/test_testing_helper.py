@@ -147,3 +147,28 @@ def test_a_retry_is_due_on_the_injected_clock_not_on_real_time():
     assert runner.run() == []
     moments.append(moments[-1] + timedelta(seconds=1))
     assert [r.get() for r in runner.run()] == [2]
+
+
+@job(name="tests.testing.count_seeds")
+async def count_seeds() -> int:
+    return await Execution.objects.filter(label="seed").acount()
+
+
+class AsyncJobsInTestCase(JobsTestMixin, TestCase):
+    def test_an_async_job_sees_what_the_test_wrote(self):
+        Execution.objects.create(label="seed", attempt=1, pid=0)  # uncommitted: TestCase's transaction
+        result = count_seeds.delay()
+        self.jobs.run()
+        assert result.get() == 1
+
+    def test_an_async_job_runs_and_sees_the_test_data(self):
+        """An ``async def`` job runs to completion in run(); its database work (through sync_to_async) is in
+        the test's transaction."""
+        from tests.testapp.tasks import arecord
+
+        result = arecord.delay("async-in-test", fail_until=1)  # attempt 1 fails, attempt 2 succeeds
+        self.jobs.run()
+        self.jobs.advance(60)
+        self.jobs.run()
+        assert result.refresh().status == JobStatus.SUCCEEDED
+        assert Execution.objects.filter(label="async-in-test").count() == 2
