@@ -9,19 +9,25 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 
 from .flow import Limits, RateLimit, parse_rate
+from .priority import PRIORITY_MAX, PRIORITY_MIN
+from .schedules import ScheduleDef, parse_settings
 
-if TYPE_CHECKING:
-    from .schedules import ScheduleDef
-
-PRIORITY_MIN = -100
-PRIORITY_MAX = 100
+__all__ = [
+    "PRIORITY_MAX",
+    "PRIORITY_MIN",
+    "DjtasksSettings",
+    "QueueConfig",
+    "SettingError",
+    "djtasks_settings",
+    "parse",
+]
 
 QUEUE_OPTIONS = {"concurrency", "rate_limit", "paused"}
 
@@ -193,8 +199,6 @@ def parse(raw: Any) -> DjtasksSettings:
             raise SettingError("DEFAULT_QUEUE", "must be a queue name (a string)")
         values["DEFAULT_QUEUE"] = raw["DEFAULT_QUEUE"]
     if "BEAT_SCHEDULE" in raw:
-        from .schedules import parse_settings
-
         try:
             values["BEAT_SCHEDULE"] = parse_settings(raw["BEAT_SCHEDULE"])
         except (ValueError, TypeError) as exc:
@@ -222,7 +226,26 @@ def parse(raw: Any) -> DjtasksSettings:
 
 
 class _LazySettings:
-    """Attribute access parses ``settings.DJTASKS`` once and caches it until a setting changes."""
+    """Attribute access parses ``settings.DJTASKS`` once and caches it until a setting changes.
+
+    The annotations below declare what each attribute returns (those of ``DjtasksSettings``, kept in step by a
+    test), so ``djtasks_settings.QUEUES`` is typed; they set nothing, so every read goes to ``__getattr__``.
+    """
+
+    DATABASE: str
+    QUEUES: dict[str, QueueConfig]
+    DEFAULT_QUEUE: str
+    HEARTBEAT_INTERVAL: float
+    WORKER_TIMEOUT: float
+    RESCUE_INTERVAL: float | None
+    POLL_INTERVAL: float
+    LISTEN: bool
+    PREPARED_STATEMENTS: bool | None
+    RESULT_TTL: float
+    FAILED_RESULT_TTL: float
+    BEAT_SCHEDULE: dict[str, ScheduleDef]
+    rescue_interval: float
+    prepared_statements: bool
 
     def __init__(self) -> None:
         self._cached: DjtasksSettings | None = None

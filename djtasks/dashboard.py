@@ -16,6 +16,7 @@ from typing import Any
 from django.utils import timezone
 
 from .conf import djtasks_settings
+from .cursors import django_store
 from .queues import QueueState, flow_state
 from .store import Store
 
@@ -147,7 +148,7 @@ def _empty_buckets(since: datetime) -> list[Bucket]:
 def summary(now: datetime | None = None, store: Store | None = None) -> Summary:
     """The state of every queue at ``now`` (default: the current time)."""
     now = now or timezone.now()
-    store = store or Store.for_django()
+    store = store or django_store()
     conf = djtasks_settings.get()
     since = now - WINDOW
     options = flow_state(store).queues

@@ -19,6 +19,7 @@ from typing import Any
 from django.utils import timezone
 
 from .conf import djtasks_settings
+from .cursors import django_store
 from .flow import RateLimit, parse_rate
 from .store import Store
 
@@ -130,7 +131,7 @@ def set_queue_options(
         raise QueueOptionError(f"queue {name!r}: cannot both set and reset {sorted(clash)}")
     if not overridden and not reset:
         return queue_state(name)
-    row = Store.for_django().queue_set(now=timezone.now(), name=name, values=values, overridden=overridden, reset=reset)
+    row = django_store().queue_set(now=timezone.now(), name=name, values=values, overridden=overridden, reset=reset)
     return _state(row, configured=True)
 
 
@@ -172,7 +173,7 @@ def _state(row: dict[str, Any], *, configured: bool) -> QueueState:
 def flow_state(store: Store | None = None) -> FlowState:
     """Every configured queue's effective options (its row, else the settings before any worker wrote
     one), queues with a row but no longer configured, and the job names with a concurrency limit."""
-    rows = (store or Store.for_django()).queue_options_list()
+    rows = (store or django_store()).queue_options_list()
     configured = djtasks_settings.QUEUES
     state = FlowState()
     by_name = {row["name"]: row for row in rows if row["kind"] == "queue"}

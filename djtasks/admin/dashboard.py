@@ -32,7 +32,7 @@ from ..queues import QueueOptionError, clean_concurrency, clean_rate_limit, queu
 
 REFRESH_S = 5  # default auto-refresh period; ?refresh=N (1..300) overrides it
 CHART_HEIGHT = 36
-BAR_WIDTH = 4
+BAR_WIDTH = 2  # a queue's sparkline: 60 minutes in 120 px, so the table fits a 1280 px screen
 BIG_CHART_HEIGHT = 80  # the all-queues chart at the top
 BIG_BAR_WIDTH = 10
 
