@@ -9,6 +9,7 @@ not on how many finished jobs the table keeps.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -257,7 +258,7 @@ def format_rate(rate: float | None) -> str:
     return "—" if rate is None else f"{rate * 100:.1f}%"
 
 
-COLUMNS = (
+COLUMNS: tuple[tuple[str, Callable[[QueueSummary], str]], ...] = (
     ("queue", lambda q: q.name + ("" if q.configured else " (not configured)") + (" (paused)" if q.paused else "")),
     ("queued", lambda q: str(q.queued)),
     ("scheduled", lambda q: str(q.scheduled)),

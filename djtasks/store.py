@@ -218,7 +218,7 @@ class Store:
 
     def job_claim_skipping_many(
         self, *, now: datetime, worker_id: UUID, queues: Sequence[str], limit: int, skip_names: Sequence[str]
-    ) -> list[dict[str, Any]]:
+    ) -> list[ClaimedJob]:
         """``job_claim_many`` leaving out jobs named in ``skip_names`` (job names with a concurrency limit,
         which only a limited claim may start): ``job_claim_limited_many`` run alone, without locks."""
         params = {
@@ -234,7 +234,7 @@ class Store:
             "intervals": [],
             "limit": limit,
         }
-        rows = self._execute("job_claim_limited_many", params)
+        rows = cast("list[ClaimedJob]", self._execute("job_claim_limited_many", params))
         rows.sort(key=lambda r: (-r["priority"], r["run_at"], r["id"]))
         return rows
 
@@ -244,7 +244,7 @@ class Store:
         queues: Sequence[str],
         jobs: Sequence[str],
         plan: Callable[[list[dict[str, Any]], dict[tuple[str, str], int]], dict[str, Any] | None],
-    ) -> list[dict[str, Any]]:
+    ) -> list[ClaimedJob]:
         """Claim jobs of limited queues and job names in one transaction: lock their ``djtasks_queue`` rows
         (``queue_lock_many``), count what runs (``job_running_count_many``), ask ``plan(locked_rows,
         {(kind, name): running})`` for the parameters of ``job_claim_limited_many`` (``None``: claim
@@ -266,7 +266,7 @@ class Store:
                 params = plan(locked, running)
                 if params is not None:
                     cur.execute(queries()["job_claim_limited_many"], params)
-            rows = _rows(cur) if params is not None else []
+            rows = cast("list[ClaimedJob]", _rows(cur)) if params is not None else []
         rows.sort(key=lambda r: (-r["priority"], r["run_at"], r["id"]))
         return rows
 

@@ -26,6 +26,7 @@ from typing import Any
 from ..conf import djtasks_settings
 from ..flow import Allowance, Limits, claim_cap, parse_rate
 from ..registry import registry
+from ..rows import ClaimedJob
 from ..store import Store
 
 logger = logging.getLogger("djtasks.worker")
@@ -66,7 +67,7 @@ def row_limits(row: dict[str, Any]) -> Limits:
 
 @dataclass
 class ClaimResult:
-    rows: list[dict[str, Any]] = field(default_factory=list)
+    rows: list[ClaimedJob] = field(default_factory=list)
     wait: float | None = None  # seconds until a rate limit allows a start (None: no rate limit held us)
     open_queues: list[str] = field(default_factory=list)  # limited queues that could take more jobs
     full_names: list[str] = field(default_factory=list)  # job names at their concurrency limit
@@ -98,7 +99,8 @@ class FlowControl:
         self.job_limits = {
             row["name"]: row["concurrency"] for row in rows if row["kind"] == "job" and row["concurrency"]
         }
-        fast, limited = [], []
+        fast: list[str] = []
+        limited: list[str] = []
         for name in self.queues:
             limits = queues.get(name, Limits())
             if limits.paused:
@@ -116,7 +118,7 @@ class FlowControl:
         self.fast, self.limited = fast, limited
         self.notify = frozenset(limited)
 
-    def wakes_others(self, row: dict[str, Any]) -> str | None:
+    def wakes_others(self, row: ClaimedJob) -> str | None:
         """The queue to NOTIFY when this claimed job finishes (its slot frees for the fleet), else None."""
         if row["queue"] in self.notify or row["name"] in self.job_limits:
             return row["queue"]
