@@ -123,7 +123,7 @@ def test_operator_pauses_a_queue_sets_a_limit_and_resumes_it(browser_page, live_
     page.click("#djtasks-pause-slow")
     page.locator("ul.messagelist").wait_for()
     assert "Queue slow paused." in page.locator("ul.messagelist").inner_text()
-    assert "paused" in page.locator("tr[data-queue='slow'] td.state").inner_text()
+    assert page.locator("tr[data-queue='slow'] .state").inner_text() == "paused"
     [job] = enqueue("example_site.demo.tasks.add", 1, 2, 0, queue="slow")
     start_site_worker("--processes", "1", "--threads", "2", "--queues", "default,slow")
     wait_until(lambda: Worker.objects.count() == 1, timeout=60, message="the worker")
