@@ -206,9 +206,7 @@ class ScheduleAdmin(admin.ModelAdmin):
         when = _local(obj.last_fire_at, obj.timezone)
         if obj.last_job_id is None:
             return format_html('{}<span class="djtasks-module">{}</span>', when, obj.last_status)
-        return format_html(
-            '{} · {}<span class="djtasks-module">{}</span>', when, self.last_job(obj), obj.last_status
-        )
+        return format_html('{} · {}<span class="djtasks-module">{}</span>', when, self.last_job(obj), obj.last_status)
 
     def last_job(self, obj: Schedule) -> str:
         if obj.last_job_id is None:

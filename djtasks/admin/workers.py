@@ -82,8 +82,8 @@ class WorkerAdmin(admin.ModelAdmin):
             .annotate(n=Count("*"))
             .values("n")
         )
-        rows: QuerySet[Worker] = super().get_queryset(request).annotate(
-            running=Coalesce(Subquery(running, output_field=IntegerField()), 0)
+        rows: QuerySet[Worker] = (
+            super().get_queryset(request).annotate(running=Coalesce(Subquery(running, output_field=IntegerField()), 0))
         )
         return rows
 
