@@ -4,8 +4,8 @@ operators read through these models."""
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
-from django.contrib.postgres.fields import ArrayField
 from django.db import models
 from django.db.models import Q
 
@@ -183,6 +183,18 @@ class Schedule(models.Model):
         return self.name
 
 
+class UUIDArrayField(models.Field):  # type: ignore[type-arg]
+    """A ``uuid[]`` column, read and written as a list of UUIDs (psycopg adapts both ways).
+
+    Not ``django.contrib.postgres``' ``ArrayField``: since Django 6.1 that one requires ``django.contrib.postgres``
+    in ``INSTALLED_APPS`` (check ``postgres.E005``), which a site should not have to add for djtasks' sake."""
+
+    description = "Array of UUIDs"
+
+    def db_type(self, connection: Any) -> str:
+        return "uuid[]"
+
+
 class Group(models.Model):
     """A group of jobs (``djtasks.group``) and, for a chord, the counter its callback waits on.
 
@@ -196,7 +208,7 @@ class Group(models.Model):
     id = models.UUIDField(primary_key=True, editable=False)
     total = models.IntegerField()
     remaining = models.IntegerField()
-    members = ArrayField(models.UUIDField())
+    members = UUIDArrayField()
     on_success = models.JSONField(null=True, blank=True)
     parent_id = models.UUIDField(null=True, blank=True)
     created_at = models.DateTimeField()
