@@ -184,6 +184,10 @@ class Store:
             self._execute("group_release_many", {"now": now, "ids": list(row["completed"])})
         return row
 
+    def job_stranded_many(self, *, limit: int) -> list[UUID]:
+        """Finished, unsuccessful workflow jobs with a step still waiting on them (their hand-off was lost)."""
+        return [row["id"] for row in self._execute("job_stranded_many", {"limit": limit})]
+
     def group_get(self, group_id: UUID) -> dict[str, Any] | None:
         rows = self._execute("group_get", {"id": group_id})
         return rows[0] if rows else None

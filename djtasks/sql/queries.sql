@@ -707,6 +707,22 @@ SELECT (SELECT n FROM notified) AS notified,
        (SELECT count(*) FROM cancelled) AS cancelled,
        ARRAY(SELECT id FROM decremented WHERE remaining = 0 AND on_success IS NOT NULL) AS completed;
 
+-- name: job_stranded_many
+-- Workflow jobs that ended without success while a step still waits on them, directly or through their group: a
+-- hand-off that never ran (a worker that died between expiring a step in its claim and handing it on). The
+-- handoffs service hands them on again; job_handoff_many is idempotent for finished jobs. Walks waiting steps only.
+(SELECT p.id
+ FROM djtasks_job AS w
+ JOIN djtasks_job AS p ON p.id = w.parent_id
+ WHERE w.status = 'waiting' AND p.status IN ('failed', 'cancelled'))
+UNION
+(SELECT m.id
+ FROM djtasks_job AS w
+ JOIN djtasks_group AS g ON g.id = w.parent_id
+ JOIN djtasks_job AS m ON m.id = ANY(g.members)
+ WHERE w.status = 'waiting' AND m.status IN ('failed', 'cancelled'))
+LIMIT %(limit)s;
+
 -- name: group_release_many
 -- Release the jobs waiting for completed groups (chord callbacks) with the members' results in member order.
 -- Its own statement after job_handoff_many, in the same transaction: its fresh snapshot sees the results of every

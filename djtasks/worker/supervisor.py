@@ -38,6 +38,7 @@ from typing import Any
 
 from django.utils import timezone
 
+from ..maintenance.handoffs import Handoffs
 from ..maintenance.pruner import Pruner
 from ..maintenance.rescuer import Rescuer, RescueResult
 from ..maintenance.runner import MaintenanceRunner
@@ -79,6 +80,7 @@ class Supervisor:
         self.maintenance = MaintenanceRunner(config.alias)
         self.maintenance.add(Rescuer(self.maintenance.store))
         self.maintenance.add(Pruner(self.maintenance.store))
+        self.maintenance.add(Handoffs(self.maintenance.store))
 
     # -- signals --------------------------------------------------------------------------------------
     def _wake(self) -> None:
