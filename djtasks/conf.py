@@ -15,11 +15,16 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 
+from .inputs import PRIORITY_MAX as PRIORITY_MAX  # re-exported: where the settings' users look for them
+from .inputs import PRIORITY_MIN as PRIORITY_MIN
+from .inputs import QUEUE_MAX_CHARS
+from .serialization import check_text
+
 if TYPE_CHECKING:
     from .schedules import ScheduleDef
 
-PRIORITY_MIN = -100
-PRIORITY_MAX = 100
+MAX_ARGS_BYTES_DEFAULT = 1024 * 1024  # 1 MiB of JSON per job's arguments
+JSONB_MAX_BYTES = 268_435_455  # the most one jsonb value can hold (255 MiB)
 
 QUEUE_OPTIONS = {"concurrency", "rate_limit", "paused"}
 
@@ -46,6 +51,7 @@ class DjtasksSettings:
     RESULT_TTL: float = 86400.0
     FAILED_RESULT_TTL: float = 7 * 86400.0
     BEAT_SCHEDULE: dict[str, ScheduleDef] = field(default_factory=dict)
+    MAX_ARGS_BYTES: int = MAX_ARGS_BYTES_DEFAULT
 
     @property
     def rescue_interval(self) -> float:
@@ -95,6 +101,10 @@ def duration_seconds(value: Any, what: str) -> float:
 def _parse_queue(name: Any, options: Any) -> QueueConfig:
     if not isinstance(name, str) or not name:
         raise SettingError("QUEUES", f"queue names must be non-empty strings, got {name!r}")
+    try:
+        check_text(name, "queue name", max_chars=QUEUE_MAX_CHARS)
+    except ValueError as exc:
+        raise SettingError("QUEUES", str(exc), hint="use a short plain name, such as 'emails'") from None
     if options is None:
         options = {}
     if not isinstance(options, dict):
@@ -157,6 +167,16 @@ def parse(raw: Any) -> DjtasksSettings:
                 "statements (PgBouncer before 1.21 in transaction mode)",
             )
         values["PREPARED_STATEMENTS"] = raw["PREPARED_STATEMENTS"]
+    if "MAX_ARGS_BYTES" in raw:
+        limit = raw["MAX_ARGS_BYTES"]
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= JSONB_MAX_BYTES:
+            raise SettingError(
+                "MAX_ARGS_BYTES",
+                f"must be a number of bytes from 1 to {JSONB_MAX_BYTES:,} (what one jsonb value holds), got {limit!r}",
+                hint=f"the default is {MAX_ARGS_BYTES_DEFAULT} (1 MiB); e.g. 4 * 1024 * 1024 for 4 MiB",
+                check_id="djtasks.E008",
+            )
+        values["MAX_ARGS_BYTES"] = limit
     if "QUEUES" in raw:
         queues = raw["QUEUES"]
         if isinstance(queues, (list, tuple)):
@@ -172,7 +192,9 @@ def parse(raw: Any) -> DjtasksSettings:
         from .schedules import parse_settings
 
         try:
-            values["BEAT_SCHEDULE"] = parse_settings(raw["BEAT_SCHEDULE"])
+            values["BEAT_SCHEDULE"] = parse_settings(
+                raw["BEAT_SCHEDULE"], max_args_bytes=values.get("MAX_ARGS_BYTES", MAX_ARGS_BYTES_DEFAULT)
+            )
         except (ValueError, TypeError) as exc:
             raise SettingError(
                 "BEAT_SCHEDULE",

@@ -13,11 +13,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
-from django.db import transaction
 from django.utils import timezone
 
-from . import serialization, signals
-from .conf import PRIORITY_MAX, PRIORITY_MIN, djtasks_settings
+from . import inputs, serialization, signals
+from .conf import djtasks_settings
+from .cursors import guarded
 from .exceptions import Retry
 from .ids import uuid7, uuid7_many
 from .registry import registry
@@ -29,6 +29,16 @@ DEFAULT_RETRY_BACKOFF_MAX_S = 600.0
 BULK_BATCH_SIZE = 5000  # rows per INSERT statement in bulk_delay
 CANCEL_CHECK_INTERVAL_S = 0.5  # JobContext.is_cancelled() reads the row at most this often
 
+APPLY_ASYNC_OPTIONS = (
+    "countdown",
+    "eta",
+    "expires",
+    "queue",
+    "priority",
+    "job_id",
+    "time_limit",
+    "soft_time_limit",
+)
 JOB_OPTIONS = frozenset(
     {
         "name",
@@ -63,21 +73,7 @@ def _check_number(job_name: str, option: str, value: Any, *, minimum: float, all
     return float(value)
 
 
-def _check_priority(where: str, priority: Any) -> int:
-    if isinstance(priority, bool) or not isinstance(priority, int):
-        raise TypeError(f"{where}: priority must be an int, got {priority!r}")
-    if not PRIORITY_MIN <= priority <= PRIORITY_MAX:
-        raise ValueError(f"{where}: priority must be between {PRIORITY_MIN} and {PRIORITY_MAX}, got {priority}")
-    return priority
-
-
-def _aware(where: str, value: datetime) -> datetime:
-    if timezone.is_naive(value):
-        raise ValueError(
-            f"{where} is a naive datetime ({value.isoformat()}); pass an aware one, "
-            "e.g. django.utils.timezone.make_aware(value) or timezone.now() + timedelta(...)"
-        )
-    return value
+_check_priority = inputs.check_priority  # its old name here, for callers that import it from jobs
 
 
 @dataclass
@@ -129,6 +125,10 @@ class Job:
             )
         if not isinstance(name, str):
             raise TypeError(f"@job on {func.__qualname__}: name must be a string, got {name!r}")
+        try:
+            inputs.check_name(f"@job on {func.__qualname__}", "name", name, inputs.NAME_MAX_CHARS)
+        except ValueError as exc:
+            raise ImproperlyConfigured(str(exc)) from None
         self.func = func
         self.name = name
         self.queue: str | None = options.get("queue")
@@ -142,6 +142,8 @@ class Job:
             raise ImproperlyConfigured(
                 f"@job {name!r}: max_attempts must be at least 1 (1 = no retry), got {max_attempts}"
             )
+        if max_attempts > inputs.INT_COLUMN_MAX:
+            raise ImproperlyConfigured(f"@job {name!r}: max_attempts must be at most {inputs.INT_COLUMN_MAX}")
         self.max_attempts = max_attempts
         backoff = options.get("retry_backoff", False)
         if backoff is True:
@@ -212,14 +214,14 @@ class Job:
     def delay(self, *args: Any, **kwargs: Any) -> JobResult:
         """Enqueue with the job's default options. Inside ``transaction.atomic()`` the job exists exactly
         when that transaction commits."""
-        return self.apply_async(args=args, kwargs=kwargs)
+        return self._enqueue(f"{self.name}.delay", args, kwargs, {})
 
     def apply_async(
         self,
         args: Iterable[Any] | None = None,
         kwargs: dict[str, Any] | None = None,
         *,
-        countdown: float | None = None,
+        countdown: float | timedelta | None = None,
         eta: datetime | None = None,
         expires: float | timedelta | datetime | None = None,
         queue: str | None = None,
@@ -234,23 +236,35 @@ class Job:
         now, a timedelta, or an aware datetime) cancels the job if no worker started it by then; ``queue`` and
         ``priority`` (-100..100, higher first) override the job's; ``job_id`` fixes the id (a UUID);
         ``time_limit`` / ``soft_time_limit`` (seconds) override the job's limits for this call.
-        Bad options raise ``ValueError``/``TypeError``; unserializable arguments ``SerializationError``.
+
+        Everything is checked before any SQL is sent: bad options raise ``ValueError``/``TypeError``, and
+        arguments the database cannot store ``SerializationError`` (see ``djtasks.serialization``). A
+        ``job_id`` that exists already raises ``EnqueueError`` and leaves an enclosing transaction usable.
         """
+        options = {
+            "countdown": countdown,
+            "eta": eta,
+            "expires": expires,
+            "queue": queue,
+            "priority": priority,
+            "job_id": job_id,
+            "time_limit": time_limit,
+            "soft_time_limit": soft_time_limit,
+        }
+        return self._enqueue(f"{self.name}.apply_async", args, kwargs, options)
+
+    def _enqueue(
+        self, where: str, args: Iterable[Any] | None, kwargs: dict[str, Any] | None, options: dict[str, Any]
+    ) -> JobResult:
         now = timezone.now()
-        row = self._row(
-            args,
-            kwargs,
-            now,
-            countdown=countdown,
-            eta=eta,
-            expires=expires,
-            queue=queue,
-            priority=priority,
-            job_id=job_id,
-            time_limit=time_limit,
-            soft_time_limit=soft_time_limit,
-        )
-        _django_store.job_insert(now=now, **row)
+        row = self._row(args, kwargs, now, where=where, **options)
+        if options.get("job_id") is None:
+            # Everything in the row was checked above, and a fresh UUIDv7 cannot collide: nothing left for the
+            # database to refuse, so no savepoint (it would cost a .delay() inside a transaction a third).
+            _django_store.job_insert(now=now, **row)
+        else:
+            with guarded(where):  # a caller-chosen id may exist already
+                _django_store.job_insert(now=now, **row)
         signals.job_enqueued.send(sender=self, job_id=row["id"], queue=row["queue"], run_at=row["run_at"])
         return JobResult(row["id"], name=self.name)
 
@@ -258,31 +272,37 @@ class Job:
         """Enqueue many calls at once, thousands of rows per statement, all or none.
 
         Each item is a tuple/list of positional arguments, or a signature of this job (``job.s(...)``) to
-        pass keyword arguments and options too.
+        pass keyword arguments and options too. Every item is checked before anything is sent: one bad item
+        refuses the whole batch (``SerializationError``, ``TypeError``, ``ValueError`` naming the item).
+        The batch runs in a transaction of its own, or in a savepoint of the caller's, so a database error
+        (e.g. a signature's ``job_id`` that exists) raises ``EnqueueError`` and leaves the caller's
+        transaction usable.
         """
         now = timezone.now()
+        where = f"{self.name}.bulk_delay"
+        max_bytes = djtasks_settings.get().MAX_ARGS_BYTES
         rows = []
         template: dict[str, Any] | None = None  # the row of a plain call: validated once, copied per item
         for index, item in enumerate(items):
+            at = f"{where}: item {index}"
             if isinstance(item, Signature):
                 if item.name != self.name:
-                    raise ValueError(f"bulk_delay of {self.name!r}: item {index} is a signature of {item.name!r}")
-                rows.append(self._row(item.args, item.kwargs, now, **item.options))
+                    raise ValueError(f"{at} is a signature of {item.name!r}")
+                rows.append(self._row(item.args, item.kwargs, now, where=at, **item.options))
             elif isinstance(item, (tuple, list)):
                 if template is None:
-                    template = self._row((), None, now)
-                args_json = serialization.dumps(list(item), "args")
+                    template = self._row((), None, now, where=where)
+                args_json = serialization.dumps(item, "args", max_bytes=max_bytes, where=at)
                 rows.append({**template, "id": None, "args": args_json})
             else:
                 raise TypeError(
-                    f"bulk_delay of {self.name!r}: item {index} must be a tuple of arguments or {self.name}.s(...), "
-                    f"got {type(item).__name__}"
+                    f"{at} must be a tuple of arguments or {self.name}.s(...), got {type(item).__name__}"
                 )
         plain = [row for row in rows if row["id"] is None]
         for row, job_id in zip(plain, uuid7_many(len(plain)), strict=True):
             row["id"] = job_id
         store = _django_store
-        with transaction.atomic(using=djtasks_settings.DATABASE):
+        with guarded(where, djtasks_settings.DATABASE, atomic=True):
             for start in range(0, len(rows), BULK_BATCH_SIZE):
                 store.job_insert_many(now=now, jobs=rows[start : start + BULK_BATCH_SIZE])
         for row in rows:
@@ -295,7 +315,8 @@ class Job:
         kwargs: dict[str, Any] | None,
         now: datetime,
         *,
-        countdown: float | None = None,
+        where: str | None = None,
+        countdown: float | timedelta | None = None,
         eta: datetime | None = None,
         expires: float | timedelta | datetime | None = None,
         queue: str | None = None,
@@ -304,52 +325,32 @@ class Job:
         time_limit: float | timedelta | None = None,
         soft_time_limit: float | timedelta | None = None,
     ) -> dict[str, Any]:
-        where = f"{self.name}.apply_async"
-        args_json, kwargs_json = serialization.dumps_args(tuple(args or ()), kwargs or {})
-        if countdown is not None and eta is not None:
-            raise ValueError(f"{where}: pass countdown or eta, not both")
-        run_at = now
-        if countdown is not None:
-            if isinstance(countdown, timedelta):
-                countdown = countdown.total_seconds()
-            if isinstance(countdown, bool) or not isinstance(countdown, (int, float)) or not math.isfinite(countdown):
-                raise TypeError(f"{where}: countdown must be a number of seconds, got {countdown!r}")
-            if countdown < 0:
-                raise ValueError(f"{where}: countdown must not be negative, got {countdown}")
-            run_at = now + timedelta(seconds=countdown)
-        elif eta is not None:
-            if not isinstance(eta, datetime):
-                raise TypeError(f"{where}: eta must be a datetime, got {type(eta).__name__}")
-            run_at = max(now, _aware(f"{where}: eta", eta))
-        expires_at = None
-        if expires is not None:
-            if isinstance(expires, datetime):
-                expires_at = _aware(f"{where}: expires", expires)
-            elif isinstance(expires, timedelta):
-                expires_at = now + expires
-            elif isinstance(expires, (int, float)) and not isinstance(expires, bool):
-                expires_at = now + timedelta(seconds=expires)
-            else:
-                raise TypeError(f"{where}: expires must be seconds, a timedelta or an aware datetime, got {expires!r}")
-            if expires_at <= run_at:
-                raise ValueError(
-                    f"{where}: expires ({expires_at.isoformat()}) is not after the run time ({run_at.isoformat()})"
-                )
+        """The checked row of one call; raises (naming ``where``) on anything the database would refuse."""
+        where = where or f"{self.name}.apply_async"
         conf = djtasks_settings.get()  # read each call: override_settings may have changed the queues
+        if args is not None and (isinstance(args, (str, bytes, dict)) or not isinstance(args, Iterable)):
+            raise TypeError(f"{where}: args must be a list or tuple, got {type(args).__name__}")
+        args_json, kwargs_json = serialization.dumps_args(
+            tuple(args or ()), {} if kwargs is None else kwargs, max_bytes=conf.MAX_ARGS_BYTES, where=where
+        )
+        run_at = inputs.run_at(where, now, countdown=countdown, eta=eta)
+        expires_at = inputs.expires_at(where, now, run_at, expires)
+        if queue is not None and not isinstance(queue, str):
+            raise TypeError(f"{where}: queue must be a string, got {queue!r:.80}")
         queue = queue or self.queue or conf.DEFAULT_QUEUE
         known = conf.QUEUES
         if queue not in known:
             raise ValueError(
-                f"{where}: unknown queue {queue!r}; add it to DJTASKS['QUEUES'] (known: {', '.join(known)})"
+                f"{where}: unknown queue {queue!r:.120}; add it to DJTASKS['QUEUES'] (known: {', '.join(known)})"
             )
-        priority = self.priority if priority is None else _check_priority(where, priority)
+        priority = self.priority if priority is None else inputs.check_priority(where, priority)
         if job_id is None:
             job_id = uuid7()
         elif not isinstance(job_id, uuid.UUID):
             try:
                 job_id = uuid.UUID(str(job_id))
             except ValueError:
-                raise ValueError(f"{where}: job_id must be a UUID, got {job_id!r}") from None
+                raise ValueError(f"{where}: job_id must be a UUID, got {job_id!r:.80}") from None
         if time_limit is None and soft_time_limit is None:
             hard, soft = self.time_limit, self.soft_time_limit  # checked when the job was declared
         else:
@@ -374,12 +375,19 @@ class Job:
 
     # -- signatures -----------------------------------------------------------------------------------
     def s(self, *args: Any, **kwargs: Any) -> Signature:
-        """A signature: this job with arguments, to enqueue later or compose."""
+        """A signature: this job with arguments, to enqueue later or compose. Arguments the database cannot
+        store raise ``SerializationError`` here, not when the signature is enqueued."""
+        self._check_signature_args(f"{self.name}.s", args, kwargs)
         return Signature(self.name, args, kwargs)
 
     def si(self, *args: Any, **kwargs: Any) -> Signature:
         """An immutable signature: in a chain it does not receive the previous job's result."""
+        self._check_signature_args(f"{self.name}.si", args, kwargs)
         return Signature(self.name, args, kwargs, immutable=True)
+
+    def _check_signature_args(self, where: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        if args or kwargs:
+            serialization.dumps_args(args, kwargs, max_bytes=djtasks_settings.get().MAX_ARGS_BYTES, where=where)
 
 
 @dataclass
@@ -397,8 +405,18 @@ class Signature:
         return registry.get(self.name)
 
     def set(self, **options: Any) -> Signature:
-        """Return a copy with enqueue options (those of ``apply_async``) added."""
-        return Signature(self.name, self.args, self.kwargs, self.immutable, {**self.options, **options})
+        """Return a copy with enqueue options (those of ``apply_async``) added; bad ones raise here."""
+        merged = {**self.options, **options}
+        try:
+            self.job._row(self.args, self.kwargs, timezone.now(), where=f"{self.name}.s(...).set", **merged)
+        except TypeError as exc:
+            if "unexpected keyword argument" not in str(exc):
+                raise
+            unknown = sorted(set(merged) - set(APPLY_ASYNC_OPTIONS))
+            raise TypeError(
+                f"{self.name}.s(...).set: unknown option(s) {', '.join(unknown)}; known: {', '.join(APPLY_ASYNC_OPTIONS)}"
+            ) from None
+        return Signature(self.name, self.args, self.kwargs, self.immutable, merged)
 
     def delay(self) -> JobResult:
         return self.job.apply_async(self.args, self.kwargs, **self.options)

@@ -18,7 +18,7 @@ from django import db
 from django.utils import timezone
 
 from .. import serialization, signals
-from ..exceptions import NotRegistered, Retry, SoftTimeLimitExceeded
+from ..exceptions import NotRegistered, Retry, SerializationError, SoftTimeLimitExceeded
 from ..jobs import Job, JobContext
 from ..registry import registry
 from ..status import JobStatus
@@ -59,12 +59,17 @@ def _send(signal: Any, sender: Any, **kwargs: Any) -> None:
 
 
 def error_entry(exc: BaseException, attempt: int, now: datetime, tb: str | None = None) -> dict[str, Any]:
-    """What the ``errors`` list keeps of one failed attempt."""
+    """What the ``errors`` list keeps of one failed attempt. Whatever the exception's text holds, the entry
+    can be stored: a NUL or a lone surrogate in it is written out visibly (``storable_text``)."""
     kind = type(exc)
+    try:
+        message = str(exc)
+    except Exception:  # noqa: BLE001 - an exception whose __str__ fails must still be recorded
+        message = f"<unprintable {kind.__qualname__} object>"
     return {
-        "type": f"{kind.__module__}.{kind.__qualname__}",
-        "message": str(exc),
-        "traceback": tb if tb is not None else "".join(traceback.format_exception(exc)),
+        "type": serialization.storable_text(f"{kind.__module__}.{kind.__qualname__}"),
+        "message": serialization.storable_text(message),
+        "traceback": serialization.storable_text(tb if tb is not None else "".join(traceback.format_exception(exc))),
         "attempt": attempt,
         "at": now.isoformat(),
     }
@@ -132,7 +137,15 @@ def execute(row: dict[str, Any], runtime: JobRuntime | None = None) -> dict[str,
         with wrapper:
             value = job.func(ctx, *args, **kwargs) if ctx is not None else job.func(*args, **kwargs)
         now = timezone.now()
-        outcome = _outcome(row, JobStatus.SUCCEEDED, now, result=serialization.dumps(value, "result"))
+        try:
+            result = serialization.dumps(value, "result")
+        except SerializationError as exc:
+            # Fails for good: the function ran to the end, and running it again would repeat what it did
+            # only to return the same value.
+            exc.__traceback__ = None
+            outcome = failure_outcome(row, exc, now, retry_in=None)
+        else:
+            outcome = _outcome(row, JobStatus.SUCCEEDED, now, result=result)
         if ctx is not None and ctx.cancel_observed:
             outcome = {**cancelled_outcome(row, CANCELLED_WHILE_RUNNING, now), "result": outcome["result"]}
     except Retry as request:
