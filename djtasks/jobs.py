@@ -328,7 +328,9 @@ class Job:
         """The checked row of one call; raises (naming ``where``) on anything the database would refuse."""
         where = where or f"{self.name}.apply_async"
         conf = djtasks_settings.get()  # read each call: override_settings may have changed the queues
-        if args is not None and (isinstance(args, (str, bytes, dict)) or not isinstance(args, Iterable)):
+        if type(args) is not tuple and args is not None and (
+            isinstance(args, (str, bytes, dict)) or not isinstance(args, Iterable)
+        ):
             raise TypeError(f"{where}: args must be a list or tuple, got {type(args).__name__}")
         args_json, kwargs_json = serialization.dumps_args(
             tuple(args or ()), {} if kwargs is None else kwargs, max_bytes=conf.MAX_ARGS_BYTES, where=where

@@ -42,6 +42,7 @@ FLOAT_TAG_MIN = 1e16  # from here on repr() writes a float without a decimal poi
 PATH_SHOWN_LEVELS = 8  # a refused value nested deeper shows the first and last levels of its path only
 
 _INT_BOUND = 10**MAX_INT_DIGITS
+NO_LIMIT = 2**62
 
 _ENCODERS: dict[type, tuple[str, Callable[[Any], Any]]] = {
     dt.datetime: ("datetime", lambda v: v.isoformat()),
@@ -121,11 +122,18 @@ def _text_refusal(text: str, what: str) -> _Refused | None:
     return None
 
 
-def _encode(value: Any, depth: int) -> Any:
+def _encode(value: Any, depth: int, limit: int) -> Any:
     """``value`` as plain JSON types (extra types tagged); raises ``_Refused``. Exact types first: the
-    common case costs a type lookup, not a chain of isinstance calls."""
+    common case costs a type lookup, not a chain of isinstance calls. A string longer than ``limit`` (bytes
+    allowed in all) is refused before it is copied into the JSON text."""
     kind = type(value)
     if kind is str:
+        if len(value) > limit:
+            raise _Refused(
+                lambda p: f"{p} is a string of {len(value):,} characters, more than the {limit:,} bytes allowed "
+                "(DJTASKS['MAX_ARGS_BYTES']); store large data elsewhere (a model row, a file) and pass its id "
+                "or path, or raise the limit"
+            )
         if "\x00" in value or not value.isascii():
             refused = _text_refusal(value, "")
             if refused is not None:
@@ -152,32 +160,32 @@ def _encode(value: Any, depth: int) -> Any:
         out = []
         for index, item in enumerate(value):
             try:
-                out.append(_encode(item, depth + 1))
+                out.append(_encode(item, depth + 1, limit))
             except _Refused as refused:
                 refused.segments.append(f"[{index}]")
                 raise
         return out
     if kind is dict:
-        return _encode_dict(value, depth)
+        return _encode_dict(value, depth, limit)
     # Subclasses (IntEnum, StrEnum, OrderedDict, ...) and the tagged types.
     encoder = _ENCODERS.get(kind)
     if encoder is not None:
         tag, encode = encoder
         return {TAG: tag, "v": encode(value)}
     if isinstance(value, str):
-        return _encode(str.__str__(value), depth)  # the text itself, not what a subclass's __str__ says
+        return _encode(str.__str__(value), depth, limit)  # the text itself, not what a subclass's __str__ says
     if isinstance(value, int):
-        return _encode(int(value), depth)
+        return _encode(int(value), depth, limit)
     if isinstance(value, float):
-        return _encode(float(value), depth)
+        return _encode(float(value), depth, limit)
     if isinstance(value, dict):
-        return _encode_dict(value, depth)
+        return _encode_dict(value, depth, limit)
     if isinstance(value, (list, tuple)):  # namedtuples, list subclasses
-        return _encode(list(value), depth)
+        return _encode(list(value), depth, limit)
     raise _type_refusal(value)
 
 
-def _encode_dict(value: dict[Any, Any], depth: int) -> dict[str, Any]:
+def _encode_dict(value: dict[Any, Any], depth: int, limit: int) -> dict[str, Any]:
     if depth >= MAX_DEPTH:
         raise _too_deep()
     if TAG in value:
@@ -197,7 +205,7 @@ def _encode_dict(value: dict[Any, Any], depth: int) -> dict[str, Any]:
             if refused is not None:
                 raise refused
         try:
-            out[key] = _encode(item, depth + 1)
+            out[key] = _encode(item, depth + 1, limit)
         except _Refused as refused:
             refused.segments.append(f"[{key!r}]")
             raise
@@ -215,7 +223,7 @@ def _too_deep() -> _Refused:
 def to_json_value(value: Any, path: str = "value") -> Any:
     """Return ``value`` as plain JSON types, tagging the extra types; ``path`` names it in errors."""
     try:
-        return _encode(value, 0)
+        return _encode(value, 0, NO_LIMIT)
     except _Refused as refused:
         raise refused.error(path, None) from None
     except RecursionError:  # the caller's own stack was already nearly full
@@ -241,7 +249,7 @@ def dumps(value: Any, path: str = "value", *, max_bytes: int | None = None, wher
     if not value and isinstance(value, (list, tuple, dict)):  # no arguments: the common case, made cheap
         return "{}" if isinstance(value, dict) else "[]"
     try:
-        text = _text(_encode(value, 0))
+        text = _text(_encode(value, 0, NO_LIMIT if max_bytes is None else max_bytes))
     except _Refused as refused:
         raise refused.error(path, where) from None
     except RecursionError:
@@ -275,8 +283,8 @@ def dumps_args(
         raise SerializationError(f"{prefix}args must be a list or tuple, got {type(args).__name__}")
     if not isinstance(kwargs, dict):
         raise SerializationError(f"{prefix}kwargs must be a dict, got {type(kwargs).__name__}")
-    args_json = dumps(args, "args", where=where) if args else "[]"
-    kwargs_json = dumps(kwargs, "kwargs", where=where) if kwargs else "{}"
+    args_json = dumps(args, "args", where=where, max_bytes=max_bytes) if args else "[]"
+    kwargs_json = dumps(kwargs, "kwargs", where=where, max_bytes=max_bytes) if kwargs else "{}"
     if max_bytes is not None:
         chars = len(args_json) + len(kwargs_json)
         if chars * 4 > max_bytes:  # a character takes at most 4 bytes in UTF-8: only big ones are measured

@@ -188,3 +188,25 @@ def hog(ctx, mb):
     Execution.objects.create(job_id=ctx.job_id, label="hog", attempt=ctx.attempt, pid=os.getpid())
     _hoard.append(bytearray(b"\x01") * (mb * 1024 * 1024))
     return mb
+
+
+@job
+def returns_unstorable(label, kind="nul"):
+    """Returns ``label``, or for ``label == "bad"`` a value the database cannot store (a NUL in a string, a
+    lone surrogate, or nesting too deep), which only the job itself can make (its arguments could not)."""
+    if label != "bad":
+        return label
+    if kind == "nul":
+        return {"text": ["fine", "broken\x00here"]}
+    if kind == "surrogate":
+        return "half a pair: \ud83d"
+    deep: list = []
+    for _ in range(500):
+        deep = [deep]
+    return deep
+
+
+@job
+def raises_unstorable():
+    """Fails with a message and traceback holding a NUL and a lone surrogate: the error must still be recorded."""
+    raise ValueError("bad\x00byte and \udcff half")
