@@ -246,10 +246,14 @@ def dumps(value: Any, path: str = "value", *, max_bytes: int | None = None, wher
     """Serialize ``value`` to JSON text, raising ``SerializationError`` (see the module doc) for what the
     database cannot hold; ``path`` names the value in the message, ``where`` (e.g. the call) prefixes it,
     and ``max_bytes`` bounds the text's UTF-8 size."""
+    return _dumps(value, path, max_bytes, where, 0)
+
+
+def _dumps(value: Any, path: str, max_bytes: int | None, where: str | None, depth: int) -> str:
     if not value and isinstance(value, (list, tuple, dict)):  # no arguments: the common case, made cheap
         return "{}" if isinstance(value, dict) else "[]"
     try:
-        text = _text(_encode(value, 0, NO_LIMIT if max_bytes is None else max_bytes))
+        text = _text(_encode(value, depth, NO_LIMIT if max_bytes is None else max_bytes))
     except _Refused as refused:
         raise refused.error(path, where) from None
     except RecursionError:
@@ -283,8 +287,9 @@ def dumps_args(
         raise SerializationError(f"{prefix}args must be a list or tuple, got {type(args).__name__}")
     if not isinstance(kwargs, dict):
         raise SerializationError(f"{prefix}kwargs must be a dict, got {type(kwargs).__name__}")
-    args_json = dumps(args, "args", where=where, max_bytes=max_bytes) if args else "[]"
-    kwargs_json = dumps(kwargs, "kwargs", where=where, max_bytes=max_bytes) if kwargs else "{}"
+    # Depth -1: the args list and the kwargs dict are not levels of any argument's own nesting.
+    args_json = _dumps(args, "args", max_bytes, where, -1) if args else "[]"
+    kwargs_json = _dumps(kwargs, "kwargs", max_bytes, where, -1) if kwargs else "{}"
     if max_bytes is not None:
         chars = len(args_json) + len(kwargs_json)
         if chars * 4 > max_bytes:  # a character takes at most 4 bytes in UTF-8: only big ones are measured
