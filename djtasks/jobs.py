@@ -295,9 +295,7 @@ class Job:
                 args_json = serialization.dumps(item, "args", max_bytes=max_bytes, where=at)
                 rows.append({**template, "id": None, "args": args_json})
             else:
-                raise TypeError(
-                    f"{at} must be a tuple of arguments or {self.name}.s(...), got {type(item).__name__}"
-                )
+                raise TypeError(f"{at} must be a tuple of arguments or {self.name}.s(...), got {type(item).__name__}")
         plain = [row for row in rows if row["id"] is None]
         for row, job_id in zip(plain, uuid7_many(len(plain)), strict=True):
             row["id"] = job_id
@@ -328,8 +326,10 @@ class Job:
         """The checked row of one call; raises (naming ``where``) on anything the database would refuse."""
         where = where or f"{self.name}.apply_async"
         conf = djtasks_settings.get()  # read each call: override_settings may have changed the queues
-        if type(args) is not tuple and args is not None and (
-            isinstance(args, (str, bytes, dict)) or not isinstance(args, Iterable)
+        if (
+            type(args) is not tuple
+            and args is not None
+            and (isinstance(args, (str, bytes, dict)) or not isinstance(args, Iterable))
         ):
             raise TypeError(f"{where}: args must be a list or tuple, got {type(args).__name__}")
         args_json, kwargs_json = serialization.dumps_args(

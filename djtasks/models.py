@@ -177,7 +177,9 @@ class Schedule(models.Model):
         of ``.delay()``, ``DJTASKS["MAX_ARGS_BYTES"]`` included): a schedule must never fire jobs that
         cannot be stored."""
         if not isinstance(self.args, list):
-            raise SerializationError(f"schedule {self.name!r}: args must be a JSON list, got {type(self.args).__name__}")
+            raise SerializationError(
+                f"schedule {self.name!r}: args must be a JSON list, got {type(self.args).__name__}"
+            )
         if not isinstance(self.kwargs, dict):
             raise SerializationError(
                 f"schedule {self.name!r}: kwargs must be a JSON object, got {type(self.kwargs).__name__}"

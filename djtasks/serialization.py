@@ -89,8 +89,10 @@ def _type_refusal(value: Any) -> _Refused:
     name = f"{kind.__module__}.{kind.__qualname__}" if kind.__module__ != "builtins" else kind.__qualname__
     if hasattr(value, "_meta") and hasattr(value, "pk"):
         return _Refused(
-            lambda p: f"{p} is not JSON-serializable: {name} {value!r:.80}; pass its primary key instead "
-            f"({p}=obj.pk) and load it inside the job"
+            lambda p: (
+                f"{p} is not JSON-serializable: {name} {value!r:.80}; pass its primary key instead "
+                f"({p}=obj.pk) and load it inside the job"
+            )
         )
     hint = ""
     if isinstance(value, (set, frozenset)):
@@ -105,8 +107,10 @@ def _text_refusal(text: str, what: str) -> _Refused | None:
     index = text.find("\x00")
     if index >= 0:
         return _Refused(
-            lambda p: f"{p}{what} contains a NUL character (\\x00) at index {index}, which PostgreSQL cannot store; "
-            "remove it (text.replace('\\x00', '')), or pass binary data base64-encoded"
+            lambda p: (
+                f"{p}{what} contains a NUL character (\\x00) at index {index}, which PostgreSQL cannot store; "
+                "remove it (text.replace('\\x00', '')), or pass binary data base64-encoded"
+            )
         )
     if not text.isascii():
         try:
@@ -115,9 +119,11 @@ def _text_refusal(text: str, what: str) -> _Refused | None:
             start = exc.start
             char = text[start]
             return _Refused(
-                lambda p: f"{p}{what} contains a lone surrogate {char!r} at index {start}: not valid Unicode "
-                "(half of a UTF-16 pair, or undecodable bytes kept by errors='surrogateescape'), which PostgreSQL "
-                "cannot store; repair the text where it is decoded (e.g. errors='replace')"
+                lambda p: (
+                    f"{p}{what} contains a lone surrogate {char!r} at index {start}: not valid Unicode "
+                    "(half of a UTF-16 pair, or undecodable bytes kept by errors='surrogateescape'), which PostgreSQL "
+                    "cannot store; repair the text where it is decoded (e.g. errors='replace')"
+                )
             )
     return None
 
@@ -130,9 +136,11 @@ def _encode(value: Any, depth: int, limit: int) -> Any:
     if kind is str:
         if len(value) > limit:
             raise _Refused(
-                lambda p: f"{p} is a string of {len(value):,} characters, more than the {limit:,} bytes allowed "
-                "(DJTASKS['MAX_ARGS_BYTES']); store large data elsewhere (a model row, a file) and pass its id "
-                "or path, or raise the limit"
+                lambda p: (
+                    f"{p} is a string of {len(value):,} characters, more than the {limit:,} bytes allowed "
+                    "(DJTASKS['MAX_ARGS_BYTES']); store large data elsewhere (a model row, a file) and pass its id "
+                    "or path, or raise the limit"
+                )
             )
         if "\x00" in value or not value.isascii():
             refused = _text_refusal(value, "")
@@ -143,8 +151,10 @@ def _encode(value: Any, depth: int, limit: int) -> Any:
         if -_INT_BOUND < value < _INT_BOUND:
             return value
         raise _Refused(
-            lambda p: f"{p} is an integer of more than {MAX_INT_DIGITS} digits, more than Python reads back from "
-            "JSON by default; pass it as a string (str(n)) and convert it in the job"
+            lambda p: (
+                f"{p} is an integer of more than {MAX_INT_DIGITS} digits, more than Python reads back from "
+                "JSON by default; pass it as a string (str(n)) and convert it in the job"
+            )
         )
     if value is None or kind is bool:
         return value
@@ -196,8 +206,10 @@ def _encode_dict(value: dict[Any, Any], depth: int, limit: int) -> dict[str, Any
         if type(key) is not str:
             if not isinstance(key, str):
                 raise _Refused(
-                    lambda p, key=key: f"{p} has a key {key!r:.60} of type {type(key).__name__}; JSON object keys "
-                    "must be str (convert them, e.g. {str(k): v for k, v in d.items()})"
+                    lambda p, key=key: (
+                        f"{p} has a key {key!r:.60} of type {type(key).__name__}; JSON object keys "
+                        "must be str (convert them, e.g. {str(k): v for k, v in d.items()})"
+                    )
                 )
             key = str.__str__(key)
         if "\x00" in key or not key.isascii():
@@ -214,9 +226,11 @@ def _encode_dict(value: dict[Any, Any], depth: int, limit: int) -> dict[str, Any
 
 def _too_deep() -> _Refused:
     return _Refused(
-        lambda p: f"{p} is nested deeper than {MAX_DEPTH} levels of lists and dicts (the limit for job arguments "
-        "and results; or a list or dict that contains itself); flatten it, or store the data elsewhere and pass "
-        "its id"
+        lambda p: (
+            f"{p} is nested deeper than {MAX_DEPTH} levels of lists and dicts (the limit for job arguments "
+            "and results; or a list or dict that contains itself); flatten it, or store the data elsewhere and pass "
+            "its id"
+        )
     )
 
 
@@ -274,9 +288,7 @@ def loads(text: str | None) -> Any:
     return json.loads(text, object_hook=_decode_hook)
 
 
-def dumps_args(
-    args: Any, kwargs: Any, *, max_bytes: int | None = None, where: str | None = None
-) -> tuple[str, str]:
+def dumps_args(args: Any, kwargs: Any, *, max_bytes: int | None = None, where: str | None = None) -> tuple[str, str]:
     """Serialize call arguments, naming the bad one (``args[1]``, ``kwargs['user']``) on failure.
 
     ``max_bytes`` bounds the UTF-8 size of both JSON texts together (``DJTASKS["MAX_ARGS_BYTES"]``);
@@ -328,7 +340,9 @@ def check_text(value: Any, what: str, *, max_chars: int | None = None) -> str:
     if "\x00" in value:
         raise ValueError(f"{what} {value!r:.60} contains a NUL character (\\x00), which PostgreSQL cannot store")
     if not value.isascii() and _text_refusal(value, "") is not None:
-        raise ValueError(f"{what} {value!r:.60} contains a lone surrogate: not valid Unicode, PostgreSQL cannot store it")
+        raise ValueError(
+            f"{what} {value!r:.60} contains a lone surrogate: not valid Unicode, PostgreSQL cannot store it"
+        )
     if max_chars is not None and len(value) > max_chars:
         raise ValueError(f"{what} is {len(value)} characters long; the column holds at most {max_chars}")
     return value

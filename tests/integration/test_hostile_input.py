@@ -75,7 +75,9 @@ def test_bulk_delay_one_bad_row_refuses_the_batch_before_copy_and_the_transactio
 
 def test_a_300_mb_argument_is_refused_at_the_call_by_the_default_limit():
     huge = "x" * (300 * 1024 * 1024)
-    with pytest.raises(SerializationError, match=r"args\[0\] is a string of 314,572,800 characters, more than the 1,048"):
+    with pytest.raises(
+        SerializationError, match=r"args\[0\] is a string of 314,572,800 characters, more than the 1,048"
+    ):
         tasks.echo.delay(huge)  # refused before it is copied into JSON text
     with pytest.raises(SerializationError, match=r"the arguments take 1,048,600 bytes .*\(1,048,576\)"):
         tasks.echo.delay("z" * 524_288, k="z" * 524_300)  # each under the limit, not both

@@ -81,7 +81,9 @@ def test_reserved_key_is_rejected():
 
 
 def test_nul_in_a_string_or_a_key_is_refused_naming_the_path():
-    with pytest.raises(SerializationError, match=r"^args\[0\] contains a NUL character .* at index 1.*remove it") as info:
+    with pytest.raises(
+        SerializationError, match=r"^args\[0\] contains a NUL character .* at index 1.*remove it"
+    ) as info:
         serialization.dumps_args(("a\x00b",), {})
     assert info.value.path == "args[0]"
     with pytest.raises(SerializationError, match=r"kwargs\['note'\]\[3\] contains a NUL") as info:
