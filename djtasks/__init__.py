@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
-from .exceptions import JobCancelled, JobFailed, NotRegistered, SerializationError, SoftTimeLimitExceeded
+from .exceptions import (
+    EnqueueError,
+    JobCancelled,
+    JobFailed,
+    NotRegistered,
+    SerializationError,
+    SoftTimeLimitExceeded,
+)
 from .jobs import Job, JobContext, Signature, job
 from .results import JobResult
 from .schedules import periodic
 from .status import JobStatus
 
 __all__ = [
+    "EnqueueError",
     "Job",
     "JobCancelled",
     "JobContext",

@@ -28,6 +28,12 @@ class SerializationError(DjtasksError, TypeError):
 
     path: str | None = None
 
+    def within(self, where: str) -> SerializationError:
+        """The same error, its message prefixed with ``where`` (e.g. the call and the batch item)."""
+        exc = SerializationError(f"{where}: {self}")
+        exc.path = self.path
+        return exc
+
 
 class EnqueueError(DjtasksError):
     """The database refused an enqueue djtasks could not check beforehand (a ``job_id`` that exists already,

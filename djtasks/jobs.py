@@ -18,7 +18,7 @@ from django.utils import timezone
 from . import inputs, serialization, signals
 from .conf import djtasks_settings
 from .cursors import guarded
-from .exceptions import Retry
+from .exceptions import Retry, SerializationError
 from .ids import uuid7, uuid7_many
 from .registry import registry
 from .store import Store
@@ -284,17 +284,21 @@ class Job:
         rows = []
         template: dict[str, Any] | None = None  # the row of a plain call: validated once, copied per item
         for index, item in enumerate(items):
-            at = f"{where}: item {index}"
-            if isinstance(item, Signature):
+            if isinstance(item, (tuple, list)):
+                if template is None:
+                    template = self._row((), None, now, where=where)
+                try:
+                    args_json = serialization.dumps(item, "args", max_bytes=max_bytes)
+                except SerializationError as exc:  # named here: no string is built per item that is fine
+                    raise exc.within(f"{where}: item {index}") from None
+                rows.append({**template, "id": None, "args": args_json})
+            elif isinstance(item, Signature):
+                at = f"{where}: item {index}"
                 if item.name != self.name:
                     raise ValueError(f"{at} is a signature of {item.name!r}")
                 rows.append(self._row(item.args, item.kwargs, now, where=at, **item.options))
-            elif isinstance(item, (tuple, list)):
-                if template is None:
-                    template = self._row((), None, now, where=where)
-                args_json = serialization.dumps(item, "args", max_bytes=max_bytes, where=at)
-                rows.append({**template, "id": None, "args": args_json})
             else:
+                at = f"{where}: item {index}"
                 raise TypeError(f"{at} must be a tuple of arguments or {self.name}.s(...), got {type(item).__name__}")
         plain = [row for row in rows if row["id"] is None]
         for row, job_id in zip(plain, uuid7_many(len(plain)), strict=True):
