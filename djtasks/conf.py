@@ -18,12 +18,12 @@ from django.core.signals import setting_changed
 from .inputs import PRIORITY_MAX as PRIORITY_MAX  # re-exported: where the settings' users look for them
 from .inputs import PRIORITY_MIN as PRIORITY_MIN
 from .inputs import QUEUE_MAX_CHARS
-from .serialization import check_text
+from .serialization import DEFAULT_MAX_ARGS_BYTES, check_text
 
 if TYPE_CHECKING:
     from .schedules import ScheduleDef
 
-MAX_ARGS_BYTES_DEFAULT = 1024 * 1024  # 1 MiB of JSON per job's arguments
+MAX_ARGS_BYTES_DEFAULT = DEFAULT_MAX_ARGS_BYTES  # 1 MiB of JSON per job's arguments
 JSONB_MAX_BYTES = 268_435_455  # the most one jsonb value can hold (255 MiB)
 
 QUEUE_OPTIONS = {"concurrency", "rate_limit", "paused"}

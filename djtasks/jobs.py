@@ -107,9 +107,11 @@ class JobContext:
         """End this attempt and run the job again after ``countdown`` seconds (default: the job's backoff).
 
         Counts as an attempt: when ``max_attempts`` is spent the job fails with ``exc`` (or ``Retry``).
+        ``countdown`` may be a timedelta; a negative, NaN or absurdly far one raises here, in the job.
         """
-        if countdown is not None and countdown < 0:
-            raise ValueError(f"countdown must not be negative, got {countdown}")
+        if countdown is not None:
+            now = timezone.now()
+            countdown = (inputs.run_at("ctx.retry", now, countdown=countdown) - now).total_seconds()
         raise Retry(countdown=countdown, exc=exc)
 
 

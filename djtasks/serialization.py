@@ -41,6 +41,8 @@ MAX_INT_DIGITS = 4300  # Python's default int <-> str limit (sys.get_int_max_str
 FLOAT_TAG_MIN = 1e16  # from here on repr() writes a float without a decimal point ("1e+16"): jsonb makes it an int
 PATH_SHOWN_LEVELS = 8  # a refused value nested deeper shows the first and last levels of its path only
 
+DEFAULT_MAX_ARGS_BYTES = 1024 * 1024  # DJTASKS["MAX_ARGS_BYTES"]'s default: 1 MiB of JSON per job's arguments
+
 _INT_BOUND = 10**MAX_INT_DIGITS
 NO_LIMIT = 2**62
 
@@ -288,10 +290,13 @@ def loads(text: str | None) -> Any:
     return json.loads(text, object_hook=_decode_hook)
 
 
-def dumps_args(args: Any, kwargs: Any, *, max_bytes: int | None = None, where: str | None = None) -> tuple[str, str]:
+def dumps_args(
+    args: Any, kwargs: Any, *, max_bytes: int | None = DEFAULT_MAX_ARGS_BYTES, where: str | None = None
+) -> tuple[str, str]:
     """Serialize call arguments, naming the bad one (``args[1]``, ``kwargs['user']``) on failure.
 
-    ``max_bytes`` bounds the UTF-8 size of both JSON texts together (``DJTASKS["MAX_ARGS_BYTES"]``);
+    ``max_bytes`` bounds the UTF-8 size of both JSON texts together: pass ``DJTASKS["MAX_ARGS_BYTES"]``
+    (a new enqueue path that forgets gets its default, not no limit; ``None`` means no limit);
     ``where`` prefixes every message (e.g. ``"app.tasks.send.delay"``).
     """
     prefix = f"{where}: " if where else ""

@@ -171,3 +171,17 @@ def test_an_error_message_holding_nul_and_surrogates_is_recorded_visibly():
         result.get(timeout=1)
     assert info.value.message == "bad\\x00byte and \\udcff half"
     assert "bad\\x00byte" in info.value.traceback
+
+
+@pytest.mark.parametrize(("kind", "message"), [("nan", "countdown must be a number"), ("far", "too far ahead")])
+def test_ctx_retry_with_an_odd_countdown_fails_the_job_not_the_worker(kind, message):
+    result = tasks.retries_oddly.delay(kind)
+    assert drain() == 2  # the executor returned outcomes instead of raising: an error, then the retry
+    assert result.get(timeout=1) == 2
+    assert __import__("re").search(f"ctx.retry: .*{message}", result.errors[0]["message"])
+
+
+def test_ctx_retry_takes_a_timedelta():
+    result = tasks.retries_oddly.delay("timedelta")
+    assert drain() == 2
+    assert result.get(timeout=1) == 2

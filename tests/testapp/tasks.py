@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from datetime import timedelta
 
 from djtasks import job, periodic
 
@@ -210,3 +211,11 @@ def returns_unstorable(label, kind="nul"):
 def raises_unstorable():
     """Fails with a message and traceback holding a NUL and a lone surrogate: the error must still be recorded."""
     raise ValueError("bad\x00byte and \udcff half")
+
+
+@job(bind=True, max_attempts=2)
+def retries_oddly(ctx, kind):
+    """Asks for a retry with a countdown of an odd kind (its arguments cannot carry NaN, so it makes its own)."""
+    if ctx.attempt > 1:
+        return ctx.attempt
+    ctx.retry(countdown={"nan": float("nan"), "far": 1e300, "timedelta": timedelta(0)}[kind])
