@@ -174,7 +174,7 @@ def parse(raw: Any) -> DjtasksSettings:
                 "MAX_ARGS_BYTES",
                 f"must be a number of bytes from 1 to {JSONB_MAX_BYTES:,} (what one jsonb value holds), got {limit!r}",
                 hint=f"the default is {MAX_ARGS_BYTES_DEFAULT} (1 MiB); e.g. 4 * 1024 * 1024 for 4 MiB",
-                check_id="djtasks.E008",
+                check_id="djtasks.E009",
             )
         values["MAX_ARGS_BYTES"] = limit
     if "QUEUES" in raw:

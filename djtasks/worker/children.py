@@ -16,9 +16,8 @@ from uuid import UUID
 
 from ..exceptions import NotRegistered, TimeLimitExceeded
 from ..ids import uuid7
-from ..registry import registry
 from . import link
-from .executor import cancelled_outcome, failure_outcome
+from .executor import cancelled_outcome, failure_outcome, lookup
 from .process import WorkerConfig, main
 
 logger = logging.getLogger("djtasks.supervisor")
@@ -62,7 +61,7 @@ class Kill:
 def _retry_in(job: RunningJob, exc: BaseException) -> float | None:
     """The job's own retry policy applied to a time limit (None: no retry)."""
     try:
-        definition = registry.get(job.name)
+        definition = lookup(job.name)
     except NotRegistered:
         return None
     if not definition.should_retry(exc, job.attempt, job.max_attempts):

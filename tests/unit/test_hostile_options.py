@@ -114,7 +114,7 @@ def test_max_args_bytes_defaults_to_one_mib_and_is_checked_with_a_hint():
     assert parse({"MAX_ARGS_BYTES": 4096}).MAX_ARGS_BYTES == 4096
     with override_settings(DJTASKS={"MAX_ARGS_BYTES": -1}):
         errors = [e for e in run_checks() if e.id.startswith("djtasks")]
-    assert [e.id for e in errors] == ["djtasks.E008"]
+    assert [e.id for e in errors] == ["djtasks.E009"]
     assert "1048576 (1 MiB)" in errors[0].hint
 
 
