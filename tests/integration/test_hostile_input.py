@@ -185,3 +185,17 @@ def test_ctx_retry_takes_a_timedelta():
     result = tasks.retries_oddly.delay("timedelta")
     assert drain() == 2
     assert result.get(timeout=1) == 2
+
+
+def test_the_django_tasks_backend_refuses_the_same_way_and_the_transaction_survives():
+    pytest.importorskip("django.tasks", reason="django.tasks (and djtasks' backend for it) needs Django 6")
+    from tests.testapp import django_tasks
+
+    with transaction.atomic():
+        caller_write("before")
+        with pytest.raises(SerializationError, match=r"django_tasks\.echo\.enqueue: kwargs\['note'\] contains a NUL"):
+            django_tasks.echo.enqueue(1, note="a\x00b")
+        with pytest.raises(SerializationError, match=r"args\[0\]\[0\] contains a lone surrogate"):
+            django_tasks.echo.enqueue(["\ud800"])
+        caller_write("after")
+    assert written("before") and written("after") and not Job.objects.exists()
