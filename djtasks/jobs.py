@@ -329,7 +329,7 @@ class Job:
                 if template is None:
                     template = self._row((), None, now, where=where)
                 try:
-                    args_json = serialization.dumps(item, "args", max_bytes=max_bytes)
+                    args_json = serialization.dumps_args(item, {}, max_bytes=max_bytes)[0]
                 except SerializationError as exc:  # named here: no string is built per item that is fine
                     raise exc.within(f"{where}: item {index}") from None
                 rows.append({**template, "id": None, "args": args_json})

@@ -151,3 +151,12 @@ def test_bulk_delay_names_the_bad_item_before_sending_anything():
     made_by_hand = Signature(tasks.add.name, (1, 2), options={"countdown": 1e30})
     with pytest.raises(ValueError, match=r"add.bulk_delay: item 1: countdown of 1e\+30 s is too far ahead"):
         tasks.add.bulk_delay([(1, 2), made_by_hand])
+
+
+def test_bulk_delay_items_nest_as_deep_as_delay_arguments():
+    # Found by the bulk_delay property: an item's tuple is not a level of its arguments' nesting, as for delay.
+    at_limit: object = None
+    for _ in range(100):
+        at_limit = [at_limit]
+    with pytest.raises(SerializationError, match=r"item 1: args\[0\]\[0\].* is nested deeper than 100"):
+        tasks.add.bulk_delay([(at_limit,), ([at_limit],)])
