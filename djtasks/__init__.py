@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .canvas import chain, chord, group
 from .exceptions import (
     EnqueueError,
     JobCancelled,
@@ -11,12 +12,13 @@ from .exceptions import (
     SoftTimeLimitExceeded,
 )
 from .jobs import Job, JobContext, Signature, job
-from .results import JobResult
+from .results import GroupResult, JobResult
 from .schedules import periodic
 from .status import JobStatus
 
 __all__ = [
     "EnqueueError",
+    "GroupResult",
     "Job",
     "JobCancelled",
     "JobContext",
@@ -27,6 +29,9 @@ __all__ = [
     "SerializationError",
     "Signature",
     "SoftTimeLimitExceeded",
+    "chain",
+    "chord",
+    "group",
     "job",
     "periodic",
 ]

@@ -19,7 +19,18 @@ PRIORITY_MIN = -100
 PRIORITY_MAX = 100
 NAME_MAX_CHARS = 255  # djtasks_job.name
 QUEUE_MAX_CHARS = 100  # djtasks_job.queue
-UNIQUE_KEY_MAX_BYTES = 1000  # a btree entry must fit in a third of a page (2,704 bytes), with room to spare
+UNIQUE_KEY_MAX_CHARS = 500  # indexed: at most 2,000 bytes in UTF-8, within a btree entry's 2,704
+APPLY_ASYNC_OPTIONS = (
+    "countdown",
+    "eta",
+    "expires",
+    "queue",
+    "priority",
+    "job_id",
+    "time_limit",
+    "soft_time_limit",
+    "unique_key",
+)
 INT_COLUMN_MAX = 2**31 - 1  # max_attempts and attempt are PostgreSQL integers
 # Far enough from the end of Python's datetime (9999-12-31) that run_at or expires_at read back in any time
 # zone is still a datetime; timestamptz itself goes to 294276 AD, which Python cannot hold.
@@ -104,9 +115,9 @@ def expires_at(where: str, now: datetime, run_at: datetime, expires: Any) -> dat
 
 
 def check_unique_key(where: str, value: Any) -> str:
-    """A ``unique_key``: a string without NUL or lone surrogates, at most ``UNIQUE_KEY_MAX_BYTES`` in UTF-8
+    """A ``unique_key``: a non-empty string without NUL or lone surrogates, at most ``UNIQUE_KEY_MAX_CHARS``
     (its index entry must fit in a btree page)."""
-    key = check_name(where, "unique_key", value, max_chars=UNIQUE_KEY_MAX_BYTES)
-    if not key.isascii() and len(key.encode("utf-8")) > UNIQUE_KEY_MAX_BYTES:
-        raise ValueError(f"{where}: unique_key takes more than {UNIQUE_KEY_MAX_BYTES} bytes; hash it (e.g. sha256)")
+    key = check_name(where, "unique_key", value, max_chars=UNIQUE_KEY_MAX_CHARS)
+    if not key:
+        raise ValueError(f"{where}: unique_key must not be empty")
     return key

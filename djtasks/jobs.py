@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import hashlib
 import inspect
 import math
 import random
@@ -14,9 +17,11 @@ from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.core.exceptions import ImproperlyConfigured
+from django.db import transaction
 from django.utils import timezone
 
 from . import inputs, serialization, signals
+from .canvas import Signature
 from .conf import djtasks_settings
 from .cursors import guarded
 from .exceptions import Retry, SerializationError
@@ -29,17 +34,9 @@ DEFAULT_RETRY_BACKOFF_S = 1.0  # base delay when retry_backoff=True
 DEFAULT_RETRY_BACKOFF_MAX_S = 600.0
 BULK_BATCH_SIZE = 5000  # rows per INSERT statement in bulk_delay
 CANCEL_CHECK_INTERVAL_S = 0.5  # JobContext.is_cancelled() reads the row at most this often
+PROGRESS_INTERVAL_S = 0.5  # JobContext.set_progress() writes at most this often (the last value at the end)
+UNIQUE_KEY_MAX = inputs.UNIQUE_KEY_MAX_CHARS  # characters; the key is indexed
 
-APPLY_ASYNC_OPTIONS = (
-    "countdown",
-    "eta",
-    "expires",
-    "queue",
-    "priority",
-    "job_id",
-    "time_limit",
-    "soft_time_limit",
-)
 JOB_OPTIONS = frozenset(
     {
         "name",
@@ -52,6 +49,8 @@ JOB_OPTIONS = frozenset(
         "bind",
         "time_limit",
         "soft_time_limit",
+        "unique",
+        "unique_for",
     }
 )
 
@@ -77,6 +76,14 @@ def _check_number(job_name: str, option: str, value: Any, *, minimum: float, all
 _check_priority = inputs.check_priority  # its old name here, for callers that import it from jobs
 
 
+def _in_event_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
 @dataclass
 class JobContext:
     """What a ``@job(bind=True)`` function receives as its first argument."""
@@ -88,6 +95,40 @@ class JobContext:
     queue: str
     cancel_observed: bool = field(default=False, repr=False, compare=False)
     _cancel_checked_at: float = field(default=-math.inf, repr=False, compare=False)
+    _progress_written_at: float = field(default=-math.inf, repr=False, compare=False)
+    _progress_pending: str | None = field(default=None, repr=False, compare=False)
+
+    def set_progress(self, value: Any) -> None:
+        """Report progress: any JSON value, e.g. ``{"done": 40, "total": 100}``; ``JobResult.progress`` reads it.
+
+        Cheap to call per item: writes are coalesced to at most one every ``PROGRESS_INTERVAL_S`` (the first
+        at once), and the last value is always written when the job ends. A value JSON cannot carry raises
+        ``SerializationError`` (a ``TypeError``) here. Does nothing when the job runs inline."""
+        text = serialization.dumps(value, "progress")
+        if self.job_id is None:
+            return
+        self._progress_pending = text
+        if time.monotonic() - self._progress_written_at >= PROGRESS_INTERVAL_S and not _in_event_loop():
+            self.flush_progress()  # (in an async job the write waits for aset_progress() or the job's end)
+
+    async def aset_progress(self, value: Any) -> None:
+        """``set_progress()`` for an ``async def`` job (the write goes through ``sync_to_async``)."""
+        text = serialization.dumps(value, "progress")
+        if self.job_id is None:
+            return
+        self._progress_pending = text
+        if time.monotonic() - self._progress_written_at >= PROGRESS_INTERVAL_S:
+            await sync_to_async(self.flush_progress, thread_sensitive=True)()
+
+    def flush_progress(self) -> None:
+        """Write the progress value not written yet, if any (the worker calls it when the job ends)."""
+        text, self._progress_pending = self._progress_pending, None
+        if text is None or self.job_id is None:
+            return
+        from .operations import set_progress
+
+        self._progress_written_at = time.monotonic()
+        set_progress(self.job_id, self.attempt, text)
 
     def is_cancelled(self) -> bool:
         """True once someone asked to cancel this running job (``JobResult.cancel()``, the admin,
@@ -188,6 +229,21 @@ class Job:
             options.get("soft_time_limit"),
             bad_value=ImproperlyConfigured,
         )
+        self.unique_for: float | None = None
+        unique_for = options.get("unique_for")
+        if unique_for is not None:
+            if isinstance(unique_for, timedelta):
+                unique_for = unique_for.total_seconds()
+            if isinstance(unique_for, bool) or not isinstance(unique_for, (int, float)):
+                raise TypeError(f"@job {name!r}: unique_for must be a number of seconds, got {unique_for!r}")
+            if not math.isfinite(unique_for) or unique_for <= 0:
+                raise ValueError(f"@job {name!r}: unique_for must be a positive number of seconds, got {unique_for!r}")
+            self.unique_for = float(unique_for)
+        self.unique = options.get("unique", unique_for is not None)
+        if not isinstance(self.unique, bool):
+            raise TypeError(f"@job {name!r}: unique must be True or False, got {self.unique!r}")
+        if unique_for is not None and not self.unique:
+            raise ImproperlyConfigured(f"@job {name!r}: unique_for needs unique=True (or leave unique out)")
         self.bind = options.get("bind", False)
         if not isinstance(self.bind, bool):
             raise TypeError(f"@job {name!r}: bind must be True or False")
@@ -250,6 +306,7 @@ class Job:
         job_id: uuid.UUID | str | None = None,
         time_limit: float | timedelta | None = None,
         soft_time_limit: float | timedelta | None = None,
+        unique_key: str | None = None,
     ) -> JobResult:
         """Enqueue with per-call options.
 
@@ -257,6 +314,10 @@ class Job:
         now, a timedelta, or an aware datetime) cancels the job if no worker started it by then; ``queue`` and
         ``priority`` (-100..100, higher first) override the job's; ``job_id`` fixes the id (a UUID);
         ``time_limit`` / ``soft_time_limit`` (seconds) override the job's limits for this call.
+        ``unique_key`` (a string) makes this call unique: while a job with that key is queued or running
+        (or, with ``@job(unique_for=N)``, was enqueued in the last N seconds) nothing is inserted and the
+        existing job's ``JobResult`` is returned with ``deduplicated`` True. ``@job(unique=True)`` does the
+        same for every call, keyed by the job's name and arguments. Keys are global across job names.
 
         Everything is checked before any SQL is sent: bad options raise ``ValueError``/``TypeError``, and
         arguments the database cannot store ``SerializationError`` (see ``djtasks.serialization``). A
@@ -271,6 +332,7 @@ class Job:
             "job_id": job_id,
             "time_limit": time_limit,
             "soft_time_limit": soft_time_limit,
+            "unique_key": unique_key,
         }
         return self._enqueue(f"{self.name}.apply_async", args, kwargs, options)
 
@@ -278,7 +340,21 @@ class Job:
         self, where: str, args: Iterable[Any] | None, kwargs: dict[str, Any] | None, options: dict[str, Any]
     ) -> JobResult:
         now = timezone.now()
+        unique_key = options.pop("unique_key", None)
         row = self._row(args, kwargs, now, where=where, **options)
+        if unique_key is None and self.unique:
+            digest = hashlib.sha256(f"{row['args']}\x00{row['kwargs']}".encode()).hexdigest()[:32]
+            unique_key = f"{self.name}:{digest}"
+        if unique_key is not None:
+            inputs.check_unique_key(where, unique_key)
+            since = None if self.unique_for is None else now - timedelta(seconds=self.unique_for)
+            # A taken key is not an error (ON CONFLICT in the query); a caller-chosen id that exists is.
+            with guarded(where) if options.get("job_id") is not None else contextlib.nullcontext():
+                job_id, inserted = _django_store.job_insert_unique(now=now, unique_key=unique_key, since=since, **row)
+            if not inserted:
+                return JobResult(job_id, name=self.name, deduplicated=True)
+            signals.job_enqueued.send(sender=self, job_id=row["id"], queue=row["queue"], run_at=row["run_at"])
+            return JobResult(row["id"], name=self.name)
         self._insert(row, now, where=where, guard=options.get("job_id") is not None)
         return JobResult(row["id"], name=self.name)
 
@@ -317,8 +393,14 @@ class Job:
         refuses the whole batch (``SerializationError``, ``TypeError``, ``ValueError`` naming the item).
         The batch runs in a transaction of its own, or in a savepoint of the caller's, so a database error
         (e.g. a signature's ``job_id`` that exists) raises ``EnqueueError`` and leaves the caller's
-        transaction usable.
+        transaction usable. A ``unique`` job is enqueued one call at a time (each checked against its key, in
+        one transaction), so its duplicates come back with ``deduplicated`` True.
         """
+        if self.unique:
+            with transaction.atomic(using=djtasks_settings.DATABASE):
+                return [
+                    item.apply_async() if isinstance(item, Signature) else self.apply_async(args=item) for item in items
+                ]
         now = timezone.now()
         where = f"{self.name}.bulk_delay"
         max_bytes = djtasks_settings.get().MAX_ARGS_BYTES
@@ -424,52 +506,11 @@ class Job:
     def s(self, *args: Any, **kwargs: Any) -> Signature:
         """A signature: this job with arguments, to enqueue later or compose. Arguments the database cannot
         store raise ``SerializationError`` here, not when the signature is enqueued."""
-        self._check_signature_args(f"{self.name}.s", args, kwargs)
         return Signature(self.name, args, kwargs)
 
     def si(self, *args: Any, **kwargs: Any) -> Signature:
         """An immutable signature: in a chain it does not receive the previous job's result."""
-        self._check_signature_args(f"{self.name}.si", args, kwargs)
         return Signature(self.name, args, kwargs, immutable=True)
-
-    def _check_signature_args(self, where: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-        if args or kwargs:
-            serialization.dumps_args(args, kwargs, max_bytes=djtasks_settings.get().MAX_ARGS_BYTES, where=where)
-
-
-@dataclass
-class Signature:
-    """A job name with arguments and enqueue options."""
-
-    name: str
-    args: tuple[Any, ...] = ()
-    kwargs: dict[str, Any] = field(default_factory=dict)
-    immutable: bool = False
-    options: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def job(self) -> Job:
-        return registry.get(self.name)
-
-    def set(self, **options: Any) -> Signature:
-        """Return a copy with enqueue options (those of ``apply_async``) added; bad ones raise here."""
-        merged = {**self.options, **options}
-        try:
-            self.job._row(self.args, self.kwargs, timezone.now(), where=f"{self.name}.s(...).set", **merged)
-        except TypeError as exc:
-            if "unexpected keyword argument" not in str(exc):
-                raise
-            unknown = sorted(set(merged) - set(APPLY_ASYNC_OPTIONS))
-            raise TypeError(
-                f"{self.name}.s(...).set: unknown option(s) {', '.join(unknown)}; known: {', '.join(APPLY_ASYNC_OPTIONS)}"
-            ) from None
-        return Signature(self.name, self.args, self.kwargs, self.immutable, merged)
-
-    def delay(self) -> JobResult:
-        return self.job.apply_async(self.args, self.kwargs, **self.options)
-
-    def apply_async(self, **options: Any) -> JobResult:
-        return self.job.apply_async(self.args, self.kwargs, **{**self.options, **options})
 
 
 def job(func: Callable[..., Any] | None = None, **options: Any) -> Any:
@@ -482,7 +523,9 @@ def job(func: Callable[..., Any] | None = None, **options: Any) -> Any:
     that retry; default any ``Exception``), ``bind`` (pass a ``JobContext`` as first argument),
     ``time_limit`` (seconds; past it the supervisor kills the process running the job and records
     ``TimeLimitExceeded``), ``soft_time_limit`` (seconds, below ``time_limit``; raises
-    ``SoftTimeLimitExceeded`` inside the job so it can clean up).
+    ``SoftTimeLimitExceeded`` inside the job so it can clean up), ``unique`` (``.delay()`` inserts nothing
+    while a job with the same name and arguments is queued or running, and returns that job's result),
+    ``unique_for`` (seconds: finished jobs enqueued that recently count too; implies ``unique``).
     A bad option raises ``TypeError`` or ``ImproperlyConfigured`` naming the job and the option.
     """
 

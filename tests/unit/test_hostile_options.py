@@ -81,16 +81,20 @@ def test_job_options_the_database_cannot_take_are_refused_at_decoration(options,
         Job(noop, **options)
 
 
-def test_unique_key_check_for_the_enqueue_paths_that_take_one():
+def test_unique_keys_with_nul_or_too_long_are_refused_at_the_call():
     assert inputs.check_unique_key("f", "report:7") == "report:7"
-    with pytest.raises(ValueError, match="unique_key 'a\\\\x00' contains a NUL"):
-        inputs.check_unique_key("f", "a\x00")
-    with pytest.raises(ValueError, match="at most 1000"):
-        inputs.check_unique_key("f", "k" * 1001)
-    with pytest.raises(ValueError, match="more than 1000 bytes; hash it"):
-        inputs.check_unique_key("f", "é" * 600)
+    with pytest.raises(ValueError, match=r"add.apply_async: unique_key 'a\\x00' contains a NUL"):
+        tasks.add.apply_async((1, 2), unique_key="a\x00")
+    with pytest.raises(ValueError, match="lone surrogate"):
+        tasks.add.apply_async((1, 2), unique_key="\udc80")
+    with pytest.raises(ValueError, match="501 characters long; the column holds at most 500"):
+        tasks.add.apply_async((1, 2), unique_key="k" * 501)
+    with pytest.raises(ValueError, match="must not be empty"):
+        tasks.add.apply_async((1, 2), unique_key="")
     with pytest.raises(TypeError, match="unique_key must be a string"):
-        inputs.check_unique_key("f", 7)
+        tasks.add.apply_async((1, 2), unique_key=7)
+    with pytest.raises(ValueError, match=r"add.s\(\.\.\.\).set: unique_key 'a\\x00' contains a NUL"):
+        tasks.add.s(1, 2).set(unique_key="a\x00")
 
 
 @pytest.mark.parametrize(
