@@ -7,7 +7,8 @@ djtasks' encoder, so a codec that refused too much (or too little) fails too. In
 caller makes in the same ``atomic()`` block before and after the call is committed.
 
 Settings: ``EXAMPLES`` examples per property (4 properties); ``derandomize`` under ``CI`` so a CI run is
-repeatable (a failure found locally is printed with the example that reproduces it).
+repeatable (a failure found locally is printed with the example that reproduces it). Signatures are
+enqueued by ``.delay()``, ``bulk_delay``, as the first step of a ``chain`` and as a member of a ``group``.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from django.db import transaction
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from djtasks import serialization
+from djtasks import chain, group, serialization
 from djtasks.exceptions import SerializationError
 from djtasks.models import Job
 from djtasks.store import Store
@@ -213,10 +214,15 @@ def test_bulk_delay_stores_every_row_or_refuses_the_batch_naming_the_row(rows):
 
 
 @PROPERTY_SETTINGS
-@given(args=call_args, kwargs=call_kwargs, immutable=st.booleans(), via_bulk=st.booleans())
-def test_signatures_refuse_when_made_or_enqueue_exactly(args, kwargs, immutable, via_bulk):
+@given(
+    args=call_args,
+    kwargs=call_kwargs,
+    immutable=st.booleans(),
+    via=st.sampled_from(["delay", "bulk_delay", "chain", "group"]),
+)
+def test_signatures_refuse_when_made_or_enqueue_exactly(args, kwargs, immutable, via):
     fresh()
-    signature = result = None
+    signature = None
     with transaction.atomic():
         caller_write("before")
         try:
@@ -225,15 +231,21 @@ def test_signatures_refuse_when_made_or_enqueue_exactly(args, kwargs, immutable,
         except SerializationError:
             pass
         if signature is not None:
-            result = tasks.echo.bulk_delay([signature])[0] if via_bulk else signature.delay()
+            if via == "delay":
+                signature.delay()
+            elif via == "bulk_delay":
+                tasks.echo.bulk_delay([signature])
+            elif via == "chain":  # the signature is the first step; the next one is a plain job
+                chain(signature, tasks.echo.si("next")).delay()
+            else:
+                group([signature, tasks.echo.si("other")]).delay()
         caller_write("after")
     assert_caller_writes_committed()
     if not call_storable(args, kwargs):
         assert signature is None, "the signature should have been refused when made"
         assert not Job.objects.exists()
         return
-    assert result is not None
-    back_args, back_kwargs = stored_arguments(result.id)
+    back_args, back_kwargs = stored_arguments(Job.objects.get(priority=2).id)
     assert_same(back_args, args)
     assert_same(back_kwargs, kwargs)
 
