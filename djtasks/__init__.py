@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .canvas import chain, chord, group
+from .canvas import Signature, chain, chord, group
 from .exceptions import (
     EnqueueError,
     JobCancelled,
@@ -11,9 +11,9 @@ from .exceptions import (
     SerializationError,
     SoftTimeLimitExceeded,
 )
-from .jobs import Job, JobContext, Signature, job
+from .jobs import Job, JobContext, job
+from .periodic import periodic
 from .results import GroupResult, JobResult
-from .schedules import periodic
 from .status import JobStatus
 
 __all__ = [

@@ -31,12 +31,11 @@ from django.utils import timezone
 
 from . import serialization, signals
 from .conf import djtasks_settings
-from .cursors import guarded
+from .cursors import django_store, guarded
 from .ids import uuid7
 from .inputs import APPLY_ASYNC_OPTIONS, check_unique_key
 from .registry import registry
 from .results import GroupResult, JobResult
-from .store import Store
 
 COMPOSE_OPTIONS = frozenset({"countdown", "eta", "priority", "queue", "expires", "time_limit", "soft_time_limit"})
 FIRST_STEP_OPTIONS = frozenset({"countdown", "eta"})  # a composition's delay applies to the steps that run first
@@ -79,10 +78,12 @@ class Signature:
         return Signature(self.name, self.args, self.kwargs, self.immutable, merged)
 
     def delay(self) -> JobResult:
-        return self.job.apply_async(self.args, self.kwargs, **self.options)
+        result: JobResult = self.job.apply_async(self.args, self.kwargs, **self.options)
+        return result
 
     def apply_async(self, **options: Any) -> JobResult:
-        return self.job.apply_async(self.args, self.kwargs, **{**self.options, **options})
+        result: JobResult = self.job.apply_async(self.args, self.kwargs, **{**self.options, **options})
+        return result
 
     def __or__(self, other: Any) -> chain:
         return chain(self, other)
@@ -283,7 +284,7 @@ def _enqueue(node: _Composition, options: dict[str, Any]) -> Any:
     builder = _Builder(now, options)
     out = builder.build(node, _NOW)
     jobs, groups = builder.rows()
-    store = Store.for_django()
+    store = django_store()
     # Every row was checked by Job._row; a caller-chosen job_id may still exist: a savepoint keeps the
     # caller's transaction usable and the error says so (EnqueueError).
     with guarded(f"{type(node).__name__}.apply_async", djtasks_settings.DATABASE, atomic=True):

@@ -9,19 +9,26 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 
-from .inputs import PRIORITY_MAX as PRIORITY_MAX  # re-exported: where the settings' users look for them
-from .inputs import PRIORITY_MIN as PRIORITY_MIN
 from .inputs import QUEUE_MAX_CHARS
+from .priority import PRIORITY_MAX, PRIORITY_MIN
+from .schedules import ScheduleDef, parse_settings
 from .serialization import DEFAULT_MAX_ARGS_BYTES, check_text
 
-if TYPE_CHECKING:
-    from .schedules import ScheduleDef
+__all__ = [
+    "PRIORITY_MAX",
+    "PRIORITY_MIN",
+    "DjtasksSettings",
+    "QueueConfig",
+    "SettingError",
+    "djtasks_settings",
+    "parse",
+]
 
 MAX_ARGS_BYTES_DEFAULT = DEFAULT_MAX_ARGS_BYTES  # 1 MiB of JSON per job's arguments
 JSONB_MAX_BYTES = 268_435_455  # the most one jsonb value can hold (255 MiB)
@@ -189,8 +196,6 @@ def parse(raw: Any) -> DjtasksSettings:
             raise SettingError("DEFAULT_QUEUE", "must be a queue name (a string)")
         values["DEFAULT_QUEUE"] = raw["DEFAULT_QUEUE"]
     if "BEAT_SCHEDULE" in raw:
-        from .schedules import parse_settings
-
         try:
             values["BEAT_SCHEDULE"] = parse_settings(
                 raw["BEAT_SCHEDULE"], max_args_bytes=values.get("MAX_ARGS_BYTES", MAX_ARGS_BYTES_DEFAULT)
@@ -220,7 +225,27 @@ def parse(raw: Any) -> DjtasksSettings:
 
 
 class _LazySettings:
-    """Attribute access parses ``settings.DJTASKS`` once and caches it until a setting changes."""
+    """Attribute access parses ``settings.DJTASKS`` once and caches it until a setting changes.
+
+    The annotations below declare what each attribute returns (those of ``DjtasksSettings``, kept in step by a
+    test), so ``djtasks_settings.QUEUES`` is typed; they set nothing, so every read goes to ``__getattr__``.
+    """
+
+    DATABASE: str
+    QUEUES: dict[str, QueueConfig]
+    DEFAULT_QUEUE: str
+    HEARTBEAT_INTERVAL: float
+    WORKER_TIMEOUT: float
+    RESCUE_INTERVAL: float | None
+    POLL_INTERVAL: float
+    LISTEN: bool
+    PREPARED_STATEMENTS: bool | None
+    RESULT_TTL: float
+    FAILED_RESULT_TTL: float
+    BEAT_SCHEDULE: dict[str, ScheduleDef]
+    MAX_ARGS_BYTES: int
+    rescue_interval: float
+    prepared_statements: bool
 
     def __init__(self) -> None:
         self._cached: DjtasksSettings | None = None

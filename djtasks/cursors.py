@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 import psycopg
@@ -29,6 +29,7 @@ from django.db import DatabaseError, connections, transaction
 
 from .conf import djtasks_settings
 from .exceptions import EnqueueError
+from .store import Store
 
 UNIQUE_VIOLATION = "23505"  # SQLSTATE
 
@@ -39,6 +40,18 @@ _cursors: weakref.WeakKeyDictionary[psycopg.Connection[Any], psycopg.Cursor[Any]
 def django_connection(alias: str | None = None) -> Any:
     """Django's connection (this thread's) for ``alias``, default ``DJTASKS['DATABASE']``."""
     return connections[alias or djtasks_settings.DATABASE]
+
+
+def django_store(alias: str | None = None) -> Store:
+    """A store on Django's connection for ``alias`` (default: ``DJTASKS['DATABASE']``): its statements join the
+    caller's transaction, and the enqueue statement runs prepared (see the module doc)."""
+
+    def atomic() -> AbstractContextManager[Any]:
+        block: AbstractContextManager[Any] = transaction.atomic(using=django_connection(alias).alias)
+        return block
+
+    # Looked up per query: Django's connections are per thread, and a Store may be shared.
+    return Store(lambda: cursor(alias), lambda sql, params: execute_prepared(sql, params, alias), atomic)
 
 
 def cursor(alias: str | None = None) -> Any:

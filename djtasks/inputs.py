@@ -15,8 +15,6 @@ from typing import Any
 
 from .serialization import check_text
 
-PRIORITY_MIN = -100
-PRIORITY_MAX = 100
 NAME_MAX_CHARS = 255  # djtasks_job.name
 QUEUE_MAX_CHARS = 100  # djtasks_job.queue
 UNIQUE_KEY_MAX_CHARS = 500  # indexed: at most 2,000 bytes in UTF-8, within a btree entry's 2,704
@@ -43,14 +41,6 @@ def check_name(where: str, option: str, value: Any, max_chars: int) -> str:
         return check_text(value, f"{where}: {option}", max_chars=max_chars)
     except TypeError:
         raise TypeError(f"{where}: {option} must be a string, got {value!r:.80}") from None
-
-
-def check_priority(where: str, priority: Any) -> int:
-    if isinstance(priority, bool) or not isinstance(priority, int):
-        raise TypeError(f"{where}: priority must be an int, got {priority!r}")
-    if not PRIORITY_MIN <= priority <= PRIORITY_MAX:
-        raise ValueError(f"{where}: priority must be between {PRIORITY_MIN} and {PRIORITY_MAX}, got {priority}")
-    return priority
 
 
 def check_datetime(where: str, value: datetime) -> datetime:

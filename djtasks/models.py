@@ -12,7 +12,6 @@ from django.db import models
 from django.db.models import Q
 
 from . import serialization
-from .conf import djtasks_settings
 from .exceptions import SerializationError
 from .status import JobStatus
 
@@ -189,8 +188,8 @@ class Schedule(models.Model):
 
     def check_arguments(self) -> None:
         """Raise ``SerializationError`` if ``args``/``kwargs`` hold what a job's arguments cannot (the checks
-        of ``.delay()``, ``DJTASKS["MAX_ARGS_BYTES"]`` included): a schedule must never fire jobs that
-        cannot be stored."""
+        of ``.delay()``): a schedule must never fire jobs that cannot be stored. The size limit,
+        ``DJTASKS["MAX_ARGS_BYTES"]``, is the admin form's to check (settings are a layer above models)."""
         if not isinstance(self.args, list):
             raise SerializationError(
                 f"schedule {self.name!r}: args must be a JSON list, got {type(self.args).__name__}"
@@ -199,9 +198,7 @@ class Schedule(models.Model):
             raise SerializationError(
                 f"schedule {self.name!r}: kwargs must be a JSON object, got {type(self.kwargs).__name__}"
             )
-        serialization.dumps_args(
-            self.args, self.kwargs, max_bytes=djtasks_settings.MAX_ARGS_BYTES, where=f"schedule {self.name!r}"
-        )
+        serialization.dumps_args(self.args, self.kwargs, max_bytes=None, where=f"schedule {self.name!r}")
 
     def clean(self) -> None:
         super().clean()

@@ -207,12 +207,7 @@ def _encode_dict(value: dict[Any, Any], depth: int, limit: int) -> dict[str, Any
         key = raw_key
         if type(key) is not str:
             if not isinstance(key, str):
-                raise _Refused(
-                    lambda p, key=key: (
-                        f"{p} has a key {key!r:.60} of type {type(key).__name__}; JSON object keys "
-                        "must be str (convert them, e.g. {str(k): v for k, v in d.items()})"
-                    )
-                )
+                raise _key_type_refusal(key)
             key = str.__str__(key)
         if "\x00" in key or not key.isascii():
             refused = _text_refusal(key, f" has a key {key!r:.60} that")
@@ -224,6 +219,15 @@ def _encode_dict(value: dict[Any, Any], depth: int, limit: int) -> dict[str, Any
             refused.segments.append(f"[{key!r}]")
             raise
     return out
+
+
+def _key_type_refusal(key: Any) -> _Refused:
+    return _Refused(
+        lambda p: (
+            f"{p} has a key {key!r:.60} of type {type(key).__name__}; JSON object keys must be str (convert "
+            "them, e.g. {str(k): v for k, v in d.items()})"
+        )
+    )
 
 
 def _too_deep() -> _Refused:
