@@ -144,6 +144,9 @@ def test_schedule_arguments_are_checked_by_the_model_and_the_admin(client):
     assert "args[1] contains a NUL character" in page.replace("&#x27;", "'")
     page = errors_of(client.post(reverse("admin:djtasks_schedule_add"), form(kwargs='{"deep": 1e999}')))
     assert "kwargs[&#x27;deep&#x27;] is inf" in page
+    with override_settings(DJTASKS={"MAX_ARGS_BYTES": 10, "QUEUES": {"default": {}}}):
+        page = errors_of(client.post(reverse("admin:djtasks_schedule_add"), form(args='["just over ten"]')))
+    assert "MAX_ARGS_BYTES" in page
     assert not Schedule.objects.exists()
 
 
