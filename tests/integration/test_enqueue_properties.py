@@ -24,9 +24,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from djtasks import chain, group, serialization
+from djtasks.cursors import django_store
 from djtasks.exceptions import SerializationError
 from djtasks.models import Job
-from djtasks.store import Store
 from tests.testapp import tasks
 from tests.testapp.models import Execution
 
@@ -155,7 +155,7 @@ def assert_caller_writes_committed() -> None:
 
 
 def stored_arguments(job_id: uuid.UUID) -> tuple[Any, Any]:
-    row = Store.for_django().job_get(job_id)
+    row = django_store().job_get(job_id)
     assert row is not None
     return serialization.loads(row["args"]), serialization.loads(row["kwargs"])
 
