@@ -13,6 +13,7 @@ from .exceptions import (
 )
 from .jobs import Job, JobContext, job
 from .periodic import periodic
+from .queues import QueueOptionError, pause_queue, resume_queue
 from .results import GroupResult, JobResult
 from .status import JobStatus
 
@@ -26,6 +27,7 @@ __all__ = [
     "JobResult",
     "JobStatus",
     "NotRegistered",
+    "QueueOptionError",
     "SerializationError",
     "Signature",
     "SoftTimeLimitExceeded",
@@ -33,6 +35,8 @@ __all__ = [
     "chord",
     "group",
     "job",
+    "pause_queue",
     "periodic",
+    "resume_queue",
 ]
 __version__ = "0.1.0"

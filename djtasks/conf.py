@@ -15,6 +15,7 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 
+from .flow import Limits, RateLimit, parse_rate
 from .inputs import QUEUE_MAX_CHARS
 from .priority import PRIORITY_MAX, PRIORITY_MIN
 from .schedules import ScheduleDef, parse_settings
@@ -38,10 +39,16 @@ QUEUE_OPTIONS = {"concurrency", "rate_limit", "paused"}
 
 @dataclass(frozen=True)
 class QueueConfig:
+    """A queue's options as ``DJTASKS['QUEUES']`` gives them: the defaults of its ``djtasks_queue`` row."""
+
     name: str
     concurrency: int | None = None
-    rate_limit: float | None = None
+    rate_limit: RateLimit | None = None
     paused: bool = False
+
+    @property
+    def limits(self) -> Limits:
+        return Limits(self.concurrency, self.rate_limit, self.paused)
 
 
 @dataclass(frozen=True)
@@ -127,14 +134,30 @@ def _parse_queue(name: Any, options: Any) -> QueueConfig:
     if concurrency is not None and (
         not isinstance(concurrency, int) or isinstance(concurrency, bool) or concurrency < 1
     ):
-        raise SettingError("QUEUES", f"queue {name!r}: concurrency must be a positive int, got {concurrency!r}")
+        raise SettingError(
+            "QUEUES",
+            f"queue {name!r}: concurrency must be a positive int, got {concurrency!r}",
+            hint="the most jobs of this queue running at once across all workers; leave it out for no limit",
+        )
     rate_limit = options.get("rate_limit")
-    if rate_limit is not None and (not isinstance(rate_limit, (int, float)) or rate_limit <= 0):
-        raise SettingError("QUEUES", f"queue {name!r}: rate_limit must be a positive number (jobs/s)")
+    rate = None
+    if rate_limit is not None:
+        try:
+            rate = parse_rate(rate_limit)
+        except ValueError as exc:
+            raise SettingError(
+                "QUEUES",
+                f"queue {name!r}: {exc}",
+                hint="e.g. 'rate_limit': '100/m' (also /s and /h) or a number of starts per second",
+            ) from None
     paused = options.get("paused", False)
     if not isinstance(paused, bool):
-        raise SettingError("QUEUES", f"queue {name!r}: paused must be True or False")
-    return QueueConfig(name, concurrency, float(rate_limit) if rate_limit else None, paused)
+        raise SettingError(
+            "QUEUES",
+            f"queue {name!r}: paused must be True or False, got {paused!r}",
+            hint="a paused queue starts nothing until resumed (manage.py djtasks resume, or the admin dashboard)",
+        )
+    return QueueConfig(name, concurrency, rate, paused)
 
 
 def parse(raw: Any) -> DjtasksSettings:

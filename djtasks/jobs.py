@@ -51,6 +51,7 @@ JOB_OPTIONS = frozenset(
         "soft_time_limit",
         "unique",
         "unique_for",
+        "concurrency",
     }
 )
 
@@ -241,6 +242,15 @@ class Job:
             raise TypeError(f"@job {name!r}: unique must be True or False, got {self.unique!r}")
         if unique_for is not None and not self.unique:
             raise ImproperlyConfigured(f"@job {name!r}: unique_for needs unique=True (or leave unique out)")
+        concurrency = options.get("concurrency")
+        if concurrency is not None:
+            if isinstance(concurrency, bool) or not isinstance(concurrency, int):
+                raise TypeError(f"@job {name!r}: concurrency must be an int, got {concurrency!r}")
+            if concurrency < 1:
+                raise ImproperlyConfigured(
+                    f"@job {name!r}: concurrency must be at least 1 (leave it out for no limit), got {concurrency}"
+                )
+        self.concurrency: int | None = concurrency
         self.bind = options.get("bind", False)
         if not isinstance(self.bind, bool):
             raise TypeError(f"@job {name!r}: bind must be True or False")
@@ -522,7 +532,9 @@ def job(func: Callable[..., Any] | None = None, **options: Any) -> Any:
     ``TimeLimitExceeded``), ``soft_time_limit`` (seconds, below ``time_limit``; raises
     ``SoftTimeLimitExceeded`` inside the job so it can clean up), ``unique`` (``.delay()`` inserts nothing
     while a job with the same name and arguments is queued or running, and returns that job's result),
-    ``unique_for`` (seconds: finished jobs enqueued that recently count too; implies ``unique``).
+    ``unique_for`` (seconds: finished jobs enqueued that recently count too; implies ``unique``),
+    ``concurrency`` (at most this many of this job running at once across all workers, e.g. 1 for a report
+    that must not overlap itself).
     A bad option raises ``TypeError`` or ``ImproperlyConfigured`` naming the job and the option.
     """
 

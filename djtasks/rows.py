@@ -48,3 +48,5 @@ class Outcome(JobAttempt):
     result: str | None
     error: str | None
     run_at: datetime | None
+    # A job of a limited queue or job name: the queue whose workers to wake once it is written (flow control).
+    notify: NotRequired[str]

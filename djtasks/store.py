@@ -216,6 +216,60 @@ class Store:
         rows.sort(key=lambda r: (-r["priority"], r["run_at"], r["id"]))
         return rows
 
+    def job_claim_skipping_many(
+        self, *, now: datetime, worker_id: UUID, queues: Sequence[str], limit: int, skip_names: Sequence[str]
+    ) -> list[ClaimedJob]:
+        """``job_claim_many`` leaving out jobs named in ``skip_names`` (job names with a concurrency limit,
+        which only a limited claim may start): ``job_claim_limited_many`` run alone, without locks."""
+        params = {
+            "now": now,
+            "worker_id": worker_id,
+            "queues": list(queues),
+            "caps": [limit] * len(queues),
+            "names_only": [False] * len(queues),
+            "open_names": [],
+            "name_caps": [],
+            "full_names": list(skip_names),
+            "rated_queues": [],
+            "intervals": [],
+            "limit": limit,
+        }
+        rows = cast("list[ClaimedJob]", self._execute("job_claim_limited_many", params))
+        rows.sort(key=lambda r: (-r["priority"], r["run_at"], r["id"]))
+        return rows
+
+    def job_claim_limited_many(
+        self,
+        *,
+        queues: Sequence[str],
+        jobs: Sequence[str],
+        plan: Callable[[list[dict[str, Any]], dict[tuple[str, str], int]], dict[str, Any] | None],
+    ) -> list[ClaimedJob]:
+        """Claim jobs of limited queues and job names in one transaction: lock their ``djtasks_queue`` rows
+        (``queue_lock_many``), count what runs (``job_running_count_many``), ask ``plan(locked_rows,
+        {(kind, name): running})`` for the parameters of ``job_claim_limited_many`` (``None``: claim
+        nothing), claim. Claims of the same queue or job name wait for each other on the row locks, so two
+        workers claiming at once cannot overshoot a limit; the lock is held for three short statements.
+
+        Needs a psycopg connection (a worker's): the statements go in pipeline mode, two round trips in all
+        (BEGIN, lock and count; then claim and COMMIT). The count still runs after the lock is granted: the
+        server runs a pipeline's statements one after the other."""
+        names = {"queues": list(queues), "jobs": list(jobs)}
+        params = None
+        with self._cursor() as cur, cur.connection.cursor() as counts, cur.connection.pipeline() as pipeline:
+            with cur.connection.transaction():
+                cur.execute(queries()["queue_lock_many"], names)
+                counts.execute(queries()["job_running_count_many"], names)
+                pipeline.sync()
+                locked = _rows(cur)
+                running = {(row["kind"], row["name"]): row["running"] for row in _rows(counts)}
+                params = plan(locked, running)
+                if params is not None:
+                    cur.execute(queries()["job_claim_limited_many"], params)
+            rows = cast("list[ClaimedJob]", _rows(cur)) if params is not None else []
+        rows.sort(key=lambda r: (-r["priority"], r["run_at"], r["id"]))
+        return rows
+
     def job_finish_many(self, *, worker_id: UUID, outcomes: Iterable[Outcome]) -> set[UUID]:
         """Record outcomes (``id, attempt, status, result, error, run_at, finished_at``); returns the ids written.
 
@@ -258,10 +312,11 @@ class Store:
             self.job_handoff_many(now=now, ids=[row["id"] for row in rows if row["status"] == "cancelled"])
         return {row["id"]: row["status"] for row in rows}
 
-    def job_next_run_at(self, *, queues: Sequence[str], horizon: datetime) -> datetime | None:
-        run_at: datetime | None = self._execute("job_next_run_at", {"queues": list(queues), "horizon": horizon})[0][
-            "run_at"
-        ]
+    def job_next_run_at(
+        self, *, queues: Sequence[str], horizon: datetime, skip_names: Sequence[str] = ()
+    ) -> datetime | None:
+        params = {"queues": list(queues), "horizon": horizon, "skip_names": list(skip_names)}
+        run_at: datetime | None = self._execute("job_next_run_at", params)[0]["run_at"]
         return run_at
 
     # -- jobs: operator actions --------------------------------------------------------------------------
@@ -362,6 +417,58 @@ class Store:
 
     def queue_listen(self) -> None:
         self._execute("queue_listen", {})
+
+    def queue_notify_many(self, *, queues: Sequence[str]) -> None:
+        """Wake the workers of these queues (a job of a limited queue finished: a slot is free)."""
+        if queues:
+            self._execute("queue_notify_many", {"queues": list(queues)})
+
+    # -- queue options (flow control) -----------------------------------------------------------------
+    def queue_sync_many(self, *, now: datetime, options: Sequence[dict[str, Any]]) -> list[tuple[str, str]]:
+        """Write default options (``kind, name, concurrency, rate_limit, paused``) but those overridden at run
+        time; delete job-name rows not in ``options``. Returns the ``(kind, name)`` rows changed."""
+        rows = self._execute(
+            "queue_sync_many",
+            {
+                "now": now,
+                "kinds": [o["kind"] for o in options],
+                "names": [o["name"] for o in options],
+                "concurrencies": [o["concurrency"] for o in options],
+                "rate_limits": [o["rate_limit"] for o in options],
+                "pauseds": [o["paused"] for o in options],
+            },
+        )
+        return [(row["kind"], row["name"]) for row in rows]
+
+    def queue_set(
+        self,
+        *,
+        now: datetime,
+        name: str,
+        values: dict[str, Any],
+        overridden: Sequence[str],
+        reset: Sequence[str],
+    ) -> dict[str, Any]:
+        """Write the options in ``overridden`` (run-time values) and ``reset`` (back to ``values``, the
+        settings'); ``values`` holds all three options for a row created now. Returns the row after."""
+        params = {
+            "now": now,
+            "name": name,
+            "concurrency": values["concurrency"],
+            "rate_limit": values["rate_limit"],
+            "paused": values["paused"],
+            "overridden": list(overridden),
+            "reset": list(reset),
+            "changed": [*overridden, *reset],
+        }
+        return self._execute("queue_set", params)[0]
+
+    def queue_options_list(self) -> list[dict[str, Any]]:
+        """Every ``djtasks_queue`` row (``overrides`` as JSON text)."""
+        return self._execute("queue_options_list", {})
+
+    def queue_options_listen(self) -> None:
+        self._execute("queue_options_listen", {})
 
     # -- workers --------------------------------------------------------------------------------------
     def worker_register(

@@ -2,7 +2,7 @@
 # a workflow step, the "waiting" status, and three partial indexes (waiting steps; group members; keyed jobs for
 # unique_for).
 
-import django.contrib.postgres.fields
+import djtasks.models
 from django.contrib.postgres.operations import AddIndexConcurrently
 from django.db import migrations, models
 
@@ -22,7 +22,7 @@ class Migration(migrations.Migration):
                 ("id", models.UUIDField(editable=False, primary_key=True, serialize=False)),
                 ("total", models.IntegerField()),
                 ("remaining", models.IntegerField()),
-                ("members", django.contrib.postgres.fields.ArrayField(base_field=models.UUIDField(), size=None)),
+                ("members", djtasks.models.UUIDArrayField()),
                 ("on_success", models.JSONField(blank=True, null=True)),
                 ("parent_id", models.UUIDField(blank=True, null=True)),
                 ("created_at", models.DateTimeField()),

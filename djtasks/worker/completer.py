@@ -40,6 +40,7 @@ class Completer(threading.Thread):
         self.written = 0
         self.on_done = on_done
         self.fenced = 0
+        self.wakes = False  # some outcomes carry "notify": a queue to wake once they are written
 
     def put(self, outcome: Outcome) -> None:
         with self._lock:
@@ -77,6 +78,18 @@ class Completer(threading.Thread):
                 batch.append(item)
             self._write(batch)
         self.db.close()
+
+    def _wake_limited(self, batch: list[Outcome]) -> None:
+        """NOTIFY the queues whose limit a finished job freed a slot of (``outcome["notify"]``, set by the
+        worker process for limited queues and job names only), so a worker waiting on the limit claims now."""
+        queues = {o["notify"] for o in batch if o.get("notify")}
+        if not queues:
+            return
+        try:
+            self.db.store.queue_notify_many(queues=sorted(queues))
+        except psycopg.Error as exc:  # the waiting workers' poll interval is the fallback
+            logger.warning("could not wake the workers of %s (%s)", sorted(queues), exc)
+            self.db.reset()
 
     def _finish(self, batch: list[Outcome], *, replacement: bool = False) -> set[UUID]:
         """Write a batch, retrying while the database is away. An outcome the database refuses for another
@@ -118,3 +131,5 @@ class Completer(threading.Thread):
             self._pending.difference_update(o["id"] for o in batch)
             self._lock.notify_all()
         self.on_done(len(batch))
+        if self.wakes:  # only once a job of a limited queue ran here: the plain path does no extra work
+            self._wake_limited(batch)  # after on_done: this process's own producer need not wait for it

@@ -26,14 +26,14 @@ JOBS = 16
 JOB_SECONDS = 0.5  # with 2 threads: about 4 s of draining, several dashboard refreshes
 
 
-def enqueue(name: str, *args: object, count: int = 1) -> list:
+def enqueue(name: str, *args: object, count: int = 1, queue: str = "default") -> list:
     """Insert jobs of the example site by name (this process does not import the example site's jobs)."""
     now = timezone.now()
     rows = [
         {
             "id": uuid7(),
             "name": name,
-            "queue": "default",
+            "queue": queue,
             "priority": 0,
             "args": json.dumps(list(args)),
             "kwargs": "{}",
@@ -112,6 +112,39 @@ def test_operator_watches_the_queue_drain_then_retries_a_failed_job(browser_page
     page.screenshot(path=str(ARTIFACTS / "job_list.png"), full_page=True)
     page.goto(f"{live_site}/admin/djtasks/worker/")
     assert page.locator("#result_list").inner_text().count("alive") == 1
+
+
+def test_operator_pauses_a_queue_sets_a_limit_and_resumes_it(browser_page, live_site, start_site_worker):
+    from djtasks.models import Queue
+
+    page = browser_page
+    log_in(page, live_site)
+    page.goto(f"{live_site}/admin/djtasks/queuedashboard/?refresh=300")
+    page.click("#djtasks-pause-slow")
+    page.locator("ul.messagelist").wait_for()
+    assert "Queue slow paused." in page.locator("ul.messagelist").inner_text()
+    assert page.locator("tr[data-queue='slow'] .state").inner_text() == "paused"
+    [job] = enqueue("example_site.demo.tasks.add", 1, 2, 0, queue="slow")
+    start_site_worker("--processes", "1", "--threads", "2", "--queues", "default,slow")
+    wait_until(lambda: Worker.objects.count() == 1, timeout=60, message="the worker")
+    time.sleep(2)
+    assert Job.objects.get(id=job).status == "queued", "a job of a paused queue started"
+
+    # The limits form: a bad value is refused with the queue and the value named, a good one saved.
+    page.click("tr[data-queue='slow'] a.djtasks-edit-limits")
+    page.fill("#id_concurrency", "0")
+    page.click("input[name=_save]")
+    assert "queue 'slow': concurrency must be a positive int or none, got 0" in page.locator(".errorlist").inner_text()
+    page.fill("#id_concurrency", "2")
+    page.click("input[name=_save]")
+    page.wait_for_url("**/queuedashboard/")
+    assert "2 at once" in page.locator("tr[data-queue='slow'] td.limit").inner_text()
+    assert Queue.objects.get(name="slow").concurrency == 2
+
+    page.click("#djtasks-resume-slow")
+    page.locator("ul.messagelist").wait_for()
+    wait_until(lambda: Job.objects.get(id=job).status == "succeeded", timeout=30, message="the resumed job")
+    page.screenshot(path=str(ARTIFACTS / "dashboard_flow_control.png"), full_page=True)
 
 
 OVERFLOW_JS = """() => {
