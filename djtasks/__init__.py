@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 from .canvas import Signature, chain, chord, group
-from .exceptions import JobCancelled, JobFailed, NotRegistered, SerializationError, SoftTimeLimitExceeded
+from .exceptions import (
+    EnqueueError,
+    JobCancelled,
+    JobFailed,
+    NotRegistered,
+    SerializationError,
+    SoftTimeLimitExceeded,
+)
 from .jobs import Job, JobContext, job
 from .periodic import periodic
 from .queues import QueueOptionError, pause_queue, resume_queue
@@ -11,6 +18,7 @@ from .results import GroupResult, JobResult
 from .status import JobStatus
 
 __all__ = [
+    "EnqueueError",
     "GroupResult",
     "Job",
     "JobCancelled",

@@ -271,7 +271,15 @@ class DatabaseBackend(BaseTaskBackend):
             )
         args, kwargs = normalize_json(args), normalize_json(kwargs)  # Django's rules: TypeError if not JSON
         now = timezone.now()
-        row = job._row(args, kwargs, now, eta=task.run_after, queue=task.queue_name, priority=task.priority)
+        row = job._row(
+            args,
+            kwargs,
+            now,
+            where=f"{job.name}.enqueue",
+            eta=task.run_after,
+            queue=task.queue_name,
+            priority=task.priority,
+        )
         job._insert(row, now)
         result = job.result(
             {**row, "status": JobStatus.QUEUED, "enqueued_at": now, "attempt": 0, "errors": "[]"},

@@ -27,13 +27,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from django.db import transaction
 from django.utils import timezone
 
 from . import serialization, signals
 from .conf import djtasks_settings
-from .cursors import django_store
+from .cursors import django_store, guarded
 from .ids import uuid7
+from .inputs import APPLY_ASYNC_OPTIONS, check_unique_key
 from .registry import registry
 from .results import GroupResult, JobResult
 
@@ -56,15 +56,26 @@ class Signature:
     options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        serialization.dumps_args(self.args, self.kwargs)  # raises SerializationError naming the argument
+        # Raises SerializationError naming the argument, and the signature (job.s / job.si).
+        where = f"{self.name}.{'si' if self.immutable else 's'}"
+        serialization.dumps_args(self.args, self.kwargs, max_bytes=djtasks_settings.MAX_ARGS_BYTES, where=where)
 
     @property
     def job(self) -> Any:
         return registry.get(self.name)
 
     def set(self, **options: Any) -> Signature:
-        """Return a copy with enqueue options (those of ``apply_async``) added."""
-        return Signature(self.name, self.args, self.kwargs, self.immutable, {**self.options, **options})
+        """Return a copy with enqueue options (those of ``apply_async``) added; bad ones raise here."""
+        merged = {**self.options, **options}
+        where = f"{self.name}.s(...).set"
+        unknown = sorted(set(merged) - set(APPLY_ASYNC_OPTIONS))
+        if unknown:
+            raise TypeError(f"{where}: unknown option(s) {', '.join(unknown)}; known: {', '.join(APPLY_ASYNC_OPTIONS)}")
+        checked = {k: v for k, v in merged.items() if k != "unique_key"}
+        self.job._row(self.args, self.kwargs, timezone.now(), where=where, **checked)  # raises on a bad one
+        if merged.get("unique_key") is not None:
+            check_unique_key(where, merged["unique_key"])
+        return Signature(self.name, self.args, self.kwargs, self.immutable, merged)
 
     def delay(self) -> JobResult:
         result: JobResult = self.job.apply_async(self.args, self.kwargs, **self.options)
@@ -274,7 +285,9 @@ def _enqueue(node: _Composition, options: dict[str, Any]) -> Any:
     out = builder.build(node, _NOW)
     jobs, groups = builder.rows()
     store = django_store()
-    with transaction.atomic(using=djtasks_settings.DATABASE):
+    # Every row was checked by Job._row; a caller-chosen job_id may still exist: a savepoint keeps the
+    # caller's transaction usable and the error says so (EnqueueError).
+    with guarded(f"{type(node).__name__}.apply_async", djtasks_settings.DATABASE, atomic=True):
         store.job_insert_workflow_many(now=now, jobs=jobs)
         store.group_insert_many(now=now, groups=groups)
     for row in jobs:

@@ -16,8 +16,10 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 
 from .flow import Limits, RateLimit, parse_rate
+from .inputs import QUEUE_MAX_CHARS
 from .priority import PRIORITY_MAX, PRIORITY_MIN
 from .schedules import ScheduleDef, parse_settings
+from .serialization import DEFAULT_MAX_ARGS_BYTES, check_text
 
 __all__ = [
     "PRIORITY_MAX",
@@ -28,6 +30,9 @@ __all__ = [
     "djtasks_settings",
     "parse",
 ]
+
+MAX_ARGS_BYTES_DEFAULT = DEFAULT_MAX_ARGS_BYTES  # 1 MiB of JSON per job's arguments
+JSONB_MAX_BYTES = 268_435_455  # the most one jsonb value can hold (255 MiB)
 
 QUEUE_OPTIONS = {"concurrency", "rate_limit", "paused"}
 
@@ -60,6 +65,7 @@ class DjtasksSettings:
     RESULT_TTL: float = 86400.0
     FAILED_RESULT_TTL: float = 7 * 86400.0
     BEAT_SCHEDULE: dict[str, ScheduleDef] = field(default_factory=dict)
+    MAX_ARGS_BYTES: int = MAX_ARGS_BYTES_DEFAULT
 
     @property
     def rescue_interval(self) -> float:
@@ -109,6 +115,10 @@ def duration_seconds(value: Any, what: str) -> float:
 def _parse_queue(name: Any, options: Any) -> QueueConfig:
     if not isinstance(name, str) or not name:
         raise SettingError("QUEUES", f"queue names must be non-empty strings, got {name!r}")
+    try:
+        check_text(name, "queue name", max_chars=QUEUE_MAX_CHARS)
+    except ValueError as exc:
+        raise SettingError("QUEUES", str(exc), hint="use a short plain name, such as 'emails'") from None
     if options is None:
         options = {}
     if not isinstance(options, dict):
@@ -187,6 +197,16 @@ def parse(raw: Any) -> DjtasksSettings:
                 "statements (PgBouncer before 1.21 in transaction mode)",
             )
         values["PREPARED_STATEMENTS"] = raw["PREPARED_STATEMENTS"]
+    if "MAX_ARGS_BYTES" in raw:
+        limit = raw["MAX_ARGS_BYTES"]
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= JSONB_MAX_BYTES:
+            raise SettingError(
+                "MAX_ARGS_BYTES",
+                f"must be a number of bytes from 1 to {JSONB_MAX_BYTES:,} (what one jsonb value holds), got {limit!r}",
+                hint=f"the default is {MAX_ARGS_BYTES_DEFAULT} (1 MiB); e.g. 4 * 1024 * 1024 for 4 MiB",
+                check_id="djtasks.E009",
+            )
+        values["MAX_ARGS_BYTES"] = limit
     if "QUEUES" in raw:
         queues = raw["QUEUES"]
         if isinstance(queues, (list, tuple)):
@@ -200,7 +220,9 @@ def parse(raw: Any) -> DjtasksSettings:
         values["DEFAULT_QUEUE"] = raw["DEFAULT_QUEUE"]
     if "BEAT_SCHEDULE" in raw:
         try:
-            values["BEAT_SCHEDULE"] = parse_settings(raw["BEAT_SCHEDULE"])
+            values["BEAT_SCHEDULE"] = parse_settings(
+                raw["BEAT_SCHEDULE"], max_args_bytes=values.get("MAX_ARGS_BYTES", MAX_ARGS_BYTES_DEFAULT)
+            )
         except (ValueError, TypeError) as exc:
             raise SettingError(
                 "BEAT_SCHEDULE",
@@ -244,6 +266,7 @@ class _LazySettings:
     RESULT_TTL: float
     FAILED_RESULT_TTL: float
     BEAT_SCHEDULE: dict[str, ScheduleDef]
+    MAX_ARGS_BYTES: int
     rescue_interval: float
     prepared_statements: bool
 

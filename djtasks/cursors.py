@@ -20,14 +20,18 @@ statements, such as PgBouncer before 1.21 in transaction mode).
 from __future__ import annotations
 
 import weakref
-from contextlib import AbstractContextManager
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 import psycopg
-from django.db import connections, transaction
+from django.db import DatabaseError, connections, transaction
 
 from .conf import djtasks_settings
+from .exceptions import EnqueueError
 from .store import Store
+
+UNIQUE_VIOLATION = "23505"  # SQLSTATE
 
 # One reusable server-binding cursor per psycopg connection (a connection is used by one thread at a time).
 _cursors: weakref.WeakKeyDictionary[psycopg.Connection[Any], psycopg.Cursor[Any]] = weakref.WeakKeyDictionary()
@@ -93,3 +97,46 @@ def _execute_prepared(db: Any, conn: psycopg.Connection[Any], sql: str, params: 
     finally:
         if lowered:
             conn.prepare_threshold = None
+
+
+@contextmanager
+def guarded(where: str, alias: str | None = None, *, atomic: bool = False) -> Iterator[None]:
+    """Run the statements inside so that a database error cannot leave the caller's transaction aborted.
+
+    Inside a transaction they run in a savepoint (``transaction.atomic``, nested), rolled back on error;
+    outside one they run as they are, or with ``atomic`` in a transaction of their own (all or nothing). A
+    ``DatabaseError`` is raised as ``EnqueueError`` naming ``where`` and saying whether the enclosing
+    transaction can go on. A savepoint costs two round trips and a subtransaction (a loop of ``.delay()``
+    calls in one transaction, each with its own, ran at less than half the speed), so this wraps only the
+    statements that can fail on something djtasks cannot check in Python: a caller-chosen ``job_id`` or
+    unique key that may exist already, a batch (one savepoint for the whole batch).
+    """
+    db = django_connection(alias)
+    in_transaction = db.in_atomic_block or not db.get_autocommit()
+    try:
+        if in_transaction or atomic:
+            with transaction.atomic(using=db.alias):
+                yield
+        else:
+            yield
+    except DatabaseError as exc:
+        raise enqueue_error(where, exc, in_transaction=in_transaction, lost=db.needs_rollback) from exc
+
+
+def enqueue_error(where: str, exc: DatabaseError, *, in_transaction: bool, lost: bool) -> EnqueueError:
+    """The ``EnqueueError`` for a database error ``exc`` raised by an enqueue, saying what it means."""
+    cause = exc.__cause__ if isinstance(exc.__cause__, psycopg.Error) else None
+    sqlstate = cause.sqlstate if cause is not None else None
+    constraint = cause.diag.constraint_name if cause is not None else None
+    what = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if sqlstate == UNIQUE_VIOLATION and constraint == "djtasks_job_pkey":
+        what = "a job with this job_id exists already; pass a new job_id (or none, and djtasks makes one)"
+    elif sqlstate == UNIQUE_VIOLATION:
+        what = f"{what} (constraint {constraint})"
+    if not in_transaction:
+        after = "nothing was enqueued"
+    elif lost:
+        after = "nothing was enqueued, and the enclosing transaction is lost (roll it back)"
+    else:
+        after = "nothing was enqueued; the enclosing transaction is intact (the statement ran in a savepoint)"
+    return EnqueueError(f"{where}: the database refused the job: {what}; {after}", sqlstate=sqlstate)

@@ -22,7 +22,29 @@ class NotRegistered(DjtasksError, LookupError):
 
 
 class SerializationError(DjtasksError, TypeError):
-    """An argument or result that is not JSON-serializable. Names the argument and its type."""
+    """An argument or result the database cannot store: not JSON-serializable, or JSON that PostgreSQL's
+    ``jsonb`` refuses (a NUL character, a lone surrogate, nesting too deep, an integer too long), or arguments
+    over ``DJTASKS["MAX_ARGS_BYTES"]``. The message names the value's path and says what to do; ``path`` is
+    that path (``"args[0]"``, ``"kwargs['note'][3]"``) when one value is at fault."""
+
+    path: str | None = None
+
+    def within(self, where: str) -> SerializationError:
+        """The same error, its message prefixed with ``where`` (e.g. the call and the batch item)."""
+        exc = SerializationError(f"{where}: {self}")
+        exc.path = self.path
+        return exc
+
+
+class EnqueueError(DjtasksError):
+    """The database refused an enqueue djtasks could not check beforehand (a ``job_id`` that exists already,
+    or a failure of the database itself). Nothing was enqueued, and the caller's transaction is still usable:
+    the statement ran in a savepoint that was rolled back (see "Bad input" in the README). ``__cause__`` is
+    the database's exception; ``sqlstate`` its SQLSTATE code, if it had one."""
+
+    def __init__(self, message: str, sqlstate: str | None = None) -> None:
+        super().__init__(message)
+        self.sqlstate = sqlstate
 
 
 class JobFailed(DjtasksError):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import inspect
 import math
@@ -19,11 +20,11 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
 from django.utils import timezone
 
-from . import serialization, signals
+from . import inputs, serialization, signals
 from .canvas import Signature
 from .conf import djtasks_settings
-from .cursors import django_store
-from .exceptions import Retry
+from .cursors import django_store, guarded
+from .exceptions import Retry, SerializationError
 from .ids import uuid7, uuid7_many
 from .priority import check_priority
 from .registry import registry
@@ -34,7 +35,7 @@ DEFAULT_RETRY_BACKOFF_MAX_S = 600.0
 BULK_BATCH_SIZE = 5000  # rows per INSERT statement in bulk_delay
 CANCEL_CHECK_INTERVAL_S = 0.5  # JobContext.is_cancelled() reads the row at most this often
 PROGRESS_INTERVAL_S = 0.5  # JobContext.set_progress() writes at most this often (the last value at the end)
-UNIQUE_KEY_MAX = 500  # characters; the key is indexed
+UNIQUE_KEY_MAX = inputs.UNIQUE_KEY_MAX_CHARS  # characters; the key is indexed
 
 JOB_OPTIONS = frozenset(
     {
@@ -71,15 +72,6 @@ def _check_number(job_name: str, option: str, value: Any, *, minimum: float, all
             f"@job {job_name!r}: {option} must be {'>' if not allow_zero else '>='} {minimum}, got {value!r}"
         )
     return float(value)
-
-
-def _aware(where: str, value: datetime) -> datetime:
-    if timezone.is_naive(value):
-        raise ValueError(
-            f"{where} is a naive datetime ({value.isoformat()}); pass an aware one, "
-            "e.g. django.utils.timezone.make_aware(value) or timezone.now() + timedelta(...)"
-        )
-    return value
 
 
 def _in_event_loop() -> bool:
@@ -163,9 +155,11 @@ class JobContext:
         """End this attempt and run the job again after ``countdown`` seconds (default: the job's backoff).
 
         Counts as an attempt: when ``max_attempts`` is spent the job fails with ``exc`` (or ``Retry``).
+        ``countdown`` may be a timedelta; a negative, NaN or absurdly far one raises here, in the job.
         """
-        if countdown is not None and countdown < 0:
-            raise ValueError(f"countdown must not be negative, got {countdown}")
+        if countdown is not None:
+            now = timezone.now()
+            countdown = (inputs.run_at("ctx.retry", now, countdown=countdown) - now).total_seconds()
         raise Retry(countdown=countdown, exc=exc)
 
 
@@ -185,6 +179,10 @@ class Job:
             )
         if not isinstance(name, str):
             raise TypeError(f"@job on {func.__qualname__}: name must be a string, got {name!r}")
+        try:
+            inputs.check_name(f"@job on {func.__qualname__}", "name", name, inputs.NAME_MAX_CHARS)
+        except ValueError as exc:
+            raise ImproperlyConfigured(str(exc)) from None
         self.func = func
         self.name = name
         self.queue: str | None = options.get("queue")
@@ -198,6 +196,8 @@ class Job:
             raise ImproperlyConfigured(
                 f"@job {name!r}: max_attempts must be at least 1 (1 = no retry), got {max_attempts}"
             )
+        if max_attempts > inputs.INT_COLUMN_MAX:
+            raise ImproperlyConfigured(f"@job {name!r}: max_attempts must be at most {inputs.INT_COLUMN_MAX}")
         self.max_attempts = max_attempts
         backoff = options.get("retry_backoff", False)
         if backoff is True:
@@ -298,14 +298,14 @@ class Job:
     def delay(self, *args: Any, **kwargs: Any) -> JobResult:
         """Enqueue with the job's default options. Inside ``transaction.atomic()`` the job exists exactly
         when that transaction commits."""
-        return self.apply_async(args=args, kwargs=kwargs)
+        return self._enqueue(f"{self.name}.delay", args, kwargs, {})
 
     def apply_async(
         self,
         args: Iterable[Any] | None = None,
         kwargs: dict[str, Any] | None = None,
         *,
-        countdown: float | None = None,
+        countdown: float | timedelta | None = None,
         eta: datetime | None = None,
         expires: float | timedelta | datetime | None = None,
         queue: str | None = None,
@@ -325,43 +325,59 @@ class Job:
         (or, with ``@job(unique_for=N)``, was enqueued in the last N seconds) nothing is inserted and the
         existing job's ``JobResult`` is returned with ``deduplicated`` True. ``@job(unique=True)`` does the
         same for every call, keyed by the job's name and arguments. Keys are global across job names.
-        Bad options raise ``ValueError``/``TypeError``; unserializable arguments ``SerializationError``.
+
+        Everything is checked before any SQL is sent: bad options raise ``ValueError``/``TypeError``, and
+        arguments the database cannot store ``SerializationError`` (see ``djtasks.serialization``). A
+        ``job_id`` that exists already raises ``EnqueueError`` and leaves an enclosing transaction usable.
         """
+        options = {
+            "countdown": countdown,
+            "eta": eta,
+            "expires": expires,
+            "queue": queue,
+            "priority": priority,
+            "job_id": job_id,
+            "time_limit": time_limit,
+            "soft_time_limit": soft_time_limit,
+            "unique_key": unique_key,
+        }
+        return self._enqueue(f"{self.name}.apply_async", args, kwargs, options)
+
+    def _enqueue(
+        self, where: str, args: Iterable[Any] | None, kwargs: dict[str, Any] | None, options: dict[str, Any]
+    ) -> JobResult:
         now = timezone.now()
-        row = self._row(
-            args,
-            kwargs,
-            now,
-            countdown=countdown,
-            eta=eta,
-            expires=expires,
-            queue=queue,
-            priority=priority,
-            job_id=job_id,
-            time_limit=time_limit,
-            soft_time_limit=soft_time_limit,
-        )
+        unique_key = options.pop("unique_key", None)
+        row = self._row(args, kwargs, now, where=where, **options)
         if unique_key is None and self.unique:
             digest = hashlib.sha256(f"{row['args']}\x00{row['kwargs']}".encode()).hexdigest()[:32]
             unique_key = f"{self.name}:{digest}"
         if unique_key is not None:
-            if not isinstance(unique_key, str) or not unique_key or len(unique_key) > UNIQUE_KEY_MAX:
-                raise ValueError(
-                    f"{self.name}.apply_async: unique_key must be a non-empty string of at most {UNIQUE_KEY_MAX} "
-                    f"characters, got {unique_key!r:.80}"
-                )
+            inputs.check_unique_key(where, unique_key)
             since = None if self.unique_for is None else now - timedelta(seconds=self.unique_for)
-            job_id, inserted = _django_store.job_insert_unique(now=now, unique_key=unique_key, since=since, **row)
+            # A taken key is not an error (ON CONFLICT in the query); a caller-chosen id that exists is.
+            with guarded(where) if options.get("job_id") is not None else contextlib.nullcontext():
+                job_id, inserted = _django_store.job_insert_unique(now=now, unique_key=unique_key, since=since, **row)
             if not inserted:
                 return JobResult(job_id, name=self.name, deduplicated=True)
             signals.job_enqueued.send(sender=self, job_id=row["id"], queue=row["queue"], run_at=row["run_at"])
             return JobResult(row["id"], name=self.name)
-        self._insert(row, now)
+        self._insert(row, now, where=where, guard=options.get("job_id") is not None)
         return JobResult(row["id"], name=self.name)
 
-    def _insert(self, row: dict[str, Any], now: datetime) -> None:
-        """INSERT one row made by ``_row()`` on Django's connection (the caller's transaction), then signal."""
-        _django_store.job_insert(now=now, **row)
+    def _insert(self, row: dict[str, Any], now: datetime, *, where: str | None = None, guard: bool = False) -> None:
+        """INSERT one row made by ``_row()`` on Django's connection (the caller's transaction), then signal.
+
+        Everything in the row was checked by ``_row()`` and a fresh UUIDv7 cannot collide, so there is nothing
+        left for the database to refuse and no savepoint is taken (one would cost a ``.delay()`` inside a
+        transaction a third of its speed). ``guard`` (a caller-chosen id, which may exist already) runs it in
+        a savepoint that is rolled back on error, raising ``EnqueueError``.
+        """
+        if guard:
+            with guarded(where or f"{self.name}.apply_async"):
+                _django_store.job_insert(now=now, **row)
+        else:
+            _django_store.job_insert(now=now, **row)
         signals.job_enqueued.send(sender=self, job_id=row["id"], queue=row["queue"], run_at=row["run_at"])
 
     async def adelay(self, *args: Any, **kwargs: Any) -> JobResult:
@@ -380,8 +396,12 @@ class Job:
         """Enqueue many calls at once, thousands of rows per statement, all or none.
 
         Each item is a tuple/list of positional arguments, or a signature of this job (``job.s(...)``) to
-        pass keyword arguments and options too. A ``unique`` job is enqueued one call at a time (each checked
-        against its key, in one transaction), so its duplicates come back with ``deduplicated`` True.
+        pass keyword arguments and options too. Every item is checked before anything is sent: one bad item
+        refuses the whole batch (``SerializationError``, ``TypeError``, ``ValueError`` naming the item).
+        The batch runs in a transaction of its own, or in a savepoint of the caller's, so a database error
+        (e.g. a signature's ``job_id`` that exists) raises ``EnqueueError`` and leaves the caller's
+        transaction usable. A ``unique`` job is enqueued one call at a time (each checked against its key, in
+        one transaction), so its duplicates come back with ``deduplicated`` True.
         """
         if self.unique:
             with transaction.atomic(using=djtasks_settings.DATABASE):
@@ -389,28 +409,32 @@ class Job:
                     item.apply_async() if isinstance(item, Signature) else self.apply_async(args=item) for item in items
                 ]
         now = timezone.now()
+        where = f"{self.name}.bulk_delay"
+        max_bytes = djtasks_settings.get().MAX_ARGS_BYTES
         rows = []
         template: dict[str, Any] | None = None  # the row of a plain call: validated once, copied per item
         for index, item in enumerate(items):
-            if isinstance(item, Signature):
-                if item.name != self.name:
-                    raise ValueError(f"bulk_delay of {self.name!r}: item {index} is a signature of {item.name!r}")
-                rows.append(self._row(item.args, item.kwargs, now, **item.options))
-            elif isinstance(item, (tuple, list)):
+            if isinstance(item, (tuple, list)):
                 if template is None:
-                    template = self._row((), None, now)
-                args_json = serialization.dumps(list(item), "args")
+                    template = self._row((), None, now, where=where)
+                try:
+                    args_json = serialization.dumps_args(item, {}, max_bytes=max_bytes)[0]
+                except SerializationError as exc:  # named here: no string is built per item that is fine
+                    raise exc.within(f"{where}: item {index}") from None
                 rows.append({**template, "id": None, "args": args_json})
+            elif isinstance(item, Signature):
+                at = f"{where}: item {index}"
+                if item.name != self.name:
+                    raise ValueError(f"{at} is a signature of {item.name!r}")
+                rows.append(self._row(item.args, item.kwargs, now, where=at, **item.options))
             else:
-                raise TypeError(
-                    f"bulk_delay of {self.name!r}: item {index} must be a tuple of arguments or {self.name}.s(...), "
-                    f"got {type(item).__name__}"
-                )
+                at = f"{where}: item {index}"
+                raise TypeError(f"{at} must be a tuple of arguments or {self.name}.s(...), got {type(item).__name__}")
         plain = [row for row in rows if row["id"] is None]
         for row, job_id in zip(plain, uuid7_many(len(plain)), strict=True):
             row["id"] = job_id
         store = _django_store
-        with transaction.atomic(using=djtasks_settings.DATABASE):
+        with guarded(where, djtasks_settings.DATABASE, atomic=True):
             for start in range(0, len(rows), BULK_BATCH_SIZE):
                 store.job_insert_many(now=now, jobs=rows[start : start + BULK_BATCH_SIZE])
         for row in rows:
@@ -423,7 +447,8 @@ class Job:
         kwargs: dict[str, Any] | None,
         now: datetime,
         *,
-        countdown: float | None = None,
+        where: str | None = None,
+        countdown: float | timedelta | None = None,
         eta: datetime | None = None,
         expires: float | timedelta | datetime | None = None,
         queue: str | None = None,
@@ -432,43 +457,27 @@ class Job:
         time_limit: float | timedelta | None = None,
         soft_time_limit: float | timedelta | None = None,
     ) -> dict[str, Any]:
-        where = f"{self.name}.apply_async"
-        args_json, kwargs_json = serialization.dumps_args(tuple(args or ()), kwargs or {})
-        if countdown is not None and eta is not None:
-            raise ValueError(f"{where}: pass countdown or eta, not both")
-        run_at = now
-        if countdown is not None:
-            if isinstance(countdown, timedelta):
-                countdown = countdown.total_seconds()
-            if isinstance(countdown, bool) or not isinstance(countdown, (int, float)) or not math.isfinite(countdown):
-                raise TypeError(f"{where}: countdown must be a number of seconds, got {countdown!r}")
-            if countdown < 0:
-                raise ValueError(f"{where}: countdown must not be negative, got {countdown}")
-            run_at = now + timedelta(seconds=countdown)
-        elif eta is not None:
-            if not isinstance(eta, datetime):
-                raise TypeError(f"{where}: eta must be a datetime, got {type(eta).__name__}")
-            run_at = max(now, _aware(f"{where}: eta", eta))
-        expires_at = None
-        if expires is not None:
-            if isinstance(expires, datetime):
-                expires_at = _aware(f"{where}: expires", expires)
-            elif isinstance(expires, timedelta):
-                expires_at = now + expires
-            elif isinstance(expires, (int, float)) and not isinstance(expires, bool):
-                expires_at = now + timedelta(seconds=expires)
-            else:
-                raise TypeError(f"{where}: expires must be seconds, a timedelta or an aware datetime, got {expires!r}")
-            if expires_at <= run_at:
-                raise ValueError(
-                    f"{where}: expires ({expires_at.isoformat()}) is not after the run time ({run_at.isoformat()})"
-                )
+        """The checked row of one call; raises (naming ``where``) on anything the database would refuse."""
+        where = where or f"{self.name}.apply_async"
         conf = djtasks_settings.get()  # read each call: override_settings may have changed the queues
+        if (
+            type(args) is not tuple
+            and args is not None
+            and (isinstance(args, (str, bytes, dict)) or not isinstance(args, Iterable))
+        ):
+            raise TypeError(f"{where}: args must be a list or tuple, got {type(args).__name__}")
+        args_json, kwargs_json = serialization.dumps_args(
+            tuple(args or ()), {} if kwargs is None else kwargs, max_bytes=conf.MAX_ARGS_BYTES, where=where
+        )
+        run_at = inputs.run_at(where, now, countdown=countdown, eta=eta)
+        expires_at = inputs.expires_at(where, now, run_at, expires)
+        if queue is not None and not isinstance(queue, str):
+            raise TypeError(f"{where}: queue must be a string, got {queue!r:.80}")
         queue = queue or self.queue or conf.DEFAULT_QUEUE
         known = conf.QUEUES
         if queue not in known:
             raise ValueError(
-                f"{where}: unknown queue {queue!r}; add it to DJTASKS['QUEUES'] (known: {', '.join(known)})"
+                f"{where}: unknown queue {queue!r:.120}; add it to DJTASKS['QUEUES'] (known: {', '.join(known)})"
             )
         priority = self.priority if priority is None else check_priority(where, priority)
         if job_id is None:
@@ -477,7 +486,7 @@ class Job:
             try:
                 job_id = uuid.UUID(str(job_id))
             except ValueError:
-                raise ValueError(f"{where}: job_id must be a UUID, got {job_id!r}") from None
+                raise ValueError(f"{where}: job_id must be a UUID, got {job_id!r:.80}") from None
         if time_limit is None and soft_time_limit is None:
             hard, soft = self.time_limit, self.soft_time_limit  # checked when the job was declared
         else:
@@ -502,7 +511,8 @@ class Job:
 
     # -- signatures -----------------------------------------------------------------------------------
     def s(self, *args: Any, **kwargs: Any) -> Signature:
-        """A signature: this job with arguments, to enqueue later or compose."""
+        """A signature: this job with arguments, to enqueue later or compose. Arguments the database cannot
+        store raise ``SerializationError`` here, not when the signature is enqueued."""
         return Signature(self.name, args, kwargs)
 
     def si(self, *args: Any, **kwargs: Any) -> Signature:

@@ -6,9 +6,12 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 
+from . import serialization
+from .exceptions import SerializationError
 from .status import JobStatus
 
 # Plain strings (not the enum) so migrations stay stable.
@@ -181,6 +184,34 @@ class Schedule(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def check_arguments(self) -> None:
+        """Raise ``SerializationError`` if ``args``/``kwargs`` hold what a job's arguments cannot (the checks
+        of ``.delay()``): a schedule must never fire jobs that cannot be stored. The size limit,
+        ``DJTASKS["MAX_ARGS_BYTES"]``, is the admin form's to check (settings are a layer above models)."""
+        if not isinstance(self.args, list):
+            raise SerializationError(
+                f"schedule {self.name!r}: args must be a JSON list, got {type(self.args).__name__}"
+            )
+        if not isinstance(self.kwargs, dict):
+            raise SerializationError(
+                f"schedule {self.name!r}: kwargs must be a JSON object, got {type(self.kwargs).__name__}"
+            )
+        serialization.dumps_args(self.args, self.kwargs, max_bytes=None, where=f"schedule {self.name!r}")
+
+    def clean(self) -> None:
+        super().clean()
+        try:
+            self.check_arguments()
+        except SerializationError as exc:
+            if exc.path is None:  # not one value: the size, or the wrong kind of container
+                raise ValidationError(str(exc)) from None
+            raise ValidationError({"kwargs" if exc.path.startswith("kwargs") else "args": str(exc)}) from None
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        """Save, refusing (``SerializationError``, before any SQL) arguments the database cannot store."""
+        self.check_arguments()
+        super().save(*args, **kwargs)
 
 
 class UUIDArrayField(models.Field):  # type: ignore[type-arg]

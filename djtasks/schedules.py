@@ -15,7 +15,7 @@ from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
 
-from . import serialization
+from . import inputs, serialization
 from .cron import CATCH_UP_POLICIES, CATCH_UP_SKIP, Timing, require_aware, validate_cron, zone
 from .priority import check_priority
 
@@ -78,12 +78,17 @@ def build(
     unique: bool = False,
     source: str = SOURCE_CODE,
     origin: Any = None,
+    max_args_bytes: int | None = None,
 ) -> ScheduleDef:
-    """Validate one definition; ``ValueError``/``TypeError`` say what is wrong (without naming the schedule)."""
+    """Validate one definition; ``ValueError``/``TypeError`` say what is wrong (without naming the schedule).
+    The arguments go through the job encoder (``SerializationError``, a ``TypeError``), limited to
+    ``max_args_bytes`` when given."""
     if not isinstance(name, str) or not name.strip() or len(name) > 200:
-        raise ValueError(f"the schedule name must be a non-empty string of at most 200 characters, got {name!r}")
+        raise ValueError(f"the schedule name must be a non-empty string of at most 200 characters, got {name!r:.80}")
+    serialization.check_text(name, "the schedule name")
     if not isinstance(job, str) or not job:
         raise ValueError(f"job must be a registered job name (a dotted string), got {job!r}")
+    inputs.check_name("schedule", "job", job, inputs.NAME_MAX_CHARS)
     given = [key for key, value in (("cron", cron), ("every", every), ("at", at)) if value is not None]
     if len(given) != 1:
         raise ValueError(
@@ -103,9 +108,11 @@ def build(
         raise TypeError(f"args must be a list or tuple, got {type(args).__name__}")
     if kwargs is not None and not isinstance(kwargs, dict):
         raise TypeError(f"kwargs must be a dict, got {type(kwargs).__name__}")
-    args_json, kwargs_json = serialization.dumps_args(tuple(args or ()), kwargs or {})
+    args_json, kwargs_json = serialization.dumps_args(tuple(args or ()), kwargs or {}, max_bytes=max_args_bytes)
     if queue is not None and (not isinstance(queue, str) or not queue):
         raise ValueError(f"queue must be a non-empty string, got {queue!r}")
+    if queue is not None:
+        inputs.check_name("schedule", "queue", queue, inputs.QUEUE_MAX_CHARS)
     if priority is not None:
         check_priority("schedule", priority)
     if catch_up not in CATCH_UP_POLICIES:
@@ -162,7 +169,7 @@ class CodeSchedules:
 code_schedules = CodeSchedules()
 
 
-def parse_settings(raw: Any) -> dict[str, ScheduleDef]:
+def parse_settings(raw: Any, *, max_args_bytes: int | None = None) -> dict[str, ScheduleDef]:
     """Validate ``DJTASKS["BEAT_SCHEDULE"]``; ``ValueError`` names the schedule and the fault (job names are
     checked against the registry by the system checks, once every app is loaded)."""
     if not isinstance(raw, dict):
@@ -181,7 +188,9 @@ def parse_settings(raw: Any) -> dict[str, ScheduleDef]:
             raise ValueError(f"schedule {schedule_name!r} needs 'job': the dotted name of a registered job")
         options = {k: v for k, v in entry.items() if k != "job"}
         try:
-            parsed[schedule_name] = build(schedule_name, entry["job"], source=SOURCE_SETTINGS, **options)
+            parsed[schedule_name] = build(
+                schedule_name, entry["job"], source=SOURCE_SETTINGS, max_args_bytes=max_args_bytes, **options
+            )
         except (ValueError, TypeError) as exc:
             raise ValueError(f"schedule {schedule_name!r}: {exc}") from None
     return parsed

@@ -22,10 +22,11 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
+from .. import serialization
 from ..conf import PRIORITY_MAX, PRIORITY_MIN, djtasks_settings
 from ..cron import first_fire, validate_cron, zone
 from ..cursors import django_store
-from ..exceptions import NotRegistered
+from ..exceptions import NotRegistered, SerializationError
 from ..maintenance.scheduler import Scheduler, row_of, timing_of
 from ..models import Job, Schedule
 from ..registry import registry
@@ -129,6 +130,11 @@ class ScheduleForm(forms.ModelForm):
     def clean(self) -> dict[str, Any]:
         super().clean()
         data = self.cleaned_data
+        if isinstance(data.get("args"), list) and isinstance(data.get("kwargs"), dict):
+            try:  # the size limit (the model's clean() checks the rest)
+                serialization.dumps_args(data["args"], data["kwargs"], max_bytes=djtasks_settings.MAX_ARGS_BYTES)
+            except SerializationError as exc:
+                raise forms.ValidationError(str(exc)) from None
         if self.instance.pk and self.instance.orphaned and data.get("enabled"):
             raise forms.ValidationError(
                 f"This schedule is no longer defined in {self.instance.source}; define it there again to enable it."

@@ -20,7 +20,7 @@ from uuid import UUID
 from django.utils import timezone
 
 from .. import serialization, signals
-from ..exceptions import NotRegistered, Retry
+from ..exceptions import NotRegistered, Retry, SerializationError
 from ..jobs import Job, JobContext
 from ..registry import registry
 from ..rows import ClaimedJob, JobAttempt, Outcome
@@ -55,12 +55,17 @@ def _send(signal: Any, sender: Any, **kwargs: Any) -> None:
 
 
 def error_entry(exc: BaseException, attempt: int, now: datetime, tb: str | None = None) -> dict[str, Any]:
-    """What the ``errors`` list keeps of one failed attempt."""
+    """What the ``errors`` list keeps of one failed attempt. Whatever the exception's text holds, the entry
+    can be stored: a NUL or a lone surrogate in it is written out visibly (``storable_text``)."""
     kind = type(exc)
+    try:
+        message = str(exc)
+    except Exception:  # noqa: BLE001 - an exception whose __str__ fails must still be recorded
+        message = f"<unprintable {kind.__qualname__} object>"
     return {
-        "type": f"{kind.__module__}.{kind.__qualname__}",
-        "message": str(exc),
-        "traceback": tb if tb is not None else "".join(traceback.format_exception(exc)),
+        "type": serialization.storable_text(f"{kind.__module__}.{kind.__qualname__}"),
+        "message": serialization.storable_text(message),
+        "traceback": serialization.storable_text(tb if tb is not None else "".join(traceback.format_exception(exc))),
         "attempt": attempt,
         "at": now.isoformat(),
     }
@@ -169,8 +174,16 @@ def prepare(
 def success_outcome(
     row: ClaimedJob, prepared: Prepared, value: Any, clock: Callable[[], datetime] | None = None
 ) -> Outcome:
+    """The outcome of a job that returned ``value``; failed for good if the value cannot be stored."""
     now = (clock or timezone.now)()
-    outcome = _outcome(row, JobStatus.SUCCEEDED, now, result=prepared.job.encode_result(value))
+    try:
+        result = prepared.job.encode_result(value)
+    except SerializationError as exc:
+        # Not retried: the function ran to its end, and running it again would repeat what it did only to
+        # return the same value. The encoder's own frames say nothing the message does not.
+        exc.__traceback__ = None
+        return failure_outcome(row, exc, now, retry_in=None)
+    outcome = _outcome(row, JobStatus.SUCCEEDED, now, result=result)
     ctx = prepared.ctx
     if ctx is not None and getattr(ctx, "cancel_observed", False):
         outcome = {**cancelled_outcome(row, CANCELLED_WHILE_RUNNING, now), "result": outcome["result"]}

@@ -12,10 +12,10 @@ import pytest
 from django.conf import settings
 from django.core.exceptions import SynchronousOnlyOperation
 from django.db import IntegrityError, connection, transaction
-from django.db.transaction import TransactionManagementError
 from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
 
+from djtasks.exceptions import EnqueueError
 from djtasks.models import Job
 from djtasks.store import queries
 from tests.testapp import tasks
@@ -100,21 +100,21 @@ def test_rollback_then_enqueue_again():
 
 
 @djtasks_settings(PREPARED_STATEMENTS=True)
-def test_errors_are_djangos_and_atomic_blocks_handle_them():
+def test_database_errors_are_djangos_and_leave_the_transaction_usable():
     job_id = uuid.uuid4()
     tasks.add.apply_async((1, 1), job_id=job_id)
+    with pytest.raises(EnqueueError) as info:  # autocommit: no transaction to keep
+        tasks.add.apply_async((1, 1), job_id=job_id)
+    assert isinstance(info.value.__cause__, IntegrityError)  # Django's class, from the prepared statement
     with transaction.atomic():
-        with pytest.raises(IntegrityError), transaction.atomic():  # rolled back to its savepoint
-            tasks.add.apply_async((1, 1), job_id=job_id)
+        with pytest.raises(EnqueueError, match=r"job_id exists already.*transaction is intact"):
+            tasks.add.apply_async((1, 1), job_id=job_id)  # in a savepoint of its own
         kept = tasks.add.delay(2, 2)
-    with transaction.atomic():
-        with pytest.raises(IntegrityError), transaction.atomic(savepoint=False):
+    with transaction.atomic(), transaction.atomic(savepoint=False):
+        with pytest.raises(EnqueueError):
             tasks.add.apply_async((1, 1), job_id=job_id)
-        # No savepoint: the whole block is broken, and Django says so before anything is sent, as for the ORM.
-        with pytest.raises(TransactionManagementError):
-            tasks.add.delay(3, 3)
-    after = tasks.add.delay(4, 4)  # the connection works once the block is over
-    assert set(Job.objects.values_list("id", flat=True)) == {job_id, kept.id, after.id}
+        also_kept = tasks.add.delay(3, 3)
+    assert set(Job.objects.values_list("id", flat=True)) == {job_id, kept.id, also_kept.id}
 
 
 @djtasks_settings(PREPARED_STATEMENTS=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from datetime import timedelta
 
 from djtasks import job, periodic
 
@@ -307,3 +308,33 @@ async def acounts(ctx, n):
         await ctx.aset_progress({"done": i + 1, "total": n})
     ctx.set_progress({"done": n, "total": n, "last": True})
     return n
+
+
+@job
+def returns_unstorable(label, kind="nul"):
+    """Returns ``label``, or for ``label == "bad"`` a value the database cannot store (a NUL in a string, a
+    lone surrogate, or nesting too deep), which only the job itself can make (its arguments could not)."""
+    if label != "bad":
+        return label
+    if kind == "nul":
+        return {"text": ["fine", "broken\x00here"]}
+    if kind == "surrogate":
+        return "half a pair: \ud83d"
+    deep: list = []
+    for _ in range(500):
+        deep = [deep]
+    return deep
+
+
+@job
+def raises_unstorable():
+    """Fails with a message and traceback holding a NUL and a lone surrogate: the error must still be recorded."""
+    raise ValueError("bad\x00byte and \udcff half")
+
+
+@job(bind=True, max_attempts=2)
+def retries_oddly(ctx, kind):
+    """Asks for a retry with a countdown of an odd kind (its arguments cannot carry NaN, so it makes its own)."""
+    if ctx.attempt > 1:
+        return ctx.attempt
+    ctx.retry(countdown={"nan": float("nan"), "far": 1e300, "timedelta": timedelta(0)}[kind])
