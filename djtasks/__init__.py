@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .calling import enqueue
 from .exceptions import JobCancelled, JobFailed, NotRegistered, SerializationError, SoftTimeLimitExceeded
 from .jobs import Job, JobContext, Signature, job
 from .results import JobResult
@@ -19,6 +20,7 @@ __all__ = [
     "SerializationError",
     "Signature",
     "SoftTimeLimitExceeded",
+    "enqueue",
     "job",
     "periodic",
 ]

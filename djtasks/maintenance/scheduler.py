@@ -262,7 +262,8 @@ class Scheduler:
         """Job rows for ticks of a schedule: ``run_at`` is the tick (so each tick's job can be told apart) and
         ``expires_at`` counts from it. ``NotRegistered``/``ValueError`` if the job or its queue is unknown."""
         job = registry.get(row["job_name"])
-        queue = row["queue"] or job.queue or djtasks_settings.DEFAULT_QUEUE
+        conf = djtasks_settings.get()
+        queue = row["queue"] or conf.route(job.name) or job.queue or conf.DEFAULT_QUEUE
         if queue not in djtasks_settings.QUEUES:
             raise ValueError(f"queue {queue!r} is not in DJTASKS['QUEUES']")
         priority = job.priority if row["priority"] is None else row["priority"]

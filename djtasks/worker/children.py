@@ -67,7 +67,7 @@ def _retry_in(job: RunningJob, exc: BaseException) -> float | None:
         return None
     if not definition.should_retry(exc, job.attempt, job.max_attempts):
         return None
-    return definition.retry_delay(job.attempt)
+    return definition.retry_in(job.attempt)
 
 
 def describe_exit(code: int | None) -> str:

@@ -114,17 +114,18 @@ def execute(row: dict[str, Any], runtime: JobRuntime | None = None) -> dict[str,
         job = registry.get(row["name"])
     except NotRegistered as exc:
         logger.error("job %s: %s", row["id"], exc)
-        return failure_outcome(row, exc, timezone.now(), retry_in=None)
+        return report(row["name"], row, failure_outcome(row, exc, timezone.now(), retry_in=None), exc)
     try:
         args = serialization.loads(row["args"])
         kwargs = serialization.loads(row["kwargs"])
     except Exception as exc:  # noqa: BLE001 - a corrupt row fails its job, not the worker
-        return failure_outcome(row, exc, timezone.now(), retry_in=None)
+        return report(job, row, failure_outcome(row, exc, timezone.now(), retry_in=None), exc)
 
     attempt, max_attempts = row["attempt"], row["max_attempts"]
     hard, soft = time_limits(row, job)
     wrapper = runtime.running(row, time_limit=hard, soft_time_limit=soft) if runtime is not None else nullcontext()
     ctx = JobContext(row["id"], job.name, attempt, max_attempts, row["queue"]) if job.bind else None
+    raised: BaseException | None = None
     _send(signals.job_started, job, job_id=row["id"], attempt=attempt)
     if time.monotonic() - getattr(_thread_state, "last_job_ended", 0.0) > IDLE_RECHECK_S:
         db.close_old_connections()  # a connection may have gone stale while this thread was idle
@@ -137,15 +138,16 @@ def execute(row: dict[str, Any], runtime: JobRuntime | None = None) -> dict[str,
             outcome = {**cancelled_outcome(row, CANCELLED_WHILE_RUNNING, now), "result": outcome["result"]}
     except Retry as request:
         now = timezone.now()
-        exc = request.exc or request
+        exc = raised = request.exc or request
         if attempt < max_attempts:
-            delay = request.countdown if request.countdown is not None else job.retry_delay(attempt)
+            delay = job.retry_in(attempt, countdown=request.countdown)
             outcome = failure_outcome(row, exc, now, retry_in=delay)
         else:
             outcome = failure_outcome(row, exc, now, retry_in=None)
     except BaseException as exc:  # noqa: BLE001 - SystemExit from a job must not stop the worker either
         now = timezone.now()
-        retry_in = job.retry_delay(attempt) if job.should_retry(exc, attempt, max_attempts) else None
+        raised = exc
+        retry_in = job.retry_in(attempt) if job.should_retry(exc, attempt, max_attempts) else None
         outcome = failure_outcome(row, exc, now, retry_in=retry_in)
         if isinstance(exc, SoftTimeLimitExceeded):
             # It may have interrupted a database call half-way: do not reuse this thread's connections.
@@ -157,26 +159,48 @@ def execute(row: dict[str, Any], runtime: JobRuntime | None = None) -> dict[str,
         db.close_old_connections()
         _thread_state.last_job_ended = time.monotonic()
 
-    status = outcome["status"]
+    return report(job, row, outcome, raised)
+
+
+def report(
+    sender: Job | str, row: dict[str, Any], outcome: dict[str, Any], raised: BaseException | None
+) -> dict[str, Any]:
+    """Log an attempt's outcome and send ``job_retrying`` / ``job_failed`` / ``job_finished`` (in this worker
+    thread, before the outcome is written). Payloads are decoded only for a signal someone listens to, so a
+    worker without receivers pays nothing for them."""
+    status, attempt = outcome["status"], row["attempt"]
+    name = sender if isinstance(sender, str) else sender.name
     if status == JobStatus.QUEUED:
-        logger.warning("job %s %s attempt %s failed; retrying at %s", row["id"], job.name, attempt, outcome["run_at"])
+        logger.warning("job %s %s attempt %s failed; retrying at %s", row["id"], name, attempt, outcome["run_at"])
+        if signals.job_retrying.has_listeners(sender):
+            _send(
+                signals.job_retrying,
+                sender,
+                job_id=row["id"],
+                attempt=attempt,
+                run_at=outcome["run_at"],
+                error=serialization.loads(outcome["error"]),
+                exception=raised,
+            )
+    elif status == JobStatus.FAILED:
+        logger.error("job %s %s failed on attempt %s", row["id"], name, attempt)
+        if signals.job_failed.has_listeners(sender):
+            _send(
+                signals.job_failed,
+                sender,
+                job_id=row["id"],
+                attempt=attempt,
+                error=serialization.loads(outcome["error"]),
+                exception=raised,
+            )
+    if signals.job_finished.has_listeners(sender):
         _send(
-            signals.job_retrying,
-            job,
+            signals.job_finished,
+            sender,
             job_id=row["id"],
             attempt=attempt,
-            run_at=outcome["run_at"],
-            error=outcome["error"],
+            status=status,
+            result=None if outcome["result"] is None else serialization.loads(outcome["result"]),
+            error=None if outcome["error"] is None else serialization.loads(outcome["error"]),
         )
-    elif status == JobStatus.FAILED:
-        logger.error("job %s %s failed on attempt %s", row["id"], job.name, attempt)
-    _send(
-        signals.job_finished,
-        job,
-        job_id=row["id"],
-        attempt=attempt,
-        status=status,
-        result=outcome["result"],
-        error=outcome["error"],
-    )
     return outcome
