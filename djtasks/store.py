@@ -313,6 +313,22 @@ class Store:
     def schedule_due_many(self, *, now: datetime, limit: int) -> list[dict[str, Any]]:
         return self._execute("schedule_due_many", {"now": now, "limit": limit})
 
+    def schedule_unplanned_many(self, *, limit: int) -> list[dict[str, Any]]:
+        return self._execute("schedule_unplanned_many", {"limit": limit})
+
+    def _schedule_definition(self, row: dict[str, Any]) -> dict[str, Any]:
+        keys = ("id", "job_name", "queue", "cron", "interval_seconds", "at", "timezone")
+        return {key: row[key] for key in keys}
+
+    def schedule_plan(self, *, row: dict[str, Any], next_fire_at: datetime | None) -> bool:
+        """Plan ``row`` (as ``schedule_unplanned_many`` read it); False if it changed meanwhile."""
+        params = {**self._schedule_definition(row), "next_fire_at": next_fire_at}
+        return bool(self._execute("schedule_plan", params))
+
+    def schedule_disable(self, *, row: dict[str, Any], status: str) -> bool:
+        """Disable ``row`` (as read) with ``status`` as the reason; False if it changed meanwhile."""
+        return bool(self._execute("schedule_disable", {**self._schedule_definition(row), "status": status}))
+
     def schedule_fire(
         self,
         *,

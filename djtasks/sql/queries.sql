@@ -224,6 +224,33 @@ WHERE enabled AND next_fire_at <= %(now)s
 ORDER BY next_fire_at, id
 LIMIT %(limit)s;
 
+-- name: schedule_unplanned_many
+-- Enabled schedules with no next tick to plan: written past Schedule.save() (bulk_create, fixtures, raw SQL) or re-timed by QuerySet.update (a trigger cleared the tick); a one-off that fired is done.
+SELECT id, name, job_name, cron, interval_seconds, at, timezone, args::text AS args, kwargs::text AS kwargs, queue,
+       priority, expires_seconds
+FROM djtasks_schedule
+WHERE enabled AND next_fire_at IS NULL AND (at IS NULL OR last_fire_at IS NULL)
+ORDER BY id
+LIMIT %(limit)s;
+
+-- name: schedule_plan
+-- Give an unplanned schedule its next tick, unless it was planned, switched off or redefined meanwhile.
+UPDATE djtasks_schedule
+SET next_fire_at = %(next_fire_at)s
+WHERE id = %(id)s AND enabled AND next_fire_at IS NULL AND job_name = %(job_name)s AND queue = %(queue)s
+  AND cron = %(cron)s AND interval_seconds IS NOT DISTINCT FROM %(interval_seconds)s::double precision
+  AND at IS NOT DISTINCT FROM %(at)s::timestamptz AND timezone = %(timezone)s
+RETURNING id;
+
+-- name: schedule_disable
+-- Switch off a schedule whose stored definition cannot fire, with the reason for the admin; only as read.
+UPDATE djtasks_schedule
+SET enabled = false, next_fire_at = NULL, last_status = %(status)s
+WHERE id = %(id)s AND enabled AND next_fire_at IS NULL AND job_name = %(job_name)s AND queue = %(queue)s
+  AND cron = %(cron)s AND interval_seconds IS NOT DISTINCT FROM %(interval_seconds)s::double precision
+  AND at IS NOT DISTINCT FROM %(at)s::timestamptz AND timezone = %(timezone)s
+RETURNING id;
+
 -- name: schedule_fire
 -- Claim a due tick: move next_fire_at on from it; of any number of schedulers exactly one matches the row.
 UPDATE djtasks_schedule

@@ -42,7 +42,7 @@ def flaky(ctx, succeed_on):
     return ctx.attempt
 
 
-@job(max_attempts=3, retry_on=(KeyError,))
+@job(max_attempts=3, retry_on=(KeyError,), retry_delay=0)
 def only_keyerror_retries(kind):
     raise {"key": KeyError, "value": ValueError}[kind]("nope")
 
@@ -103,7 +103,7 @@ def cooperative(ctx, timeout=30.0):
     return "timed out"
 
 
-@job(bind=True, max_attempts=3)
+@job(bind=True, max_attempts=3, retry_delay=0)
 def survive(ctx, label, sleep_first=0.0):
     """Records each run; only the first attempt is slow (so a re-run after a kill finishes quickly)."""
     Execution.objects.create(job_id=ctx.job_id, label=label, attempt=ctx.attempt, pid=os.getpid())
