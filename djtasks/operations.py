@@ -107,3 +107,26 @@ def cancel_requested(job_id: uuid.UUID) -> bool:
     except DatabaseError as exc:
         logger.warning("job %s: could not read cancel_requested (%s)", job_id, exc)
         return False
+
+
+def waiting_jobs(queue: str) -> int:
+    """How many jobs wait in ``queue`` (queued, due now or later): what ``purge_queue`` would delete."""
+    return Store.for_django().job_count_waiting(queue=queue)
+
+
+def purge_queue(queue: str) -> int:
+    """Delete every waiting job of ``queue`` (status ``queued``, due or scheduled, retries included), in batches
+    of ``BATCH_SIZE``; running and finished jobs are left alone. Returns how many were deleted.
+
+    ``ValueError`` for a queue that is neither in ``DJTASKS["QUEUES"]`` nor holds waiting jobs (a typo).
+    """
+    from .conf import djtasks_settings
+
+    store = Store.for_django()
+    if queue not in djtasks_settings.QUEUES and not store.job_count_waiting(queue=queue):
+        raise ValueError(f"unknown queue {queue!r}; known: {', '.join(djtasks_settings.QUEUES)}")
+    deleted = 0
+    while batch := store.job_purge_many(queue=queue, limit=BATCH_SIZE):
+        deleted += batch
+    logger.info("purged %d waiting job(s) from queue %r", deleted, queue)
+    return deleted

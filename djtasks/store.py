@@ -178,6 +178,15 @@ class Store:
             cur.execute(queries()["job_prune_many"], {"statuses": list(statuses), "before": before, "limit": limit})
             return cur.rowcount
 
+    def job_purge_many(self, *, queue: str, limit: int) -> int:
+        """Delete one batch of ``queue``'s waiting jobs; returns how many were deleted."""
+        with self._cursor() as cur:
+            cur.execute(queries()["job_purge_many"], {"queue": queue, "limit": limit})
+            return cur.rowcount
+
+    def job_count_waiting(self, *, queue: str) -> int:
+        return self._execute("job_count_waiting", {"queue": queue})[0]["waiting"]
+
     def job_retry_many(self, *, now: datetime, ids: Sequence[UUID]) -> set[UUID]:
         """Failed/cancelled jobs back to ``queued`` (due ``now``, one more attempt allowed); NOTIFYs their
         queues. Returns the ids retried."""

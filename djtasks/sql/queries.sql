@@ -166,6 +166,22 @@ DELETE FROM djtasks_job AS j
 USING doomed AS d
 WHERE j.id = d.id;
 
+-- name: job_purge_many
+-- Operator purge: delete one batch of a queue's waiting jobs; rows a worker is claiming this instant are skipped.
+WITH doomed AS (
+    SELECT id FROM djtasks_job
+    WHERE status = 'queued' AND queue = %(queue)s
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+)
+DELETE FROM djtasks_job AS j
+USING doomed AS d
+WHERE j.id = d.id;
+
+-- name: job_count_waiting
+-- How many jobs wait in one queue, due or scheduled (what a purge would delete).
+SELECT count(*) AS waiting FROM djtasks_job WHERE status = 'queued' AND queue = %(queue)s;
+
 -- name: schedule_sync_many
 -- Upsert code and settings schedules by name; next_fire_at is kept unless the timing changed or the row was orphaned.
 INSERT INTO djtasks_schedule AS s (
