@@ -188,3 +188,26 @@ def hog(ctx, mb):
     Execution.objects.create(job_id=ctx.job_id, label="hog", attempt=ctx.attempt, pid=os.getpid())
     _hoard.append(bytearray(b"\x01") * (mb * 1024 * 1024))
     return mb
+
+
+# -- retry timing, routing, enqueue by name (issue 18) -------------------------------------------------------
+@job(name="reports.build", queue="other")
+def build_report(report_id):
+    return {"report": report_id}
+
+
+@job(max_attempts=3, retry_delay=5)
+def fixed_delay():
+    raise ConnectionError("the dependency is down")
+
+
+@job(max_attempts=2)
+def default_delay():
+    raise ConnectionError("the dependency is down")
+
+
+@job(bind=True, max_attempts=2, retry_delay=7)
+def retry_without_countdown(ctx):
+    if ctx.attempt == 1:
+        ctx.retry()
+    return ctx.attempt
