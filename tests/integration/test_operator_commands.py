@@ -58,6 +58,7 @@ def test_purge_without_a_terminal_asks_for_yes():
     proc = subprocess.run(
         [sys.executable, "manage.py", "djtasks", "purge", "default"],
         input="",
+        check=False,
         capture_output=True,
         text=True,
         env=subprocess_env(),
@@ -68,6 +69,7 @@ def test_purge_without_a_terminal_asks_for_yes():
     proc = subprocess.run(
         [sys.executable, "manage.py", "djtasks", "purge", "default"],
         input="yes\n",
+        check=False,
         capture_output=True,
         text=True,
         env=subprocess_env(),

@@ -56,7 +56,7 @@ def test_schedules_and_enqueue_by_name_follow_routes():
 
 
 def test_a_route_to_an_unknown_queue_is_a_setting_error_naming_it():
-    with pytest.raises(SettingError, match="'reports.\\*' routes to queue 'nope', which is not in QUEUES") as caught:
+    with pytest.raises(SettingError, match=r"'reports.\*' routes to queue 'nope', which is not in QUEUES") as caught:
         parse({"QUEUES": QUEUES, "ROUTES": {"reports.*": "nope"}})
     assert caught.value.check_id == "djtasks.E010"
     with routes(ROUTES={"reports.*": "nope"}):
