@@ -305,7 +305,10 @@ def row_errors(
         zone(timezone)
     except ValueError as exc:
         errors["timezone"] = str(exc)
-    if "cron" not in errors and "timezone" not in errors:
+    given = [value for value in (cron, interval_seconds, at) if value not in (None, "")]
+    if len(given) != 1:
+        errors["__all__"] = "Give exactly one of: a cron expression, an interval in seconds, or a time (at)."
+    elif "cron" not in errors and "timezone" not in errors:
         try:
             Timing.make(cron=cron or None, every=interval_seconds, at=at, tz=timezone)
         except ValueError as exc:
