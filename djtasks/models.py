@@ -261,7 +261,10 @@ class Schedule(models.Model):
         from .store import Store
 
         update_fields = kwargs.get("update_fields")
-        self.full_clean(exclude=None, validate_unique=update_fields is None, validate_constraints=False)
+        if self.enabled or self._state.adding:
+            # A schedule that can fire must be valid; switching one off (say, after its job was removed from
+            # the code) is always allowed.
+            self.full_clean(exclude=None, validate_unique=update_fields is None, validate_constraints=False)
         if (update_fields is None or "next_fire_at" not in update_fields) and self._needs_plan():
             self.next_fire_at = self.plan(timezone.now())
             if update_fields is not None:

@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
 from django.db.models import OuterRef, QuerySet, Subquery
 from django.http import HttpRequest
 from django.urls import NoReverseMatch, reverse
@@ -223,7 +224,11 @@ class ScheduleAdmin(admin.ModelAdmin):
                 continue
             obj.enabled = True
             obj.next_fire_at = _next_fire(obj, now, retimed=False)
-            obj.save(update_fields=["enabled", "next_fire_at"])
+            try:
+                obj.save(update_fields=["enabled", "next_fire_at"])
+            except ValidationError as exc:  # e.g. its job was removed from the code since it was made
+                self.message_user(request, f"{obj.name}: left disabled: {'; '.join(exc.messages)}", messages.ERROR)
+                continue
             Store.for_django().schedule_notify(name=obj.name)
             enabled += 1
         self.message_user(request, f"Enabled {enabled} schedule(s).", messages.SUCCESS)

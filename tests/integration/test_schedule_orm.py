@@ -169,3 +169,34 @@ def test_add_schedule_refuses_bad_input_and_code_defined_schedules():
     with pytest.raises(ValueError, match="defined in code"):
         add_schedule("testapp-rare", TICK, every=10)
     assert not Schedule.objects.filter(name="x").exists()
+
+
+def test_a_schedule_whose_job_is_gone_can_be_switched_off_but_not_on():
+    Schedule.objects.bulk_create(
+        [Schedule(name="stale", job_name="gone.tasks.job", interval_seconds=10, timezone="UTC")]
+    )
+    stale = Schedule.objects.get(name="stale")
+    stale.enabled = False
+    stale.save(update_fields=["enabled"])
+    assert not Schedule.objects.get(name="stale").enabled
+    stale.enabled = True
+    with pytest.raises(ValidationError, match=r"No job named 'gone\.tasks\.job'"):
+        stale.save()
+    assert not Schedule.objects.get(name="stale").enabled
+
+
+def test_the_admin_enable_action_reports_a_schedule_it_cannot_enable(admin_client):
+    from django.urls import reverse
+
+    Schedule.objects.bulk_create(
+        [Schedule(name="stale", job_name="gone.tasks.job", interval_seconds=10, timezone="UTC", enabled=False)]
+    )
+    stale = Schedule.objects.get(name="stale")
+    response = admin_client.post(
+        reverse("admin:djtasks_schedule_changelist"),
+        {"action": "enable_schedules", "_selected_action": [stale.pk]},
+        follow=True,
+    )
+    said = [str(m) for m in response.context["messages"]]
+    assert said == ["stale: left disabled: No job named 'gone.tasks.job' is registered.", "Enabled 0 schedule(s)."]
+    assert not Schedule.objects.get(name="stale").enabled
