@@ -241,11 +241,11 @@ ORDER BY next_fire_at, id
 LIMIT %(limit)s;
 
 -- name: schedule_unplanned_many
--- Enabled schedules with no next tick to plan: written past Schedule.save() (bulk_create, fixtures, raw SQL) or re-timed by QuerySet.update (a trigger cleared the tick); a one-off that fired is done.
+-- Enabled schedules with no next tick to plan: written past Schedule.save() (bulk_create, fixtures, raw SQL) or re-timed by QuerySet.update (a trigger cleared the tick); a one-off that fired at its time is done.
 SELECT id, name, job_name, cron, interval_seconds, at, timezone, args::text AS args, kwargs::text AS kwargs, queue,
        priority, expires_seconds
 FROM djtasks_schedule
-WHERE enabled AND next_fire_at IS NULL AND (at IS NULL OR last_fire_at IS NULL)
+WHERE enabled AND next_fire_at IS NULL AND (at IS NULL OR last_fire_at IS NULL OR last_fire_at < at)
 ORDER BY id
 LIMIT %(limit)s;
 

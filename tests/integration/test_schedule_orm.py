@@ -200,3 +200,14 @@ def test_the_admin_enable_action_reports_a_schedule_it_cannot_enable(admin_clien
     said = [str(m) for m in response.context["messages"]]
     assert said == ["stale: left disabled: No job named 'gone.tasks.job' is registered.", "Enabled 0 schedule(s)."]
     assert not Schedule.objects.get(name="stale").enabled
+
+
+def test_a_one_off_that_fired_is_done_unless_moved_to_a_later_time(scheduler):
+    at = datetime(2024, 1, 1, 12, 0, tzinfo=UTC)
+    Schedule.objects.create(name="once", job_name=TICK, at=at, timezone="UTC")
+    assert [f.name for f in scheduler.run_once(NOW).fired] == ["once"]
+    assert Schedule.objects.get(name="once").next_fire_at is None
+    assert scheduler.run_once(NOW + 60 * S).planned == []  # done: not planned again
+    Schedule.objects.filter(name="once").update(at=at + 3600 * S)
+    assert scheduler.run_once(NOW + 60 * S).planned == ["once"]
+    assert Schedule.objects.get(name="once").next_fire_at == at + 3600 * S
