@@ -196,8 +196,8 @@ class Schedule(models.Model):
         return self.name
 
     @classmethod
-    def from_db(cls, db: Any, field_names: Any, values: Any) -> Schedule:
-        obj = super().from_db(db, field_names, values)
+    def from_db(cls, db: Any, field_names: Any, values: Any, **kwargs: Any) -> Schedule:
+        obj = super().from_db(db, field_names, values, **kwargs)  # Django 6 passes fetch_mode
         obj._remember_loaded()
         return obj
 
