@@ -15,16 +15,18 @@ Where each is sent:
   ``job_id``, ``attempt`` (the one that failed), ``run_at`` (the next one), ``error`` (a dict: ``type``,
   ``message``, ``traceback``, ``attempt``, ``at``), ``exception`` (the exception instance).
 - ``job_failed`` in the worker process after an attempt failed and no other follows (attempts spent, an
-  exception ``retry_on`` does not list, an unknown job name). ``job_id``, ``attempt``, ``error``,
-  ``exception``.
+  exception ``retry_on`` does not list, an unknown job name, a time limit, a dead process: see below).
+  ``job_id``, ``attempt``, ``error``, ``exception``.
 - ``job_finished`` in the worker process after every attempt, whatever its end: ``job_id``, ``attempt``,
   ``status`` (``"succeeded"``, ``"failed"``, ``"cancelled"``, or ``"queued"`` when a retry follows),
   ``result`` (the return value as ``JobResult.result`` gives it: decoded JSON) and ``error`` (dict or None).
 
-The attempt signals are sent before the outcome is written to the database, so a receiver reading the job's
-row still sees it ``running``. Not signalled: a job the supervisor records after killing its process (hard
-``time_limit``, ``cancel(terminate=True)``), and one the rescuer fails after its worker died: those outcomes
-are written by the supervisor, not by the code that ran the job.
+An attempt the worker process ends itself is signalled there, before its outcome is written, so a receiver
+reading the job's row still sees it ``running``. An attempt that ended with its process is signalled by the
+process that records it, after writing it: the ``runworker`` supervisor for a hard ``time_limit`` or
+``cancel(terminate=True)`` (``exception`` is the ``TimeLimitExceeded``, or None) and for a worker process it
+saw die, and whichever supervisor's rescuer found a silent worker (``WorkerLost``; ``exception`` None). Connect
+receivers in code every process imports (a ``tasks.py``, or ``AppConfig.ready()``).
 """
 
 from __future__ import annotations

@@ -410,7 +410,8 @@ class Store:
     ) -> list[dict[str, Any]]:
         """Declare dead the workers silent since before ``cutoff`` and those in ``worker_ids`` (``reason`` says
         why); delete their rows and rescue their running jobs. One row per dead worker without jobs and per
-        rescued job: ``worker_id, job_id, status, attempt``."""
+        rescued job: ``worker_id, job_id, status, attempt``, and for a job its ``name``, ``run_at`` and the
+        ``error`` entry added (JSON text)."""
         return self._execute(
             "worker_rescue_many",
             {"now": now, "cutoff": cutoff, "worker_ids": list(worker_ids), "reason": reason},

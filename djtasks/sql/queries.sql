@@ -492,13 +492,14 @@ rescued AS (
             'message', l.reason, 'traceback', '', 'attempt', j.attempt, 'at', %(now)s))
     FROM lost AS l
     WHERE j.id = l.id AND j.status = 'running' AND j.worker_id = l.worker_id
-    RETURNING j.id, l.worker_id, j.status, j.attempt, j.queue
+    RETURNING j.id, l.worker_id, j.status, j.attempt, j.queue, j.name, j.run_at, j.errors -> -1 AS error
 ),
 notified AS (
     SELECT count(pg_notify('djtasks', q.queue)) AS n
     FROM (SELECT DISTINCT queue FROM rescued WHERE status = 'queued') AS q
 )
-SELECT COALESCE(d.id, r.worker_id) AS worker_id, r.id AS job_id, r.status, r.attempt
+SELECT COALESCE(d.id, r.worker_id) AS worker_id, r.id AS job_id, r.status, r.attempt, r.name, r.run_at,
+       r.error::text AS error
 FROM dead AS d
 FULL JOIN rescued AS r ON r.worker_id = d.id
 CROSS JOIN notified;

@@ -204,3 +204,29 @@ def report(
             error=None if outcome["error"] is None else serialization.loads(outcome["error"]),
         )
     return outcome
+
+
+def report_rescued(rows: list[dict[str, Any]]) -> None:
+    """Send the attempt signals for jobs rescued from a dead worker process (``worker_rescue_many`` rows), in
+    the process that rescued them: re-queued ones ``job_retrying``, failed ones ``job_failed``, and all of
+    them ``job_finished``. Without receivers it does nothing."""
+    if not (signals.job_retrying.receivers or signals.job_failed.receivers or signals.job_finished.receivers):
+        return
+    for row in rows:
+        if row.get("job_id") is None:
+            continue
+        name = row["name"]
+        sender: Job | str = registry.get(name) if name in registry else name
+        status = row["status"]
+        outcome = {
+            "id": row["job_id"],
+            "attempt": row["attempt"],
+            "status": status,
+            "result": None,
+            "error": row["error"],
+            "run_at": row["run_at"] if status == JobStatus.QUEUED else None,
+        }
+        try:
+            report(sender, outcome, outcome, None)
+        except Exception:  # a bad row must not stop the rescue's bookkeeping
+            logger.exception("job %s: could not send the signals of its rescue", row["job_id"])

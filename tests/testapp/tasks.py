@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import time
 
-from djtasks import job, periodic
+from djtasks import job, periodic, signals
 
 from .models import Execution
 
@@ -211,3 +211,15 @@ def retry_without_countdown(ctx):
     if ctx.attempt == 1:
         ctx.retry()
     return ctx.attempt
+
+
+def _log_failure(sender, job_id, attempt, error, exception, **kwargs):
+    """With DJTASKS_TEST_SIGNAL_LOG set (acceptance tests), note every job_failed: which job, its error type, the
+    exception's class and the process that sent it."""
+    path = os.environ.get("DJTASKS_TEST_SIGNAL_LOG")
+    if path:
+        name = getattr(sender, "name", sender)
+        _append(path, f"{name} {job_id} {attempt} {error['type']} {type(exception).__name__} {os.getpid()}\n")
+
+
+signals.job_failed.connect(_log_failure)
