@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from asgiref.sync import sync_to_async
 from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
 from django.utils import timezone
@@ -111,6 +112,14 @@ class JobContext:
             self.cancel_observed = cancel_requested(self.job_id)
         return self.cancel_observed
 
+    async def ais_cancelled(self) -> bool:
+        """``is_cancelled()`` for an ``async def`` job (the row is read through ``sync_to_async``)."""
+        if self.job_id is None or self.cancel_observed:
+            return self.cancel_observed
+        if time.monotonic() - self._cancel_checked_at < CANCEL_CHECK_INTERVAL_S:
+            return False  # read a moment ago: no thread hop until the row is due to be read again
+        return await sync_to_async(self.is_cancelled, thread_sensitive=True)()
+
     def retry(self, countdown: float | None = None, exc: BaseException | None = None) -> None:
         """End this attempt and run the job again after ``countdown`` seconds (default: the job's backoff if it
         has one, else its ``retry_delay``).
@@ -124,6 +133,10 @@ class JobContext:
 
 class Job:
     """A registered job. Calling it runs the function inline; ``delay``/``apply_async`` enqueue it."""
+
+    # What the worker calls around a job besides its function: set by the django.tasks backend for its tasks
+    # (their context and Django's signals); None for @job.
+    hooks: Any = None
 
     def __init__(self, func: Callable[..., Any], **options: Any) -> None:
         unknown = set(options) - JOB_OPTIONS
@@ -187,6 +200,8 @@ class Job:
             params = list(inspect.signature(func).parameters.values())
             if not params or params[0].kind not in (params[0].POSITIONAL_ONLY, params[0].POSITIONAL_OR_KEYWORD):
                 raise TypeError(f"@job {name!r}: bind=True needs the function's first parameter to take the JobContext")
+        # An ``async def`` job runs on the worker process's event loop, many at once (--async-concurrency).
+        self.is_async = inspect.iscoroutinefunction(func)
         self.__doc__ = func.__doc__
         self.__name__ = getattr(func, "__name__", name)
         self.__module__ = func.__module__
@@ -202,6 +217,10 @@ class Job:
             ctx = JobContext(None, self.name, 1, self.max_attempts, self.queue or djtasks_settings.DEFAULT_QUEUE)
             return self.func(ctx, *args, **kwargs)
         return self.func(*args, **kwargs)
+
+    def encode_result(self, value: Any) -> str:
+        """The JSON text stored as the job's result (``SerializationError`` if it cannot be)."""
+        return serialization.dumps(value, "result")
 
     def retry_in(self, attempt: int, rand: float | None = None, countdown: float | None = None) -> float:
         """Seconds before the next attempt after failed attempt number ``attempt`` (1-based): ``countdown``
@@ -266,9 +285,25 @@ class Job:
             time_limit=time_limit,
             soft_time_limit=soft_time_limit,
         )
+        self._insert(row, now)
+        return JobResult(row["id"], name=self.name)
+
+    def _insert(self, row: dict[str, Any], now: datetime) -> None:
+        """INSERT one row made by ``_row()`` on Django's connection (the caller's transaction), then signal."""
         _django_store.job_insert(now=now, **row)
         signals.job_enqueued.send(sender=self, job_id=row["id"], queue=row["queue"], run_at=row["run_at"])
-        return JobResult(row["id"], name=self.name)
+
+    async def adelay(self, *args: Any, **kwargs: Any) -> JobResult:
+        """``delay()`` for async code (an async view): the INSERT runs through ``sync_to_async`` on Django's
+        thread-sensitive executor, so it uses the same connection, and joins the same transaction, as the
+        view's other database calls."""
+        return await sync_to_async(self.apply_async, thread_sensitive=True)(args=args, kwargs=kwargs)
+
+    async def aapply_async(
+        self, args: Iterable[Any] | None = None, kwargs: dict[str, Any] | None = None, **options: Any
+    ) -> JobResult:
+        """``apply_async()`` for async code; see ``adelay()``."""
+        return await sync_to_async(self.apply_async, thread_sensitive=True)(args, kwargs, **options)
 
     def bulk_delay(self, items: Iterable[Any]) -> list[JobResult]:
         """Enqueue many calls at once, thousands of rows per statement, all or none.

@@ -69,7 +69,9 @@ RETURNING j.id, j.name, j.queue, j.priority, j.status, j.args::text AS args, j.k
 UPDATE djtasks_job AS j
 SET status = CASE WHEN j.cancel_requested AND o.status IN ('queued', 'failed') THEN 'cancelled' ELSE o.status END,
     result = o.result,
-    errors = CASE WHEN o.error IS NULL THEN j.errors ELSE j.errors || jsonb_build_array(o.error) END,
+    -- Each failed attempt's entry names its worker: TaskResult.worker_ids has one per attempt.
+    errors = CASE WHEN o.error IS NULL THEN j.errors
+                  ELSE j.errors || jsonb_build_array(o.error || jsonb_build_object('worker_id', %(worker_id)s::text)) END,
     finished_at = CASE WHEN o.status = 'queued' AND NOT j.cancel_requested THEN NULL ELSE o.finished_at END,
     run_at = CASE WHEN j.cancel_requested THEN j.run_at ELSE COALESCE(o.run_at, j.run_at) END,
     worker_id = CASE WHEN o.status = 'queued' AND NOT j.cancel_requested THEN NULL ELSE j.worker_id END
@@ -489,7 +491,8 @@ rescued AS (
         errors = j.errors || jsonb_build_array(jsonb_build_object(
             'type', CASE WHEN j.cancel_requested THEN 'djtasks.exceptions.JobCancelled'
                          ELSE 'djtasks.exceptions.WorkerLost' END,
-            'message', l.reason, 'traceback', '', 'attempt', j.attempt, 'at', %(now)s))
+            'message', l.reason, 'traceback', '', 'attempt', j.attempt, 'at', %(now)s,
+            'worker_id', j.worker_id::text))
     FROM lost AS l
     WHERE j.id = l.id AND j.status = 'running' AND j.worker_id = l.worker_id
     RETURNING j.id, l.worker_id, j.status, j.attempt, j.queue, j.name, j.run_at, j.errors -> -1 AS error

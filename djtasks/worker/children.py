@@ -16,9 +16,8 @@ from uuid import UUID
 
 from ..exceptions import NotRegistered, TimeLimitExceeded
 from ..ids import uuid7
-from ..registry import registry
 from . import link
-from .executor import cancelled_outcome, failure_outcome, report
+from .executor import cancelled_outcome, failure_outcome, lookup, report
 from .process import WorkerConfig, main
 
 logger = logging.getLogger("djtasks.supervisor")
@@ -68,7 +67,10 @@ class Kill:
             if outcome["id"] not in written:
                 continue
             name = names[outcome["id"]]
-            sender = registry.get(name) if name in registry else name
+            try:
+                sender: Any = lookup(name)
+            except NotRegistered:
+                sender = name
             try:
                 report(sender, outcome, outcome, self.raised.get(outcome["id"]))
             except Exception:  # signals must not stop the supervisor's bookkeeping
@@ -78,7 +80,7 @@ class Kill:
 def _retry_in(job: RunningJob, exc: BaseException) -> float | None:
     """The job's own retry policy applied to a time limit (None: no retry)."""
     try:
-        definition = registry.get(job.name)
+        definition = lookup(job.name)
     except NotRegistered:
         return None
     if not definition.should_retry(exc, job.attempt, job.max_attempts):

@@ -11,8 +11,10 @@ import threading
 import time
 import traceback
 from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
+from uuid import UUID
 
 from django import db
 from django.utils import timezone
@@ -104,14 +106,36 @@ def cancelled_outcome(row: dict[str, Any], message: str, now: datetime) -> dict[
     return _outcome(row, JobStatus.CANCELLED, now, error=serialization.dumps(error, "error"))
 
 
-def execute(row: dict[str, Any], runtime: JobRuntime | None = None) -> dict[str, Any]:
-    """Run the claimed job ``row`` in this thread and return its outcome.
+@dataclass
+class Prepared:
+    """A claimed job ready to call: its registered job, decoded arguments and context (``None`` if unbound)."""
 
-    ``runtime.running(...)`` wraps exactly the call of the job's function (so a soft time limit can only
-    interrupt the job's own code).
-    """
+    job: Job
+    args: list[Any]
+    kwargs: dict[str, Any]
+    ctx: Any
+    state: Any = None  # what the job's hooks keep between its start and its end
+    raised: BaseException | None = None  # what the job raised, for the job_retrying / job_failed signals
+
+
+def lookup(name: str) -> Job:
+    """The registered job ``name``; a ``django.tasks`` task not imported yet is resolved by the backend (which
+    imports it only from an installed app's module, and only if it is a task of a djtasks backend)."""
     try:
-        job = registry.get(row["name"])
+        return registry.get(name)
+    except NotRegistered:
+        try:
+            from ..backend import resolve_job
+        except ImportError:  # Django < 6: no django.tasks, so no task to resolve
+            raise NotRegistered(name) from None
+        return resolve_job(name)
+
+
+def prepare(row: dict[str, Any], worker_id: UUID | None = None) -> Prepared | dict[str, Any]:
+    """Look the job up and decode its arguments, then send the started signals; a failure outcome if it
+    cannot run (unknown name, undecodable arguments)."""
+    try:
+        job = lookup(row["name"])
     except NotRegistered as exc:
         logger.error("job %s: %s", row["id"], exc)
         return report(row["name"], row, failure_outcome(row, exc, timezone.now(), retry_in=None), exc)
@@ -120,54 +144,65 @@ def execute(row: dict[str, Any], runtime: JobRuntime | None = None) -> dict[str,
         kwargs = serialization.loads(row["kwargs"])
     except Exception as exc:  # noqa: BLE001 - a corrupt row fails its job, not the worker
         return report(job, row, failure_outcome(row, exc, timezone.now(), retry_in=None), exc)
+    hooks, state = job.hooks, None
+    if hooks is not None:
+        try:
+            ctx, state = hooks.started(row, args, kwargs, worker_id)
+        except Exception as exc:
+            logger.exception("job %s: could not prepare its context", row["id"])
+            outcome = failure_outcome(
+                row,
+                exc,
+                timezone.now(),
+                retry_in=job.retry_in(row["attempt"]) if row["attempt"] < row["max_attempts"] else None,
+            )
+            return report(job, row, outcome, exc)
+    else:
+        ctx = JobContext(row["id"], job.name, row["attempt"], row["max_attempts"], row["queue"]) if job.bind else None
+    _send(signals.job_started, job, job_id=row["id"], attempt=row["attempt"])
+    return Prepared(job, args, kwargs, ctx, state)
 
+
+def success_outcome(row: dict[str, Any], prepared: Prepared, value: Any) -> dict[str, Any]:
+    now = timezone.now()
+    outcome = _outcome(row, JobStatus.SUCCEEDED, now, result=prepared.job.encode_result(value))
+    ctx = prepared.ctx
+    if ctx is not None and getattr(ctx, "cancel_observed", False):
+        outcome = {**cancelled_outcome(row, CANCELLED_WHILE_RUNNING, now), "result": outcome["result"]}
+    return outcome
+
+
+def error_outcome(row: dict[str, Any], job: Job, exc: BaseException) -> dict[str, Any]:
+    """The outcome of a job that raised ``exc``: retried while attempts and ``retry_on`` allow, else failed."""
+    now = timezone.now()
     attempt, max_attempts = row["attempt"], row["max_attempts"]
-    hard, soft = time_limits(row, job)
-    wrapper = runtime.running(row, time_limit=hard, soft_time_limit=soft) if runtime is not None else nullcontext()
-    ctx = JobContext(row["id"], job.name, attempt, max_attempts, row["queue"]) if job.bind else None
-    raised: BaseException | None = None
-    _send(signals.job_started, job, job_id=row["id"], attempt=attempt)
-    if time.monotonic() - getattr(_thread_state, "last_job_ended", 0.0) > IDLE_RECHECK_S:
-        db.close_old_connections()  # a connection may have gone stale while this thread was idle
-    try:
-        with wrapper:
-            value = job.func(ctx, *args, **kwargs) if ctx is not None else job.func(*args, **kwargs)
-        now = timezone.now()
-        outcome = _outcome(row, JobStatus.SUCCEEDED, now, result=serialization.dumps(value, "result"))
-        if ctx is not None and ctx.cancel_observed:
-            outcome = {**cancelled_outcome(row, CANCELLED_WHILE_RUNNING, now), "result": outcome["result"]}
-    except Retry as request:
-        now = timezone.now()
-        exc = raised = request.exc or request
+    if isinstance(exc, Retry):
+        error = exc.exc or exc
         if attempt < max_attempts:
-            delay = job.retry_in(attempt, countdown=request.countdown)
-            outcome = failure_outcome(row, exc, now, retry_in=delay)
-        else:
-            outcome = failure_outcome(row, exc, now, retry_in=None)
-    except BaseException as exc:  # noqa: BLE001 - SystemExit from a job must not stop the worker either
-        now = timezone.now()
-        raised = exc
-        retry_in = job.retry_in(attempt) if job.should_retry(exc, attempt, max_attempts) else None
-        outcome = failure_outcome(row, exc, now, retry_in=retry_in)
-        if isinstance(exc, SoftTimeLimitExceeded):
-            # It may have interrupted a database call half-way: do not reuse this thread's connections.
-            db.connections.close_all()
-    finally:
-        # As Django does around a request: a job must not leak a broken or expired connection, nor
-        # (with DEBUG) an ever-growing query log, into the next job on this thread.
-        db.reset_queries()
-        db.close_old_connections()
-        _thread_state.last_job_ended = time.monotonic()
+            delay = job.retry_in(attempt, countdown=exc.countdown)
+            return failure_outcome(row, error, now, retry_in=delay)
+        return failure_outcome(row, error, now, retry_in=None)
+    retry_in = job.retry_in(attempt) if job.should_retry(exc, attempt, max_attempts) else None
+    return failure_outcome(row, exc, now, retry_in=retry_in)
 
-    return report(job, row, outcome, raised)
+
+def conclude(row: dict[str, Any], prepared: Prepared, outcome: dict[str, Any]) -> dict[str, Any]:
+    """Log and signal the outcome, then the job's hooks; returns it."""
+    raised = prepared.raised
+    if isinstance(raised, Retry):
+        raised = raised.exc or raised  # ctx.retry(exc=...): the error it retries for
+    report(prepared.job, row, outcome, raised)
+    if prepared.job.hooks is not None:
+        prepared.job.hooks.finished(row, prepared.state, outcome)
+    return outcome
 
 
 def report(
     sender: Job | str, row: dict[str, Any], outcome: dict[str, Any], raised: BaseException | None
 ) -> dict[str, Any]:
-    """Log an attempt's outcome and send ``job_retrying`` / ``job_failed`` / ``job_finished`` (in this worker
-    thread, before the outcome is written). Payloads are decoded only for a signal someone listens to, so a
-    worker without receivers pays nothing for them."""
+    """Log an attempt's outcome and send ``job_retrying`` / ``job_failed`` / ``job_finished`` (in the worker,
+    before the outcome is written). Payloads are decoded only for a signal someone listens to, so a worker
+    without receivers pays nothing for them."""
     status, attempt = outcome["status"], row["attempt"]
     name = sender if isinstance(sender, str) else sender.name
     if status == JobStatus.QUEUED:
@@ -230,3 +265,47 @@ def report_rescued(rows: list[dict[str, Any]]) -> None:
             report(sender, outcome, outcome, None)
         except Exception:  # a bad row must not stop the rescue's bookkeeping
             logger.exception("job %s: could not send the signals of its rescue", row["job_id"])
+
+
+def execute(row: dict[str, Any], runtime: JobRuntime | None = None, worker_id: UUID | None = None) -> dict[str, Any]:
+    """Run the claimed job ``row`` in this thread and return its outcome.
+
+    ``runtime.running(...)`` wraps exactly the call of the job's function (so a soft time limit can only
+    interrupt the job's own code). An ``async def`` job met here (no event loop in this process, or the first
+    job of a task resolved on demand) runs to completion on a loop of its own.
+    """
+    if worker_id is None:
+        worker_id = getattr(runtime, "id", None)
+    prepared = prepare(row, worker_id)
+    if not isinstance(prepared, Prepared):
+        return prepared
+    job, ctx = prepared.job, prepared.ctx
+    if job.is_async:
+        from .async_executor import run_coroutine_here
+
+        return run_coroutine_here(row, prepared, runtime)
+    hard, soft = time_limits(row, job)
+    wrapper = runtime.running(row, time_limit=hard, soft_time_limit=soft) if runtime is not None else nullcontext()
+    if time.monotonic() - getattr(_thread_state, "last_job_ended", 0.0) > IDLE_RECHECK_S:
+        db.close_old_connections()  # a connection may have gone stale while this thread was idle
+    try:
+        with wrapper:
+            value = (
+                job.func(ctx, *prepared.args, **prepared.kwargs)
+                if ctx is not None
+                else job.func(*prepared.args, **prepared.kwargs)
+            )
+        outcome = success_outcome(row, prepared, value)
+    except BaseException as exc:  # noqa: BLE001 - SystemExit from a job must not stop the worker either
+        prepared.raised = exc
+        outcome = error_outcome(row, job, exc)
+        if isinstance(exc, SoftTimeLimitExceeded):
+            # It may have interrupted a database call half-way: do not reuse this thread's connections.
+            db.connections.close_all()
+    finally:
+        # As Django does around a request: a job must not leak a broken or expired connection, nor
+        # (with DEBUG) an ever-growing query log, into the next job on this thread.
+        db.reset_queries()
+        db.close_old_connections()
+        _thread_state.last_job_ended = time.monotonic()
+    return conclude(row, prepared, outcome)

@@ -16,6 +16,7 @@ Under a supervisor SIGINT is ignored: Ctrl-C reaches the whole process group, an
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -31,11 +32,14 @@ from uuid import UUID
 from django.utils import timezone
 
 from .. import serialization, signals
+from ..exceptions import NotRegistered
 from ..ids import uuid7
+from ..registry import registry
 from . import link
+from .async_executor import DEFAULT_ASYNC_CONCURRENCY, AsyncJobs
 from .completer import Completer
 from .db import CONNECTION_ERRORS, WorkerConnection
-from .executor import execute, failure_outcome
+from .executor import execute, failure_outcome, lookup
 from .heartbeat import Heartbeat, cap_switch_interval
 from .limits import SoftLimiter
 from .pool import JobThreads
@@ -64,6 +68,7 @@ class WorkerConfig:
     log_level: str = "INFO"
     max_jobs_per_child: int | None = None
     max_memory_per_child: float | None = None  # MB of resident memory
+    async_concurrency: int = DEFAULT_ASYNC_CONCURRENCY  # async def jobs running at once on the event loop
 
 
 def rss_mb() -> float:
@@ -151,6 +156,7 @@ class WorkerProcess:
             durations=self.durations,
             waiting=lambda: self._waiting,
             unfinished=lambda: len(self._running),
+            extra_slots=self._async_slots,
         )
         self._running: dict[UUID, int] = {}  # job id -> attempt, for jobs handed to the executor
         self._lock = threading.Lock()
@@ -159,6 +165,8 @@ class WorkerProcess:
         self._cold = False
         self.recycle_reason: str | None = None
         self.jobs_done = 0
+        self.async_jobs: AsyncJobs | None = None
+        self._async_unfinished = 0  # async jobs handed to the event loop and not finished
 
     # -- running jobs ---------------------------------------------------------------------------------
     def running(self, row: dict[str, Any], *, time_limit: float | None, soft_time_limit: float | None) -> _JobScope:
@@ -175,18 +183,60 @@ class WorkerProcess:
         with self._lock:
             self._running[row["id"]] = row["attempt"]
             self._waiting += 1
-        self.executor.submit(row)
+        job = registry.find(row["name"])
+        if job is None:  # a django.tasks task not imported yet (or a bad name: a job thread fails it)
+            with contextlib.suppress(NotRegistered):
+                job = lookup(row["name"])
+        if job is not None and job.is_async:
+            with self._lock:
+                self._async_unfinished += 1
+            self._async_jobs().submit(row)
+        else:
+            self.executor.submit(row)
+
+    def _async_slots(self) -> int:
+        """Slots the producer may claim beyond the threads: as many as async jobs are unfinished, and as many
+        again, up to ``async_concurrency``. The async jobs in flight cancel out of the count, so the threads'
+        share stays theirs; the allowance doubles claim by claim while the queue hands out async jobs (100
+        running after a handful of claims) and is nothing for a queue of sync jobs, whose jobs are then never
+        claimed ahead of the threads (the rule a process holds without async jobs). Sync jobs claimed beside
+        async ones may wait for a thread, at most as many as async jobs are in flight."""
+        unfinished = self._async_unfinished
+        return min(self.config.async_concurrency, 2 * unfinished) if unfinished else 0
+
+    def _async_jobs(self) -> AsyncJobs:
+        """The event loop, started with the first async job."""
+        if self.async_jobs is None:
+            self.async_jobs = AsyncJobs(
+                self.config.async_concurrency,
+                runtime=self,
+                worker_id=self.id,
+                began=self._job_began,
+                ended=self._async_job_ended,
+            )
+        return self.async_jobs
+
+    def _async_job_ended(self, row: dict[str, Any], outcome: dict[str, Any], seconds: float) -> None:
+        with self._lock:
+            self._async_unfinished -= 1
+        self._job_ended(row, outcome, seconds)
 
     def _run_one(self, row: dict[str, Any]) -> None:
-        with self._lock:
-            self._waiting -= 1
+        self._job_began(row)
         started = time.perf_counter()
         try:
             outcome = execute(row, runtime=self)
-            self.durations.observe(row["name"], time.perf_counter() - started)
         except BaseException as exc:
             logger.exception("internal error running job %s", row["id"])
             outcome = failure_outcome(row, exc, timezone.now(), retry_in=None)
+        self._job_ended(row, outcome, time.perf_counter() - started)
+
+    def _job_began(self, row: dict[str, Any]) -> None:
+        with self._lock:
+            self._waiting -= 1
+
+    def _job_ended(self, row: dict[str, Any], outcome: dict[str, Any], seconds: float) -> None:
+        self.durations.observe(row["name"], seconds)
         self.completer.put(outcome)
         with self._lock:
             self._running.pop(row["id"], None)

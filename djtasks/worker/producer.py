@@ -50,10 +50,12 @@ class Producer:
         durations: Durations | None = None,
         waiting: Callable[[], int] = lambda: 0,
         unfinished: Callable[[], int] | None = None,
+        extra_slots: Callable[[], int] = lambda: 0,
     ) -> None:
         self.worker_id = worker_id
         self.queues = list(queues)
         self.slots = slots
+        self.extra_slots = extra_slots  # slots beyond the threads: for async jobs, sized by the process
         self.submit = submit
         self.poll_interval = poll_interval
         self.listen = listen
@@ -98,7 +100,8 @@ class Producer:
         one prefetch, so the next claim overlaps with the writing of the last batch's outcomes; without
         prefetch both equal the threads, and a process never has more jobs ``running`` than threads."""
         prefetch = self.durations.prefetch(self.slots, self._last_names)
-        return self.slots + prefetch, self.slots + 2 * prefetch
+        slots = self.slots + self.extra_slots()
+        return slots + prefetch, slots + 2 * prefetch
 
     def low_water(self) -> int:
         """When this few claimed jobs are unfinished, the producer should claim again."""

@@ -223,3 +223,61 @@ def _log_failure(sender, job_id, attempt, error, exception, **kwargs):
 
 
 signals.job_failed.connect(_log_failure)
+
+
+# -- async def jobs: run on the worker process's event loop -------------------------------------------------
+@job
+async def asleep(seconds):
+    import asyncio
+
+    await asyncio.sleep(seconds)
+    return seconds
+
+
+@job(bind=True, max_attempts=3, retry_delay=0)
+async def arecord(ctx, label, fail_until=0, sleep=0.0):
+    """Records each run with the async ORM; fails while ``ctx.attempt <= fail_until``."""
+    import asyncio
+
+    await Execution.objects.acreate(job_id=ctx.job_id, label=label, attempt=ctx.attempt, pid=os.getpid())
+    if sleep:
+        await asyncio.sleep(sleep)
+    if ctx.attempt <= fail_until:
+        raise RuntimeError(f"attempt {ctx.attempt} fails")
+    return await Execution.objects.filter(job_id=ctx.job_id).acount()
+
+
+@job(bind=True, soft_time_limit=0.5, time_limit=20)
+async def asoft_limited(ctx):
+    """Awaits far past its soft limit; records the cancellation it sees, then lets it through."""
+    import asyncio
+
+    try:
+        await asyncio.sleep(30)
+    except asyncio.CancelledError:
+        await Execution.objects.acreate(job_id=ctx.job_id, label="async cleaned up", attempt=ctx.attempt)
+        raise
+    return "not cancelled"
+
+
+@job(bind=True)
+async def acooperative(ctx, timeout=30.0):
+    """Awaits in small steps until cancelled."""
+    import asyncio
+
+    await Execution.objects.acreate(job_id=ctx.job_id, label="acooperative", attempt=ctx.attempt, pid=os.getpid())
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if await ctx.ais_cancelled():
+            return "stopped"
+        await asyncio.sleep(0.05)
+    return "timed out"
+
+
+@job(bind=True, time_limit=1.5)
+async def aoverdue(ctx, seconds):
+    import asyncio
+
+    await Execution.objects.acreate(job_id=ctx.job_id, label="aoverdue", attempt=ctx.attempt, pid=os.getpid())
+    await asyncio.sleep(seconds)
+    return "finished"
