@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from .calling import enqueue
+from .canvas import chain, chord, group
 from .exceptions import JobCancelled, JobFailed, NotRegistered, SerializationError, SoftTimeLimitExceeded
 from .jobs import Job, JobContext, Signature, job
-from .results import JobResult
+from .results import GroupResult, JobResult
 from .schedules import periodic
 from .status import JobStatus
 
 __all__ = [
+    "GroupResult",
     "Job",
     "JobCancelled",
     "JobContext",
@@ -20,7 +22,10 @@ __all__ = [
     "SerializationError",
     "Signature",
     "SoftTimeLimitExceeded",
+    "chain",
+    "chord",
     "enqueue",
+    "group",
     "job",
     "periodic",
 ]

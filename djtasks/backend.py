@@ -57,6 +57,7 @@ from .status import JobStatus
 from .store import Store
 
 STATUSES = {
+    JobStatus.WAITING: TaskResultStatus.READY,  # a workflow step whose input is not ready: not started either
     JobStatus.QUEUED: TaskResultStatus.READY,
     JobStatus.RUNNING: TaskResultStatus.RUNNING,
     JobStatus.SUCCEEDED: TaskResultStatus.SUCCESSFUL,

@@ -46,6 +46,7 @@ class QueueSummary:
     paused: bool = False
     queued: int = 0  # due now, waiting for a worker
     scheduled: int = 0  # queued with run_at in the future (countdown, eta, retry backoff)
+    waiting: int = 0  # workflow steps whose input is not ready (their parent job or group has not succeeded)
     running: int = 0
     succeeded: int = 0  # in the window
     failed: int = 0  # in the window
@@ -144,6 +145,8 @@ def summary(now: datetime | None = None, store: Store | None = None) -> Summary:
         q.queued, q.scheduled = row["queued"], row["scheduled"]
         if row["oldest_run_at"] is not None:
             q.oldest_wait_s = max(0.0, (now - row["oldest_run_at"]).total_seconds())
+    for row in store.queue_stats_workflow_waiting():
+        get(row["queue"]).waiting = row["waiting"]
     for row in store.queue_stats_running():
         get(row["queue"]).running = row["running"]
     for row in store.queue_stats_finished(now=now, since=since, bucket=BUCKET, origin=since):
@@ -188,7 +191,7 @@ def summary(now: datetime | None = None, store: Store | None = None) -> Summary:
 def _total(queues: list[QueueSummary], since: datetime, workers: list[WorkerSummary]) -> QueueSummary:
     total = QueueSummary(ALL_QUEUES, buckets=_empty_buckets(since))
     for q in queues:
-        for attr in ("queued", "scheduled", "running", "succeeded", "failed", "cancelled"):
+        for attr in ("queued", "scheduled", "waiting", "running", "succeeded", "failed", "cancelled"):
             setattr(total, attr, getattr(total, attr) + getattr(q, attr))
         if q.oldest_wait_s is not None:
             total.oldest_wait_s = max(total.oldest_wait_s or 0.0, q.oldest_wait_s)
@@ -233,6 +236,7 @@ COLUMNS = (
     ("jobs/min", lambda q: f"{q.throughput_per_min:.1f}"),
     ("oldest wait", lambda q: format_duration(q.oldest_wait_s)),
     ("workers", lambda q: str(q.workers_alive)),
+    ("waiting", lambda q: str(q.waiting)),  # workflow steps; last, so the other columns keep their places
 )
 
 

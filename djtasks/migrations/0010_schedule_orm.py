@@ -35,6 +35,6 @@ DROP FUNCTION IF EXISTS djtasks_schedule_replan();
 
 
 class Migration(migrations.Migration):
-    dependencies = [("djtasks", "0004_admin")]
+    dependencies = [("djtasks", "0007_workflows")]
 
     operations = [migrations.RunSQL(CREATE, DROP)]

@@ -40,6 +40,7 @@ from .executor import (
     conclude,
     error_outcome,
     failure_outcome,
+    flush_progress,
     prepare,
     success_outcome,
     time_limits,
@@ -86,6 +87,7 @@ async def invoke(row: dict[str, Any], prepared: Prepared, runtime: JobRuntime | 
 def _after_job(row: dict[str, Any], prepared: Prepared, outcome: dict[str, Any]) -> dict[str, Any]:
     """On the thread-sensitive thread: signals, then Django's per-request connection hygiene."""
     try:
+        flush_progress(prepared.ctx)
         return conclude(row, prepared, outcome)
     finally:
         db.reset_queries()

@@ -81,6 +81,7 @@ def _outcome(row: dict[str, Any], status: JobStatus, now: datetime, **fields: An
         "result": None,
         "error": None,
         "run_at": None,
+        "workflow": row.get("workflow", True),  # a workflow job's outcome is recorded with its hand-off
         **fields,
     }
 
@@ -184,6 +185,13 @@ def error_outcome(row: dict[str, Any], job: Job, exc: BaseException) -> dict[str
         return failure_outcome(row, error, now, retry_in=None)
     retry_in = job.retry_in(attempt) if job.should_retry(exc, attempt, max_attempts) else None
     return failure_outcome(row, exc, now, retry_in=retry_in)
+
+
+def flush_progress(ctx: Any) -> None:
+    """Store the last ``set_progress()`` value not written yet, before the outcome (sync code only)."""
+    flush = getattr(ctx, "flush_progress", None)
+    if flush is not None:
+        flush()
 
 
 def conclude(row: dict[str, Any], prepared: Prepared, outcome: dict[str, Any]) -> dict[str, Any]:
@@ -303,6 +311,7 @@ def execute(row: dict[str, Any], runtime: JobRuntime | None = None, worker_id: U
             # It may have interrupted a database call half-way: do not reuse this thread's connections.
             db.connections.close_all()
     finally:
+        flush_progress(ctx)
         # As Django does around a request: a job must not leak a broken or expired connection, nor
         # (with DEBUG) an ever-growing query log, into the next job on this thread.
         db.reset_queries()

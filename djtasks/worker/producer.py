@@ -68,6 +68,7 @@ class Producer:
         self.unfinished = unfinished if unfinished is not None else lambda: self._outstanding
         self._outstanding = 0  # claimed jobs whose outcome is not recorded yet
         self._last_names: set[str] = set()
+        self._expired: list[UUID] = []  # workflow jobs the claim expired, whose hand-off is not written yet
         self._lock = threading.Lock()
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
@@ -170,6 +171,12 @@ class Producer:
         rows = self.db.store.job_claim_many(now=now, worker_id=self.worker_id, queues=self.queues, limit=free)
         if rows:
             self._last_names = {row["name"] for row in rows}
+            self._expired += [row["id"] for row in rows if row["status"] != JobStatus.RUNNING and row["workflow"]]
+        if self._expired:
+            # An expired workflow step ends its workflow like a cancel does. Its own statement after the claim
+            # (kept here and written again after a lost connection; idempotent for a cancelled job).
+            self.db.store.job_handoff_many(now=now, ids=self._expired)
+            self._expired = []
         for row in rows:
             if row["status"] != JobStatus.RUNNING:  # expired before it started: the claim cancelled it
                 logger.info("job %s %s expired before it started", row["id"], row["name"])

@@ -101,3 +101,14 @@ def test_jobs_lists_queue_attempts_limits_and_schedules():
     assert listed["tests.testapp.tasks.soft_limited"]["soft_time_limit"] == 0.5
     assert listed["tests.testapp.tasks.add"]["queue_from"] == "ROUTES"
     assert text.endswith(f"{len(listed)} registered job(s)\n")
+
+
+def test_purging_a_workflow_step_cancels_the_steps_waiting_on_it():
+    from djtasks import chain
+
+    chain(tasks.add.s(1, 2), tasks.on_other.si()).delay()  # the second step waits for the first
+    first, second = Job.objects.get(status="queued"), Job.objects.get(status="waiting")
+    assert (first.name, second.name) == (tasks.add.name, tasks.on_other.name)
+    assert run("purge", "default", "--yes") == "deleted 1 waiting job(s) from queue 'default'\n"
+    (rest,) = Job.objects.all()
+    assert rest.id == second.id and rest.status == "cancelled"  # not left waiting forever

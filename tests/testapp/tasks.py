@@ -281,3 +281,64 @@ async def aoverdue(ctx, seconds):
     await Execution.objects.acreate(job_id=ctx.job_id, label="aoverdue", attempt=ctx.attempt, pid=os.getpid())
     await asyncio.sleep(seconds)
     return "finished"
+
+
+# -- workflows (issue 12) ---------------------------------------------------------------------------------------
+@job
+def total(values, extra=0):
+    """A chord callback: sums the header results."""
+    return sum(values) + extra
+
+
+@job
+def double(x):
+    return x * 2
+
+
+@job(unique=True)
+def unique_add(a, b):
+    return a + b
+
+
+@job(unique_for=60)
+def unique_recent(a):
+    return a
+
+
+@job(bind=True)
+def counts(ctx, n, sleep=0.0):
+    """Reports progress per item (coalesced by set_progress)."""
+    for i in range(n):
+        ctx.set_progress({"done": i + 1, "total": n})
+        if sleep:
+            time.sleep(sleep)
+    return n
+
+
+@job(max_attempts=10)
+def square_slowly(i, sleep=0.0):
+    """A chord header job for the kill test: retried after its worker process is SIGKILLed."""
+    time.sleep(sleep)
+    return i * i
+
+
+@job(bind=True, max_attempts=10)
+def record_callback(ctx, values, path):
+    """A chord callback: one line per execution, so running twice shows."""
+    _append(path, f"{ctx.job_id} {len(values)} {sum(values)}\n")
+    return values
+
+
+@job
+def increment(x, sleep=0.0):
+    time.sleep(sleep)
+    return x + 1
+
+
+@job(bind=True)
+async def acounts(ctx, n):
+    """An async job reporting progress: aset_progress writes (coalesced); set_progress in the loop waits for the end."""
+    for i in range(n):
+        await ctx.aset_progress({"done": i + 1, "total": n})
+    ctx.set_progress({"done": n, "total": n, "last": True})
+    return n
