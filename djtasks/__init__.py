@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from .calling import enqueue
-from .canvas import chain, chord, group
+from .canvas import Signature, chain, chord, group
 from .exceptions import JobCancelled, JobFailed, NotRegistered, SerializationError, SoftTimeLimitExceeded
-from .jobs import Job, JobContext, Signature, job
+from .jobs import Job, JobContext, job
+from .periodic import periodic
 from .results import GroupResult, JobResult
-from .schedules import periodic
 from .status import JobStatus
 
 __all__ = [

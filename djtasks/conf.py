@@ -10,17 +10,24 @@ from __future__ import annotations
 import fnmatch
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 
-if TYPE_CHECKING:
-    from .schedules import ScheduleDef
+from .priority import PRIORITY_MAX, PRIORITY_MIN
+from .schedules import ScheduleDef, parse_settings
 
-PRIORITY_MIN = -100
-PRIORITY_MAX = 100
+__all__ = [
+    "PRIORITY_MAX",
+    "PRIORITY_MIN",
+    "DjtasksSettings",
+    "QueueConfig",
+    "SettingError",
+    "djtasks_settings",
+    "parse",
+]
 
 QUEUE_OPTIONS = {"concurrency", "rate_limit", "paused"}
 GLOB_CHARS = frozenset("*?[")
@@ -50,17 +57,18 @@ class DjtasksSettings:
     FAILED_RESULT_TTL: float = 7 * 86400.0
     BEAT_SCHEDULE: dict[str, ScheduleDef] = field(default_factory=dict)
     ROUTES: dict[str, str] = field(default_factory=dict)
-    _routes_cache: dict[str, str | None] = field(default_factory=dict, compare=False, repr=False)
 
     def route(self, job_name: str) -> str | None:
         """The queue ``ROUTES`` sends ``job_name`` to, or ``None``: an exact name wins over patterns, and of
         the glob patterns (``fnmatch``, case-sensitive) the first that matches, in the order written."""
         if not self.ROUTES:
             return None
-        try:
-            return self._routes_cache[job_name]
-        except KeyError:
-            pass
+        cache: dict[str, str | None] | None = self.__dict__.get("_routes_cache")
+        if cache is None:  # made on first use; not a field, so equality and the declared settings ignore it
+            cache = {}
+            object.__setattr__(self, "_routes_cache", cache)
+        if job_name in cache:
+            return cache[job_name]
         found = self.ROUTES.get(job_name)
         if found is None:
             found = next(
@@ -71,8 +79,8 @@ class DjtasksSettings:
                 ),
                 None,
             )
-        if len(self._routes_cache) < ROUTE_CACHE_MAX:
-            self._routes_cache[job_name] = found
+        if len(cache) < ROUTE_CACHE_MAX:
+            cache[job_name] = found
         return found
 
     @property
@@ -221,8 +229,6 @@ def parse(raw: Any) -> DjtasksSettings:
             raise SettingError("DEFAULT_QUEUE", "must be a queue name (a string)")
         values["DEFAULT_QUEUE"] = raw["DEFAULT_QUEUE"]
     if "BEAT_SCHEDULE" in raw:
-        from .schedules import parse_settings
-
         try:
             values["BEAT_SCHEDULE"] = parse_settings(raw["BEAT_SCHEDULE"])
         except (ValueError, TypeError) as exc:
@@ -252,7 +258,27 @@ def parse(raw: Any) -> DjtasksSettings:
 
 
 class _LazySettings:
-    """Attribute access parses ``settings.DJTASKS`` once and caches it until a setting changes."""
+    """Attribute access parses ``settings.DJTASKS`` once and caches it until a setting changes.
+
+    The annotations below declare what each attribute returns (those of ``DjtasksSettings``, kept in step by a
+    test), so ``djtasks_settings.QUEUES`` is typed; they set nothing, so every read goes to ``__getattr__``.
+    """
+
+    DATABASE: str
+    QUEUES: dict[str, QueueConfig]
+    DEFAULT_QUEUE: str
+    HEARTBEAT_INTERVAL: float
+    WORKER_TIMEOUT: float
+    RESCUE_INTERVAL: float | None
+    POLL_INTERVAL: float
+    LISTEN: bool
+    PREPARED_STATEMENTS: bool | None
+    RESULT_TTL: float
+    FAILED_RESULT_TTL: float
+    BEAT_SCHEDULE: dict[str, ScheduleDef]
+    ROUTES: dict[str, str]
+    rescue_interval: float
+    prepared_statements: bool
 
     def __init__(self) -> None:
         self._cached: DjtasksSettings | None = None

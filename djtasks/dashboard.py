@@ -16,6 +16,7 @@ from typing import Any
 from django.utils import timezone
 
 from .conf import djtasks_settings
+from .cursors import django_store
 from .store import Store
 
 WINDOW = timedelta(hours=1)  # "last hour" counts and the chart's span
@@ -128,7 +129,7 @@ def _empty_buckets(since: datetime) -> list[Bucket]:
 def summary(now: datetime | None = None, store: Store | None = None) -> Summary:
     """The state of every queue at ``now`` (default: the current time)."""
     now = now or timezone.now()
-    store = store or Store.for_django()
+    store = store or django_store()
     conf = djtasks_settings.get()
     since = now - WINDOW
     queues: dict[str, QueueSummary] = {

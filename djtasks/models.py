@@ -4,6 +4,7 @@ operators read through these models."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -131,13 +132,17 @@ SCHEDULE_CHECKED_FIELDS = (
     "priority",
     "expires_seconds",
 )
+# Set by djtasks.periodic (a layer above): "errors" validates a definition (``row_errors``), "notify" wakes the
+# schedulers. The models import nothing of djtasks above them.
+SCHEDULE_HOOKS: dict[str, Callable[..., Any]] = {}
+
 # Written by the schedulers: a save leaves them as they are in the database unless the caller changed them.
 SCHEDULE_STATUS_FIELDS = ("next_fire_at", "last_fire_at", "last_job_id", "last_status")
 
 
 class Schedule(models.Model):
     """A periodic schedule. Rows come from code (``@periodic``), settings (``BEAT_SCHEDULE``), the admin, or
-    your own code through the ORM (``Schedule.objects.create(...)``, ``djtasks.schedules.add_schedule``).
+    your own code through the ORM (``Schedule.objects.create(...)``, ``djtasks.periodic.add_schedule``).
 
     Exactly one of ``cron`` (read in ``timezone``), ``interval_seconds`` or ``at`` (once) says when it fires.
     ``next_fire_at`` is the tick that fires next: a scheduler fires it by moving ``next_fire_at`` on with a
@@ -230,8 +235,11 @@ class Schedule(models.Model):
             super().clean_fields(exclude)
         except ValidationError as exc:
             errors = exc.message_dict
-        from .schedules import row_errors
-
+        row_errors = SCHEDULE_HOOKS.get("errors")
+        if row_errors is None:  # djtasks not imported: nothing registered a job either
+            if errors:
+                raise ValidationError(errors)
+            return
         skip = set(exclude or ()) | set(errors)
         if self.cron:
             self.cron = self.cron.strip()
@@ -273,8 +281,6 @@ class Schedule(models.Model):
         """Validate (``ValidationError``), plan ``next_fire_at`` if needed, write, and tell the schedulers."""
         from django.utils import timezone
 
-        from .store import Store
-
         update_fields = kwargs.get("update_fields")
         if self.enabled or self._state.adding:
             # A schedule that can fire must be valid; switching one off (say, after its job was removed from
@@ -296,7 +302,9 @@ class Schedule(models.Model):
             kwargs["update_fields"] = update_fields
         super().save(*args, **kwargs)
         self._remember_loaded()
-        Store.for_django().schedule_notify(name=self.name)  # delivered on commit: schedulers re-read at once
+        notify = SCHEDULE_HOOKS.get("notify")
+        if notify is not None:
+            notify(self.name)  # delivered on commit: schedulers re-read at once
 
 
 class Group(models.Model):

@@ -1,6 +1,6 @@
 """The only module that executes SQL. One method per named query in ``sql/queries.sql``.
 
-A ``Store`` wraps a way to get a cursor: ``Store.for_django()`` uses Django's connection for the configured
+A ``Store`` wraps a way to get a cursor: ``cursors.django_store()`` uses Django's connection for the configured
 alias, so enqueueing joins the caller's transaction; workers build one on their own psycopg connection
 (``Store(conn.cursor)``) in autocommit mode, where each named query is one statement and one transaction.
 """
@@ -13,11 +13,13 @@ from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 from functools import cache
-from pathlib import Path
-from typing import Any
+from importlib.resources import files
+from typing import Any, cast
 from uuid import UUID
 
-QUERIES_PATH = Path(__file__).with_name("sql") / "queries.sql"
+from .rows import ClaimedJob, Outcome
+
+QUERIES_RESOURCE = ("djtasks", "sql/queries.sql")  # read with importlib.resources: works from a wheel or a zip
 _NAME_RE = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)
 UNIQUE_INSERT_TRIES = 3  # job_insert_unique rounds before giving up on a key held by an invisible job
 
@@ -25,14 +27,19 @@ UNIQUE_INSERT_TRIES = 3  # job_insert_unique rounds before giving up on a key he
 @cache
 def queries() -> dict[str, str]:
     """Parse ``queries.sql`` into ``{name: sql}`` (read once per process)."""
-    text = QUERIES_PATH.read_text()
+    package, resource = QUERIES_RESOURCE
+    return parse_queries(files(package).joinpath(resource).read_text(encoding="utf-8"), f"{package}/{resource}")
+
+
+def parse_queries(text: str, source: str) -> dict[str, str]:
+    """``{name: sql}`` from named-query text (``-- name: x`` then ``--`` comment lines, then the statement)."""
     parts = _NAME_RE.split(text)
     found: dict[str, str] = {}
     for name, body in zip(parts[1::2], parts[2::2], strict=False):
         lines = [line for line in body.strip().splitlines() if not line.startswith("--")]
         sql = "\n".join(lines).strip().rstrip(";")
         if name in found:
-            raise ValueError(f"query {name!r} is defined twice in {QUERIES_PATH}")
+            raise ValueError(f"query {name!r} is defined twice in {source}")
         found[name] = sql
     return found
 
@@ -58,21 +65,6 @@ class Store:
         self._cursor = cursor_factory
         self._execute_prepared = execute_prepared or self._execute_no_rows
         self._atomic = atomic or contextlib.nullcontext
-
-    @classmethod
-    def for_django(cls, alias: str | None = None) -> Store:
-        """A store on Django's connection for ``alias`` (default: ``DJTASKS['DATABASE']``)."""
-        from django.db import transaction
-
-        from . import cursors
-
-        def atomic() -> AbstractContextManager[Any]:
-            return transaction.atomic(using=cursors.django_connection(alias).alias)
-
-        # Looked up per query: Django's connections are per thread, and a Store may be shared.
-        return cls(
-            lambda: cursors.cursor(alias), lambda sql, params: cursors.execute_prepared(sql, params, alias), atomic
-        )
 
     def _execute(self, name: str, params: dict[str, Any]) -> list[dict[str, Any]]:
         with self._cursor() as cur:
@@ -210,20 +202,21 @@ class Store:
         """Store a running attempt's progress (JSON text); False if the attempt no longer runs."""
         with self._cursor() as cur:
             cur.execute(queries()["job_progress_set"], {"id": id, "attempt": attempt, "progress": progress})
-            return cur.rowcount > 0
+            return bool(cur.rowcount > 0)
 
     # -- jobs: hot path -------------------------------------------------------------------------------
-    def job_claim_many(
-        self, *, now: datetime, worker_id: UUID, queues: Sequence[str], limit: int
-    ) -> list[dict[str, Any]]:
-        rows = self._execute(
-            "job_claim_many", {"now": now, "worker_id": worker_id, "queues": list(queues), "limit": limit}
+    def job_claim_many(self, *, now: datetime, worker_id: UUID, queues: Sequence[str], limit: int) -> list[ClaimedJob]:
+        rows = cast(
+            "list[ClaimedJob]",
+            self._execute(
+                "job_claim_many", {"now": now, "worker_id": worker_id, "queues": list(queues), "limit": limit}
+            ),
         )
         # UPDATE ... RETURNING does not keep the candidates' order: restore it, so jobs start by priority.
         rows.sort(key=lambda r: (-r["priority"], r["run_at"], r["id"]))
         return rows
 
-    def job_finish_many(self, *, worker_id: UUID, outcomes: Iterable[dict[str, Any]]) -> set[UUID]:
+    def job_finish_many(self, *, worker_id: UUID, outcomes: Iterable[Outcome]) -> set[UUID]:
         """Record outcomes (``id, attempt, status, result, error, run_at, finished_at``); returns the ids written.
 
         An outcome whose claimed row was part of a workflow (``workflow``: true, or the key missing) is recorded
@@ -236,11 +229,11 @@ class Store:
             return self._job_finish_many(worker_id, outcomes)
         with self._atomic():
             written = self._job_finish_many(worker_id, outcomes)
-            now = max(o["finished_at"] or o["run_at"] for o in outcomes)
+            now = max(o["finished_at"] for o in outcomes)
             self.job_handoff_many(now=now, ids=[i for i in workflow if i in written])
         return written
 
-    def _job_finish_many(self, worker_id: UUID, outcomes: list[dict[str, Any]]) -> set[UUID]:
+    def _job_finish_many(self, worker_id: UUID, outcomes: list[Outcome]) -> set[UUID]:
         rows = self._execute(
             "job_finish_many",
             {
@@ -266,7 +259,10 @@ class Store:
         return {row["id"]: row["status"] for row in rows}
 
     def job_next_run_at(self, *, queues: Sequence[str], horizon: datetime) -> datetime | None:
-        return self._execute("job_next_run_at", {"queues": list(queues), "horizon": horizon})[0]["run_at"]
+        run_at: datetime | None = self._execute("job_next_run_at", {"queues": list(queues), "horizon": horizon})[0][
+            "run_at"
+        ]
+        return run_at
 
     # -- jobs: operator actions --------------------------------------------------------------------------
     def job_cancel_many(self, *, now: datetime, ids: Sequence[UUID], terminate: bool = False) -> dict[UUID, str]:
@@ -294,7 +290,7 @@ class Store:
         """Delete one batch of finished jobs; returns how many were deleted."""
         with self._cursor() as cur:
             cur.execute(queries()["job_prune_many"], {"statuses": list(statuses), "before": before, "limit": limit})
-            return cur.rowcount
+            return int(cur.rowcount)
 
     def job_queued_ids(self, *, queue: str, limit: int) -> list[UUID]:
         """Up to ``limit`` ids of ``queue``'s queued jobs (due or scheduled)."""
@@ -307,7 +303,7 @@ class Store:
         """Delete one batch of groups made before ``before`` whose members are all gone; returns how many."""
         with self._cursor() as cur:
             cur.execute(queries()["group_prune_many"], {"before": before, "limit": limit})
-            return cur.rowcount
+            return int(cur.rowcount)
 
     def job_retry_many(self, *, now: datetime, ids: Sequence[UUID]) -> set[UUID]:
         """Failed/cancelled jobs back to ``queued`` (due ``now``, one more attempt allowed); NOTIFYs their
@@ -340,34 +336,6 @@ class Store:
                     self.job_cancel_many(now=now, ids=pending)
             return {row["id"] for row in self._execute("job_delete_many", {"ids": list(ids)})}
 
-    def job_fill_synthetic(
-        self,
-        *,
-        now: datetime,
-        first: int,
-        last: int,
-        total: int,
-        names: Sequence[str],
-        queues: Sequence[str],
-        worker_id: UUID,
-    ) -> None:
-        """Benchmarks only: insert synthetic jobs number ``first..last`` (1-based) of ``total``, spread over the
-        day before ``now``; ``names[k]`` runs on ``queues[k]``."""
-        params = {
-            "now": now,
-            "first": first,
-            "last": last,
-            "total": total,
-            "names": list(names),
-            "queues": list(queues),
-            "worker_id": worker_id,
-        }
-        self._execute("job_fill_synthetic", params)
-
-    def job_table_analyze(self) -> None:
-        """VACUUM (ANALYZE) the job table; must run outside a transaction."""
-        self._execute("job_table_analyze", {})
-
     # -- jobs: reads ----------------------------------------------------------------------------------
     def job_get(self, job_id: UUID) -> dict[str, Any] | None:
         rows = self._execute("job_get", {"id": job_id})
@@ -375,7 +343,8 @@ class Store:
 
     def job_count_estimate(self) -> int | None:
         """The planner's row count of the job table, or ``None`` before its first ANALYZE."""
-        return self._execute("job_count_estimate", {})[0]["estimate"]
+        estimate: int | None = self._execute("job_count_estimate", {})[0]["estimate"]
+        return estimate
 
     # -- queue dashboard --------------------------------------------------------------------------------
     def queue_stats_waiting(self, *, now: datetime) -> list[dict[str, Any]]:
@@ -524,7 +493,8 @@ class Store:
         self._execute("schedule_record_fire", {"id": id, "fired_at": fired_at, "job_id": job_id, "status": status})
 
     def schedule_next_fire_at(self) -> datetime | None:
-        return self._execute("schedule_next_fire_at", {})[0]["next_fire_at"]
+        next_fire_at: datetime | None = self._execute("schedule_next_fire_at", {})[0]["next_fire_at"]
+        return next_fire_at
 
     def schedule_listen(self) -> None:
         self._execute("schedule_listen", {})

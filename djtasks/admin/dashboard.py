@@ -25,7 +25,7 @@ from ..models import QueueDashboard
 
 REFRESH_S = 5  # default auto-refresh period; ?refresh=N (1..300) overrides it
 CHART_HEIGHT = 36
-BAR_WIDTH = 4
+BAR_WIDTH = 2  # a queue's sparkline: 60 minutes in 120 px, so the table fits a 1280 px screen
 BIG_CHART_HEIGHT = 80  # the all-queues chart at the top
 BIG_BAR_WIDTH = 10
 

@@ -21,10 +21,12 @@ from django.core.exceptions import ImproperlyConfigured
 
 from .. import cron, serialization
 from ..conf import djtasks_settings
+from ..cursors import django_store
 from ..exceptions import NotRegistered
 from ..ids import uuid7
+from ..periodic import row_errors
 from ..registry import registry
-from ..schedules import ScheduleDef, defined_schedules, row_errors
+from ..schedules import ScheduleDef, defined_schedules
 from ..store import Store
 
 logger = logging.getLogger("djtasks.beat")
@@ -127,7 +129,8 @@ class Scheduler:
         """On a worker-style ``WorkerConnection`` (autocommit psycopg; a fire is one explicit transaction)."""
 
         def atomic() -> AbstractContextManager[Any]:
-            return conn.connection.transaction()  # looked up per fire: the connection may have been reopened
+            transaction: AbstractContextManager[Any] = conn.connection.transaction()
+            return transaction  # looked up per fire: the connection may have been reopened
 
         return cls(conn.store, atomic)
 
@@ -137,7 +140,7 @@ class Scheduler:
         from django.db import transaction
 
         alias = alias or djtasks_settings.DATABASE
-        return cls(Store.for_django(alias), lambda: transaction.atomic(using=alias))
+        return cls(django_store(alias), lambda: transaction.atomic(using=alias))
 
     # -- sync -----------------------------------------------------------------------------------------
     def sync(self, now: datetime, definitions: Iterable[ScheduleDef] | None = None) -> SyncResult:
@@ -157,7 +160,7 @@ class Scheduler:
                 f"periodic schedule(s) {', '.join(unknown)} name jobs that no @job registered (system check djtasks.E006)"
             )
         default_tz = settings.TIME_ZONE or "UTC"
-        rows = []
+        rows: list[dict[str, Any]] = []
         for d in definitions:
             timing = d.timing(default_tz)
             rows.append(

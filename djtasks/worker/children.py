@@ -16,6 +16,7 @@ from uuid import UUID
 
 from ..exceptions import NotRegistered, TimeLimitExceeded
 from ..ids import uuid7
+from ..rows import JobAttempt, Outcome
 from . import link
 from .executor import cancelled_outcome, failure_outcome, lookup, report
 from .process import WorkerConfig, main
@@ -45,10 +46,10 @@ class Kill:
     jobs: list[RunningJob] = field(default_factory=list)
     raised: dict[UUID, BaseException] = field(default_factory=dict)  # by job id, for the signals
 
-    def outcomes(self, pid: int | None, now: datetime) -> list[dict[str, Any]]:
-        found = []
+    def outcomes(self, pid: int | None, now: datetime) -> list[Outcome]:
+        found: list[Outcome] = []
         for job in self.jobs:
-            row = {"id": job.id, "attempt": job.attempt}
+            row: JobAttempt = {"id": job.id, "attempt": job.attempt}
             if self.reason == TIME_LIMIT:
                 exc = TimeLimitExceeded(
                     f"ran past its time_limit of {job.time_limit:g} s; its worker process (pid {pid}) was killed"
@@ -59,7 +60,7 @@ class Kill:
                 found.append(cancelled_outcome(row, f"terminated on request: worker process pid {pid} was killed", now))
         return found
 
-    def report(self, outcomes: list[dict[str, Any]], written: set[UUID]) -> None:
+    def report(self, outcomes: list[Outcome], written: set[UUID]) -> None:
         """Send the attempt signals of the outcomes that were recorded (``written``), in the supervisor: the
         process that ran the jobs is gone."""
         names = {job.id: job.name for job in self.jobs}

@@ -13,11 +13,11 @@ import logging
 import queue
 import threading
 from collections.abc import Callable
-from typing import Any
 from uuid import UUID
 
 import psycopg
 
+from ..rows import Outcome
 from .db import CONNECTION_ERRORS, WorkerConnection
 
 logger = logging.getLogger("djtasks.worker")
@@ -34,14 +34,14 @@ class Completer(threading.Thread):
         super().__init__(name="djtasks-completer", daemon=True)
         self.worker_id = worker_id
         self.db = WorkerConnection(alias, role="completer", prepare=True)
-        self._queue: queue.SimpleQueue[dict[str, Any] | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[Outcome | None] = queue.SimpleQueue()
         self._pending: set[UUID] = set()  # ids of outcomes put and not yet written (or fenced off)
         self._lock = threading.Condition()
         self.written = 0
         self.on_done = on_done
         self.fenced = 0
 
-    def put(self, outcome: dict[str, Any]) -> None:
+    def put(self, outcome: Outcome) -> None:
         with self._lock:
             self._pending.add(outcome["id"])
         self._queue.put(outcome)
@@ -78,7 +78,7 @@ class Completer(threading.Thread):
             self._write(batch)
         self.db.close()
 
-    def _finish(self, batch: list[dict[str, Any]], *, replacement: bool = False) -> set[UUID]:
+    def _finish(self, batch: list[Outcome], *, replacement: bool = False) -> set[UUID]:
         """Write a batch, retrying while the database is away. An outcome the database refuses for another
         reason (it should not happen: results are JSON already) is written alone, and if it still fails the
         job is failed with that error, so one bad outcome never blocks the others or stays unrecorded."""
@@ -105,7 +105,7 @@ class Completer(threading.Thread):
                 outcome = failure_outcome(batch[0], exc, timezone.now(), retry_in=None)
                 return self._finish([outcome], replacement=True)
 
-    def _write(self, batch: list[dict[str, Any]]) -> None:
+    def _write(self, batch: list[Outcome]) -> None:
         written = self._finish(batch)
         self.written += len(written)
         lost = [o["id"] for o in batch if o["id"] not in written]

@@ -35,6 +35,7 @@ from .. import serialization, signals
 from ..exceptions import NotRegistered
 from ..ids import uuid7
 from ..registry import registry
+from ..rows import ClaimedJob, Outcome
 from . import link
 from .async_executor import DEFAULT_ASYNC_CONCURRENCY, AsyncJobs
 from .completer import Completer
@@ -85,7 +86,7 @@ def rss_mb() -> float:
 class _JobScope:
     """Wraps one job function call: tells the supervisor it started and ended, arms the soft limit."""
 
-    def __init__(self, process: WorkerProcess, row: dict[str, Any], hard: float | None, soft: float | None) -> None:
+    def __init__(self, process: WorkerProcess, row: ClaimedJob, hard: float | None, soft: float | None) -> None:
         self.process, self.row, self.hard, self.soft = process, row, hard, soft
         self.guard: Any = None
 
@@ -169,7 +170,7 @@ class WorkerProcess:
         self._async_unfinished = 0  # async jobs handed to the event loop and not finished
 
     # -- running jobs ---------------------------------------------------------------------------------
-    def running(self, row: dict[str, Any], *, time_limit: float | None, soft_time_limit: float | None) -> _JobScope:
+    def running(self, row: ClaimedJob, *, time_limit: float | None, soft_time_limit: float | None) -> _JobScope:
         """``JobRuntime`` for the executor."""
         return _JobScope(self, row, time_limit, soft_time_limit)
 
@@ -179,7 +180,7 @@ class WorkerProcess:
             known = set(self._running)
         return known | self.completer.pending_ids()
 
-    def _submit(self, row: dict[str, Any]) -> None:
+    def _submit(self, row: ClaimedJob) -> None:
         with self._lock:
             self._running[row["id"]] = row["attempt"]
             self._waiting += 1
@@ -216,12 +217,12 @@ class WorkerProcess:
             )
         return self.async_jobs
 
-    def _async_job_ended(self, row: dict[str, Any], outcome: dict[str, Any], seconds: float) -> None:
+    def _async_job_ended(self, row: ClaimedJob, outcome: Outcome, seconds: float) -> None:
         with self._lock:
             self._async_unfinished -= 1
         self._job_ended(row, outcome, seconds)
 
-    def _run_one(self, row: dict[str, Any]) -> None:
+    def _run_one(self, row: ClaimedJob) -> None:
         self._job_began(row)
         started = time.perf_counter()
         try:
@@ -231,11 +232,11 @@ class WorkerProcess:
             outcome = failure_outcome(row, exc, timezone.now(), retry_in=None)
         self._job_ended(row, outcome, time.perf_counter() - started)
 
-    def _job_began(self, row: dict[str, Any]) -> None:
+    def _job_began(self, row: ClaimedJob) -> None:
         with self._lock:
             self._waiting -= 1
 
-    def _job_ended(self, row: dict[str, Any], outcome: dict[str, Any], seconds: float) -> None:
+    def _job_ended(self, row: ClaimedJob, outcome: Outcome, seconds: float) -> None:
         self.durations.observe(row["name"], seconds)
         self.completer.put(outcome)
         with self._lock:

@@ -19,11 +19,11 @@ import select
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from datetime import timedelta
-from typing import Any
 from uuid import UUID
 
 from django.utils import timezone
 
+from ..rows import ClaimedJob
 from ..status import JobStatus
 from .db import CONNECTION_ERRORS, WorkerConnection
 from .prefetch import Durations
@@ -41,7 +41,7 @@ class Producer:
         worker_id: UUID,
         queues: Sequence[str],
         slots: int,
-        submit: Callable[[dict[str, Any]], None],
+        submit: Callable[[ClaimedJob], None],
         poll_interval: float,
         listen: bool,
         alias: str | None = None,
@@ -65,8 +65,8 @@ class Producer:
         self.durations = durations or Durations()
         self.waiting = waiting  # claimed jobs not started yet (in the executor's queue)
         # claimed jobs not finished running (waiting or executing); default: all not yet recorded
-        self.unfinished = unfinished if unfinished is not None else lambda: self._outstanding
         self._outstanding = 0  # claimed jobs whose outcome is not recorded yet
+        self.unfinished = unfinished if unfinished is not None else lambda: self._outstanding
         self._last_names: set[str] = set()
         self._expired: list[UUID] = []  # workflow jobs the claim expired, whose hand-off is not written yet
         self._lock = threading.Lock()

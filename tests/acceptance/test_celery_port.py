@@ -8,7 +8,7 @@ from django.db import transaction
 import djtasks
 from djtasks import JobResult, JobStatus
 from djtasks.models import Job, Schedule
-from djtasks.schedules import add_schedule
+from djtasks.periodic import add_schedule
 from tests.celery_port import tasks
 from tests.conftest import ManagedProcess, wait_until
 from tests.testapp.models import Execution

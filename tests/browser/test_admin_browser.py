@@ -14,9 +14,9 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.utils import timezone
 
+from djtasks.cursors import django_store
 from djtasks.ids import uuid7
-from djtasks.models import Job, Worker
-from djtasks.store import Store
+from djtasks.models import Job, Schedule, Worker
 from tests.browser.conftest import ARTIFACTS
 from tests.conftest import wait_until
 
@@ -43,7 +43,7 @@ def enqueue(name: str, *args: object, count: int = 1) -> list:
         }
         for _ in range(count)
     ]
-    Store.for_django().job_insert_many(now=now, jobs=rows)
+    django_store().job_insert_many(now=now, jobs=rows)
     return [row["id"] for row in rows]
 
 
@@ -112,3 +112,58 @@ def test_operator_watches_the_queue_drain_then_retries_a_failed_job(browser_page
     page.screenshot(path=str(ARTIFACTS / "job_list.png"), full_page=True)
     page.goto(f"{live_site}/admin/djtasks/worker/")
     assert page.locator("#result_list").inner_text().count("alive") == 1
+
+
+OVERFLOW_JS = """() => {
+    const page = document.documentElement.scrollWidth - window.innerWidth;
+    const boxes = [...document.querySelectorAll('#changelist .results, #content, #content-main, .djtasks-dashboard')]
+        .map(el => ({what: el.id || el.className, over: el.scrollWidth - el.clientWidth}))
+        .filter(b => b.over > 0);
+    return {page, boxes};
+}"""
+
+
+def test_admin_pages_fit_a_1280_pixel_screen(browser_page, live_site):
+    """At 1280 x 800 the dashboard, the job list, the schedules and the workers need no horizontal scrolling,
+    neither of the page nor of the list (which would hide columns behind a scroll bar)."""
+    page = browser_page
+    page.set_viewport_size({"width": 1280, "height": 800})
+    log_in(page, live_site)
+    page.wait_for_url(f"{live_site}/admin/")
+    enqueue("example_site.demo.tasks.add", 1, 2, 0.5, count=3)
+    failing = enqueue("example_site.demo.tasks.fail_once", 20, 22)[0]
+    Job.objects.filter(id=failing).update(
+        status="failed",
+        attempt=1,
+        started_at=timezone.now(),
+        finished_at=timezone.now(),
+        errors=[{"type": "builtins.RuntimeError", "message": "x" * 300, "traceback": "", "attempt": 1}],
+    )
+    now = timezone.now()
+    Schedule.objects.create(
+        name="nightly-report-for-every-customer",
+        job_name="example_site.demo.tasks.fail_once",
+        cron="*/15 2 * * 1-5",
+        timezone="America/Argentina/Buenos_Aires",
+        next_fire_at=now,
+        last_fire_at=now,
+        last_job_id=failing,
+        last_status="skipped: the previous job is still queued or running",
+        source="settings",
+    )
+    Schedule.objects.create(name="demo-heartbeat", job_name="example_site.demo.tasks.heartbeat", interval_seconds=30)
+    pages = {
+        "dashboard": "/admin/djtasks/queuedashboard/",
+        "job_list": "/admin/djtasks/job/",
+        "schedules": "/admin/djtasks/schedule/",
+        "workers": "/admin/djtasks/worker/",
+    }
+    overflowing = {}
+    for name, path in pages.items():
+        page.goto(live_site + path)
+        page.wait_for_load_state("networkidle")
+        page.screenshot(path=str(ARTIFACTS / f"{name}_1280x800.png"), full_page=False)
+        found = page.evaluate(OVERFLOW_JS)
+        if found["page"] > 0 or found["boxes"]:
+            overflowing[name] = found
+    assert not overflowing, f"horizontal overflow at 1280 px: {overflowing}"

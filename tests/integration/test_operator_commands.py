@@ -13,7 +13,7 @@ from django.core.management import CommandError, call_command
 from django.test import override_settings
 
 from djtasks.models import Job
-from djtasks.schedules import add_schedule
+from djtasks.periodic import add_schedule
 from tests.conftest import subprocess_env
 from tests.testapp import tasks
 

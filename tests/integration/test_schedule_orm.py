@@ -13,7 +13,7 @@ from django.core.management import call_command
 from djtasks.cron import Timing, first_fire
 from djtasks.maintenance.scheduler import Scheduler
 from djtasks.models import Job, Schedule
-from djtasks.schedules import add_schedule
+from djtasks.periodic import add_schedule
 from djtasks.worker.db import WorkerConnection
 from tests.testapp import tasks
 

@@ -92,10 +92,10 @@ class Command(BaseCommand):
     def handle_prune(self, **options: Any) -> None:
         from django.utils import timezone
 
+        from djtasks.cursors import django_store
         from djtasks.maintenance.pruner import prune_all
-        from djtasks.store import Store
 
-        result = prune_all(timezone.now(), Store.for_django())
+        result = prune_all(timezone.now(), django_store())
         self.stdout.write(f"deleted {result.succeeded} succeeded/cancelled and {result.failed} failed job(s)")
 
     def handle_cancel(self, *, ids: list[str], terminate: bool, **options: Any) -> None:
