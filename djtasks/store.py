@@ -297,7 +297,7 @@ class Store:
         return [row["id"] for row in self._execute("job_queued_ids", {"queue": queue, "limit": limit})]
 
     def job_count_waiting(self, *, queue: str) -> int:
-        return self._execute("job_count_waiting", {"queue": queue})[0]["waiting"]
+        return int(self._execute("job_count_waiting", {"queue": queue})[0]["waiting"])
 
     def group_prune_many(self, *, before: datetime, limit: int) -> int:
         """Delete one batch of groups made before ``before`` whose members are all gone; returns how many."""
