@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .calling import enqueue
 from .canvas import Signature, chain, chord, group
 from .exceptions import (
     EnqueueError,
@@ -33,6 +34,7 @@ __all__ = [
     "SoftTimeLimitExceeded",
     "chain",
     "chord",
+    "enqueue",
     "group",
     "job",
     "pause_queue",

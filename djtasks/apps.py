@@ -12,5 +12,7 @@ class DjtasksConfig(AppConfig):
         from django.utils.module_loading import autodiscover_modules
 
         from . import checks  # noqa: F401 - registers the system checks
+        from .periodic import install_schedule_hooks
 
+        install_schedule_hooks()  # Schedule.save() validates and wakes the schedulers
         autodiscover_modules("tasks")

@@ -52,7 +52,7 @@ from . import serialization
 from .conf import djtasks_settings
 from .cursors import django_store
 from .exceptions import NotRegistered
-from .jobs import DEFAULT_RETRY_BACKOFF_MAX_S, Job
+from .jobs import DEFAULT_RETRY_BACKOFF_MAX_S, DEFAULT_RETRY_DELAY_S, Job
 from .registry import registry
 from .status import JobStatus
 
@@ -64,7 +64,7 @@ STATUSES = {
     JobStatus.FAILED: TaskResultStatus.FAILED,
     JobStatus.CANCELLED: TaskResultStatus.FAILED,
 }
-TASK_OPTIONS = ("max_attempts", "retry_backoff", "retry_backoff_max", "time_limit", "soft_time_limit")
+TASK_OPTIONS = ("max_attempts", "retry_backoff", "retry_backoff_max", "retry_delay", "time_limit", "soft_time_limit")
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -72,7 +72,8 @@ class DjtasksTask(Task):  # type: ignore[type-arg]  # generic only in django-stu
     """The task class of ``DatabaseBackend``: Django's ``Task`` with djtasks' options.
 
     ``max_attempts`` (default 1 = no retry), ``retry_backoff`` (``True`` for a 1 s base, or base seconds;
-    exponential with jitter), ``retry_backoff_max`` (seconds, default 600), ``time_limit`` (seconds; past it
+    exponential with jitter), ``retry_backoff_max`` (seconds, default 600), ``retry_delay`` (seconds before a
+    retry without a backoff, default 10), ``time_limit`` (seconds; past it
     the worker process running the task is killed) and ``soft_time_limit`` (seconds, below ``time_limit``;
     ``SoftTimeLimitExceeded`` is raised in the task, or an async task is cancelled). Same meaning as ``@job``'s.
     """
@@ -80,6 +81,7 @@ class DjtasksTask(Task):  # type: ignore[type-arg]  # generic only in django-stu
     max_attempts: int = 1
     retry_backoff: bool | float = False
     retry_backoff_max: float = DEFAULT_RETRY_BACKOFF_MAX_S
+    retry_delay: float | timedelta = DEFAULT_RETRY_DELAY_S
     time_limit: float | timedelta | None = None
     soft_time_limit: float | timedelta | None = None
 

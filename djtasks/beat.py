@@ -1,8 +1,9 @@
 """The beat loop: sync schedules once, then fire due ticks until stopped.
 
 It sleeps until the earliest schedule is due, but never longer than the reload interval, so schedules edited
-anywhere are picked up within it; with ``LISTEN`` it also wakes at once when the admin saves a schedule (the
-admin ``NOTIFY``s ``djtasks_schedule``). ``runbeat`` runs it in the main thread; ``runworker --beat`` runs it
+anywhere are picked up within it; with ``LISTEN`` it also wakes at once when the admin or ``Schedule.save()``
+saves a schedule (they ``NOTIFY`` ``djtasks_schedule``). Each pass first plans rows written past ``save()``
+(``Scheduler.plan_unplanned``), so a ``QuerySet.update`` or ``bulk_create`` applies within the interval. ``runbeat`` runs it in the main thread; ``runworker --beat`` runs it
 in a thread of the supervisor, away from the worker processes' hot path.
 """
 

@@ -2,25 +2,27 @@
 
 from __future__ import annotations
 
+import fnmatch
 from typing import Any
 
 from django.conf import settings
 from django.core import checks
 from django.core.checks import Error, register
+from django.core.checks import Warning as CheckWarning
 from django.core.exceptions import ImproperlyConfigured
 from django.db.utils import load_backend
 
-from .conf import SettingError, parse
+from .conf import SettingError, is_glob, parse
 from .registry import registry
 
 
 @register("djtasks")
-def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Error]:
+def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Error | CheckWarning]:
     try:
         conf = parse(getattr(settings, "DJTASKS", None))
     except SettingError as exc:
         return [Error(str(exc), hint=exc.hint or "see the DJTASKS settings table in the README", id=exc.check_id)]
-    errors = []
+    errors: list[Error | CheckWarning] = []
     databases = settings.DATABASES
     if conf.DATABASE not in databases:
         errors.append(
@@ -43,7 +45,29 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Error]:
                 )
             )
     errors.extend(check_schedules(conf))
+    errors.extend(check_routes(conf))
     return errors
+
+
+def check_routes(conf: Any) -> list[CheckWarning]:
+    """A ``ROUTES`` entry that matches no registered job is probably a typo (``djtasks.W010``); it is only a
+    warning, since ``djtasks.enqueue()`` may send jobs registered only in another service."""
+    names = [job.name for job in registry.all()]
+    warnings = []
+    for pattern in conf.ROUTES:
+        if any(fnmatch.fnmatchcase(name, pattern) if is_glob(pattern) else name == pattern for name in names):
+            continue
+        close = [] if is_glob(pattern) else registry.similar(pattern)
+        warnings.append(
+            CheckWarning(
+                f"DJTASKS['ROUTES'] entry {pattern!r} matches no registered job",
+                hint=(f"did you mean {' or '.join(close)}? " if close else "")
+                + "keys are full job names (module.function, or the job's name=) or glob patterns such as "
+                "'reports.*'; ignore this if the jobs are registered only in another service",
+                id="djtasks.W010",
+            )
+        )
+    return warnings
 
 
 def check_vendor(alias: str) -> list[Error]:
@@ -98,7 +122,7 @@ def check_schedules(conf: Any) -> list[Error]:
                 )
             )
             continue
-        queue = definition.queue or registry.get(definition.job).queue
+        queue = definition.queue or conf.route(definition.job) or registry.get(definition.job).queue
         if queue is not None and queue not in conf.QUEUES:
             errors.append(
                 Error(

@@ -7,6 +7,7 @@ setting is reported with the same words by ``manage.py check`` and at run time.
 
 from __future__ import annotations
 
+import fnmatch
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -35,6 +36,8 @@ MAX_ARGS_BYTES_DEFAULT = DEFAULT_MAX_ARGS_BYTES  # 1 MiB of JSON per job's argum
 JSONB_MAX_BYTES = 268_435_455  # the most one jsonb value can hold (255 MiB)
 
 QUEUE_OPTIONS = {"concurrency", "rate_limit", "paused"}
+GLOB_CHARS = frozenset("*?[")
+ROUTE_CACHE_MAX = 10_000  # job names whose route is remembered (enqueue by name may bring any number)
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,32 @@ class DjtasksSettings:
     FAILED_RESULT_TTL: float = 7 * 86400.0
     BEAT_SCHEDULE: dict[str, ScheduleDef] = field(default_factory=dict)
     MAX_ARGS_BYTES: int = MAX_ARGS_BYTES_DEFAULT
+    ROUTES: dict[str, str] = field(default_factory=dict)
+
+    def route(self, job_name: str) -> str | None:
+        """The queue ``ROUTES`` sends ``job_name`` to, or ``None``: an exact name wins over patterns, and of
+        the glob patterns (``fnmatch``, case-sensitive) the first that matches, in the order written."""
+        if not self.ROUTES:
+            return None
+        cache: dict[str, str | None] | None = self.__dict__.get("_routes_cache")
+        if cache is None:  # made on first use; not a field, so equality and the declared settings ignore it
+            cache = {}
+            object.__setattr__(self, "_routes_cache", cache)
+        if job_name in cache:
+            return cache[job_name]
+        found = self.ROUTES.get(job_name)
+        if found is None:
+            found = next(
+                (
+                    queue
+                    for pattern, queue in self.ROUTES.items()
+                    if is_glob(pattern) and fnmatch.fnmatchcase(job_name, pattern)
+                ),
+                None,
+            )
+        if len(cache) < ROUTE_CACHE_MAX:
+            cache[job_name] = found
+        return found
 
     @property
     def rescue_interval(self) -> float:
@@ -78,6 +107,11 @@ class DjtasksSettings:
         return self.LISTEN if self.PREPARED_STATEMENTS is None else self.PREPARED_STATEMENTS
 
 
+def is_glob(pattern: str) -> bool:
+    """Whether a ``ROUTES`` key is a pattern (``*``, ``?``, ``[...]``) rather than a job name."""
+    return not GLOB_CHARS.isdisjoint(pattern)
+
+
 DURATION_KEYS = (
     "HEARTBEAT_INTERVAL",
     "WORKER_TIMEOUT",
@@ -86,7 +120,7 @@ DURATION_KEYS = (
     "RESULT_TTL",
     "FAILED_RESULT_TTL",
 )
-KNOWN_KEYS = set(DjtasksSettings.__dataclass_fields__)
+KNOWN_KEYS = {key for key in DjtasksSettings.__dataclass_fields__ if not key.startswith("_")}
 
 
 class SettingError(ImproperlyConfigured):
@@ -160,6 +194,25 @@ def _parse_queue(name: Any, options: Any) -> QueueConfig:
     return QueueConfig(name, concurrency, rate, paused)
 
 
+def _parse_routes(raw: Any, queues: dict[str, QueueConfig]) -> dict[str, str]:
+    hint = 'e.g. {"reports.*": "reports", "app.tasks.send_email": "emails"}: a job name or glob to a queue of QUEUES'
+    if not isinstance(raw, dict):
+        raise SettingError("ROUTES", f"must be a dict of job name or pattern to queue, got {type(raw).__name__}", hint)
+    routes: dict[str, str] = {}
+    for pattern, queue in raw.items():
+        if not isinstance(pattern, str) or not pattern:
+            raise SettingError("ROUTES", f"keys must be job names or glob patterns, got {pattern!r}", hint)
+        if not isinstance(queue, str) or queue not in queues:
+            raise SettingError(
+                "ROUTES",
+                f"{pattern!r} routes to queue {queue!r}, which is not in QUEUES",
+                hint=f"add {queue!r} to DJTASKS['QUEUES'] or route to one of: {', '.join(queues)}",
+                check_id="djtasks.E010",
+            )
+        routes[pattern] = queue
+    return routes
+
+
 def parse(raw: Any) -> DjtasksSettings:
     """Validate a ``DJTASKS`` dict and return the typed settings; raises ``SettingError`` on the first fault."""
     if raw is None:
@@ -231,6 +284,8 @@ def parse(raw: Any) -> DjtasksSettings:
                 '"ping": {"job": "app.tasks.ping", "every": 30}}; see "Periodic jobs" in the README',
                 check_id="djtasks.E005",
             ) from None
+    if "ROUTES" in raw:
+        values["ROUTES"] = _parse_routes(raw["ROUTES"], values.get("QUEUES") or DjtasksSettings().QUEUES)
     result = DjtasksSettings(**values)
     if result.DEFAULT_QUEUE not in result.QUEUES:
         raise SettingError(
@@ -267,6 +322,7 @@ class _LazySettings:
     FAILED_RESULT_TTL: float
     BEAT_SCHEDULE: dict[str, ScheduleDef]
     MAX_ARGS_BYTES: int
+    ROUTES: dict[str, str]
     rescue_interval: float
     prepared_statements: bool
 

@@ -32,6 +32,9 @@ from .timelimits import check_time_limits
 
 DEFAULT_RETRY_BACKOFF_S = 1.0  # base delay when retry_backoff=True
 DEFAULT_RETRY_BACKOFF_MAX_S = 600.0
+# Wait before a retry when neither a countdown nor a backoff says otherwise: long enough that a dependency
+# that just fell over is not hit again within the same second, short enough for an interactive loop.
+DEFAULT_RETRY_DELAY_S = 10.0
 BULK_BATCH_SIZE = 5000  # rows per INSERT statement in bulk_delay
 CANCEL_CHECK_INTERVAL_S = 0.5  # JobContext.is_cancelled() reads the row at most this often
 PROGRESS_INTERVAL_S = 0.5  # JobContext.set_progress() writes at most this often (the last value at the end)
@@ -46,6 +49,7 @@ JOB_OPTIONS = frozenset(
         "retry_backoff",
         "retry_backoff_max",
         "retry_on",
+        "retry_delay",
         "bind",
         "time_limit",
         "soft_time_limit",
@@ -152,7 +156,8 @@ class JobContext:
         return await sync_to_async(self.is_cancelled, thread_sensitive=True)()
 
     def retry(self, countdown: float | None = None, exc: BaseException | None = None) -> None:
-        """End this attempt and run the job again after ``countdown`` seconds (default: the job's backoff).
+        """End this attempt and run the job again after ``countdown`` seconds (default: the job's backoff if it
+        has one, else its ``retry_delay``).
 
         Counts as an attempt: when ``max_attempts`` is spent the job fails with ``exc`` (or ``Retry``).
         ``countdown`` may be a timedelta; a negative, NaN or absurdly far one raises here, in the job.
@@ -213,6 +218,10 @@ class Job:
             minimum=0,
             allow_zero=False,
         )
+        retry_delay = options.get("retry_delay", DEFAULT_RETRY_DELAY_S)
+        if isinstance(retry_delay, timedelta):
+            retry_delay = retry_delay.total_seconds()
+        self.retry_delay = _check_number(name, "retry_delay", retry_delay, minimum=0)
         retry_on = options.get("retry_on", (Exception,))
         if isinstance(retry_on, type):
             retry_on = (retry_on,)
@@ -280,10 +289,14 @@ class Job:
         """The JSON text stored as the job's result (``SerializationError`` if it cannot be)."""
         return serialization.dumps(value, "result")
 
-    def retry_delay(self, attempt: int, rand: float | None = None) -> float:
-        """Seconds before the next attempt after failed attempt number ``attempt``."""
+    def retry_in(self, attempt: int, rand: float | None = None, countdown: float | None = None) -> float:
+        """Seconds before the next attempt after failed attempt number ``attempt`` (1-based): ``countdown``
+        if given (``ctx.retry(countdown=...)``), else the backoff if the job has one, else ``retry_delay``.
+        ``rand`` (0..1) is the backoff's jitter; random when ``None``."""
+        if countdown is not None:
+            return countdown
         if not self.retry_backoff:
-            return 0.0
+            return self.retry_delay
         return backoff_seconds(
             attempt,
             base=self.retry_backoff,
@@ -292,6 +305,9 @@ class Job:
         )
 
     def should_retry(self, exc: BaseException, attempt: int, max_attempts: int) -> bool:
+        """Whether exception ``exc`` raised by attempt ``attempt`` is retried: attempts remain and ``exc`` is
+        one of ``retry_on`` (by default any ``Exception``; ``SystemExit`` and other ``BaseException``s never).
+        ``ctx.retry()`` retries whatever ``retry_on`` says, while attempts remain."""
         return attempt < max_attempts and isinstance(exc, self.retry_on)
 
     # -- enqueueing -----------------------------------------------------------------------------------
@@ -473,7 +489,8 @@ class Job:
         expires_at = inputs.expires_at(where, now, run_at, expires)
         if queue is not None and not isinstance(queue, str):
             raise TypeError(f"{where}: queue must be a string, got {queue!r:.80}")
-        queue = queue or self.queue or conf.DEFAULT_QUEUE
+        # Precedence: this call's queue, then DJTASKS["ROUTES"], then @job(queue=), then DEFAULT_QUEUE.
+        queue = queue or conf.route(self.name) or self.queue or conf.DEFAULT_QUEUE
         known = conf.QUEUES
         if queue not in known:
             raise ValueError(
@@ -526,8 +543,10 @@ def job(func: Callable[..., Any] | None = None, **options: Any) -> Any:
     Options: ``name`` (default ``module.qualname``), ``queue`` (default ``DJTASKS['DEFAULT_QUEUE']``),
     ``priority`` (-100..100, higher runs first; default 0), ``max_attempts`` (default 1 = no retry),
     ``retry_backoff`` (``True`` for a 1 s base, or base seconds; exponential with jitter, capped at
-    ``retry_backoff_max``, default 600 s; without it a retry is due at once), ``retry_on`` (exception classes
-    that retry; default any ``Exception``), ``bind`` (pass a ``JobContext`` as first argument),
+    ``retry_backoff_max``, default 600 s), ``retry_delay`` (seconds before a retry when neither
+    ``ctx.retry(countdown=)`` nor a backoff applies; default 10, 0 retries at once), ``retry_on`` (exception
+    classes that retry while attempts remain; default any ``Exception``: ``max_attempts > 1`` is the opt-in),
+    ``bind`` (pass a ``JobContext`` as first argument),
     ``time_limit`` (seconds; past it the supervisor kills the process running the job and records
     ``TimeLimitExceeded``), ``soft_time_limit`` (seconds, below ``time_limit``; raises
     ``SoftTimeLimitExceeded`` inside the job so it can clean up), ``unique`` (``.delay()`` inserts nothing

@@ -4,6 +4,8 @@ operators read through these models."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -121,13 +123,42 @@ def default_timezone() -> str:
     return settings.TIME_ZONE or "UTC"
 
 
+SCHEDULE_TIMING_FIELDS = ("cron", "interval_seconds", "at", "timezone")
+SCHEDULE_CHECKED_FIELDS = (
+    "job_name",
+    *SCHEDULE_TIMING_FIELDS,
+    "args",
+    "kwargs",
+    "queue",
+    "priority",
+    "expires_seconds",
+)
+# Set by djtasks.periodic (a layer above): "errors" validates a definition (``row_errors``), "notify" wakes the
+# schedulers. The models import nothing of djtasks above them.
+SCHEDULE_HOOKS: dict[str, Callable[..., Any]] = {}
+
+# Written by the schedulers: a save leaves them as they are in the database unless the caller changed them.
+SCHEDULE_STATUS_FIELDS = ("next_fire_at", "last_fire_at", "last_job_id", "last_status")
+
+
 class Schedule(models.Model):
-    """A periodic schedule. Rows come from code (``@periodic``), settings (``BEAT_SCHEDULE``) or the admin.
+    """A periodic schedule. Rows come from code (``@periodic``), settings (``BEAT_SCHEDULE``), the admin, or
+    your own code through the ORM (``Schedule.objects.create(...)``, ``djtasks.periodic.add_schedule``).
 
     Exactly one of ``cron`` (read in ``timezone``), ``interval_seconds`` or ``at`` (once) says when it fires.
     ``next_fire_at`` is the tick that fires next: a scheduler fires it by moving ``next_fire_at`` on with a
     compare-and-set and inserting the job in the same transaction, so each tick fires once however many
-    schedulers run. ``NULL`` means it never fires again (a one-off that fired).
+    schedulers run. ``NULL`` on an enabled row means "not planned yet" (a scheduler plans it at its next pass),
+    except on a one-off that fired, which never fires again.
+
+    ``save()`` validates like the admin form (``full_clean()``: a bad cron, an unknown job name or queue raise
+    ``ValidationError`` and nothing is written), plans ``next_fire_at`` when the row is new, re-timed or
+    switched back on, writes the scheduler-owned fields only if you changed them, and wakes the running
+    schedulers when the transaction commits. Writes that skip ``save()`` (``QuerySet.update``,
+    ``bulk_create``, ``loaddata``, raw SQL) are caught by the schedulers: a row without a next tick, or whose
+    timing, job or queue changed (a database trigger clears its ``next_fire_at`` then), is validated and
+    planned at the next pass (within about a second), or disabled with the reason in ``last_status`` and the
+    log.
     """
 
     SOURCES = [("code", "code"), ("settings", "settings"), ("admin", "admin")]
@@ -208,10 +239,97 @@ class Schedule(models.Model):
                 raise ValidationError(str(exc)) from None
             raise ValidationError({"kwargs" if exc.path.startswith("kwargs") else "args": str(exc)}) from None
 
+    @classmethod
+    def from_db(cls, db: Any, field_names: Any, values: Any, **kwargs: Any) -> Schedule:
+        obj = super().from_db(db, field_names, values, **kwargs)  # Django 6 passes fetch_mode
+        obj._remember_loaded()
+        return obj
+
+    def _remember_loaded(self) -> None:
+        fields = (*SCHEDULE_CHECKED_FIELDS, *SCHEDULE_STATUS_FIELDS, "enabled")
+        self._loaded = {f: getattr(self, f) for f in fields if f in self.__dict__}
+
+    def refresh_from_db(self, *args: Any, **kwargs: Any) -> None:
+        super().refresh_from_db(*args, **kwargs)
+        self._remember_loaded()
+
+    def clean_fields(self, exclude: Any = None) -> None:
+        errors: dict[str, list[str]] = {}
+        try:
+            super().clean_fields(exclude)
+        except ValidationError as exc:
+            errors = exc.message_dict
+        row_errors = SCHEDULE_HOOKS.get("errors")
+        if row_errors is None:  # djtasks not imported: nothing registered a job either
+            if errors:
+                raise ValidationError(errors)
+            return
+        skip = set(exclude or ()) | set(errors)
+        if self.cron:
+            self.cron = self.cron.strip()
+        found = row_errors(**{f: getattr(self, f) for f in SCHEDULE_CHECKED_FIELDS})
+        for field, message in found.items():
+            if field == "__all__":
+                if not skip & set(SCHEDULE_TIMING_FIELDS):
+                    errors.setdefault(field, []).append(message)
+            elif field not in skip:
+                errors.setdefault(field, []).append(message)
+        if errors:
+            raise ValidationError(errors)
+
+    def plan(self, now: datetime) -> datetime | None:
+        """The tick to fire next for a new, re-timed or re-enabled schedule: the first after ``now``; a one-off
+        (``at``) that already fired stays done unless its time was changed."""
+        from .cron import Timing, first_fire
+
+        loaded = getattr(self, "_loaded", {})
+        retimed = any(loaded.get(f, getattr(self, f)) != getattr(self, f) for f in SCHEDULE_TIMING_FIELDS)
+        if not retimed and self.at is not None and self.last_fire_at is not None and self.last_fire_at >= self.at:
+            return None
+        timing = Timing.make(cron=self.cron or None, every=self.interval_seconds, at=self.at, tz=self.timezone)
+        return first_fire(timing, now)
+
+    def _needs_plan(self) -> bool:
+        loaded = getattr(self, "_loaded", None)
+        if not self.enabled:
+            return False
+        if loaded is None or self._state.adding:
+            return self.next_fire_at is None  # a value given with a new row (a fixture, a test) is kept
+        if "next_fire_at" in loaded and self.next_fire_at != loaded["next_fire_at"]:
+            return False  # the caller set it
+        changed = [f for f in SCHEDULE_TIMING_FIELDS if f in loaded and loaded[f] != getattr(self, f)]
+        switched_on = loaded.get("enabled") is False
+        return bool(changed) or switched_on or self.next_fire_at is None
+
     def save(self, *args: Any, **kwargs: Any) -> None:
-        """Save, refusing (``SerializationError``, before any SQL) arguments the database cannot store."""
-        self.check_arguments()
+        """Validate (``ValidationError``), plan ``next_fire_at`` if needed, write, and tell the schedulers."""
+        from django.utils import timezone
+
+        self.check_arguments()  # what the database cannot store is refused before any SQL, enabled or not
+        update_fields = kwargs.get("update_fields")
+        if self.enabled or self._state.adding:
+            # A schedule that can fire must be valid; switching one off (say, after its job was removed from
+            # the code) is always allowed.
+            self.full_clean(exclude=None, validate_unique=update_fields is None, validate_constraints=False)
+        if (update_fields is None or "next_fire_at" not in update_fields) and self._needs_plan():
+            self.next_fire_at = self.plan(timezone.now())
+            if update_fields is not None:
+                update_fields = [*update_fields, "next_fire_at"]
+        loaded = getattr(self, "_loaded", None)
+        if update_fields is None and loaded is not None and not self._state.adding and not kwargs.get("force_insert"):
+            # A full save of a row read earlier: leave what a scheduler wrote meanwhile (its next tick, its last
+            # fire) alone, or a stale next_fire_at written back would fire a tick twice.
+            untouched = {f for f in SCHEDULE_STATUS_FIELDS if f in loaded and getattr(self, f) == loaded[f]}
+            update_fields = [
+                f.attname for f in self._meta.concrete_fields if not f.primary_key and f.attname not in untouched
+            ]
+        if update_fields is not None:
+            kwargs["update_fields"] = update_fields
         super().save(*args, **kwargs)
+        self._remember_loaded()
+        notify = SCHEDULE_HOOKS.get("notify")
+        if notify is not None:
+            notify(self.name)  # delivered on commit: schedulers re-read at once
 
 
 class UUIDArrayField(models.Field):  # type: ignore[type-arg]

@@ -110,6 +110,32 @@ def cancel_requested(job_id: uuid.UUID) -> bool:
         return False
 
 
+def waiting_jobs(queue: str) -> int:
+    """How many jobs wait in ``queue`` (queued, due now or later): what ``purge_queue`` would delete."""
+    return django_store().job_count_waiting(queue=queue)
+
+
+def purge_queue(queue: str) -> int:
+    """Delete every waiting job of ``queue`` (status ``queued``, due or scheduled, retries included), in batches
+    of ``BATCH_SIZE``; running and finished jobs are left alone, and as with ``delete_jobs`` a workflow step
+    deleted before it ran cancels the steps after it. Returns how many were deleted.
+
+    ``ValueError`` for a queue that is neither in ``DJTASKS["QUEUES"]`` nor holds waiting jobs (a typo).
+    """
+    from .conf import djtasks_settings
+
+    store = django_store()
+    if queue not in djtasks_settings.QUEUES and not store.job_count_waiting(queue=queue):
+        raise ValueError(f"unknown queue {queue!r}; known: {', '.join(djtasks_settings.QUEUES)}")
+    deleted = 0
+    # Through job_delete_many: a workflow step deleted before it ran cancels the steps waiting on it. A job a
+    # worker claims meanwhile is running, so it is neither deleted nor listed again.
+    while batch := store.job_queued_ids(queue=queue, limit=BATCH_SIZE):
+        deleted += len(store.job_delete_many(ids=batch, now=timezone.now()))
+    logger.info("purged %d waiting job(s) from queue %r", deleted, queue)
+    return deleted
+
+
 def set_progress(job_id: uuid.UUID, attempt: int, progress: str) -> None:
     """Store a running job's progress (JSON text), for ``JobContext.set_progress``.
 

@@ -11,12 +11,17 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
+from django.db import transaction
 
-from .cron import CATCH_UP_SKIP
+from . import serialization
+from .conf import PRIORITY_MAX, PRIORITY_MIN, djtasks_settings
+from .cron import CATCH_UP_SKIP, Timing, validate_cron, zone
+from .cursors import django_store
 from .jobs import Job
 from .registry import registry
-from .schedules import SOURCE_CODE, build, code_schedules
+from .schedules import SOURCE_ADMIN, SOURCE_CODE, build, code_schedules
 
 
 def periodic(
@@ -86,3 +91,142 @@ def periodic(
     if job is not None:
         return register(job)
     return register
+
+
+def row_errors(
+    *,
+    job_name: Any,
+    cron: Any,
+    interval_seconds: Any,
+    at: Any,
+    timezone: Any,
+    args: Any,
+    kwargs: Any,
+    queue: Any,
+    priority: Any,
+    expires_seconds: Any,
+) -> dict[str, str]:
+    """What is wrong with a schedule row's definition, by field (``"__all__"`` for the timing as a whole);
+    empty when it can fire. The one validation of rows, whoever writes them: ``Schedule.full_clean()``
+    (so ``save()`` and the admin form), and the scheduler for rows written past the model."""
+    errors: dict[str, str] = {}
+    if not isinstance(job_name, str) or job_name not in registry:
+        close = registry.similar(job_name) if isinstance(job_name, str) else []
+        hint = f" Did you mean {' or '.join(close)}?" if close else ""
+        errors["job_name"] = f"No job named {job_name!r} is registered.{hint}"
+    if cron:
+        try:
+            validate_cron(cron)
+        except ValueError as exc:
+            errors["cron"] = str(exc)
+    try:
+        zone(timezone)
+    except ValueError as exc:
+        errors["timezone"] = str(exc)
+    given = [value for value in (cron, interval_seconds, at) if value not in (None, "")]
+    if len(given) != 1:
+        errors["__all__"] = "Give exactly one of: a cron expression, an interval in seconds, or a time (at)."
+    elif "cron" not in errors and "timezone" not in errors:
+        try:
+            Timing.make(cron=cron or None, every=interval_seconds, at=at, tz=timezone)
+        except ValueError as exc:
+            errors["__all__"] = str(exc)
+    if queue and queue not in djtasks_settings.QUEUES:
+        errors["queue"] = f"Unknown queue {queue!r}; known: {', '.join(djtasks_settings.QUEUES)}."
+    if priority is not None and not PRIORITY_MIN <= priority <= PRIORITY_MAX:
+        errors["priority"] = f"Priority must be between {PRIORITY_MIN} and {PRIORITY_MAX}, got {priority}."
+    if not isinstance(args, list):
+        errors["args"] = f"Positional arguments must be a JSON list, got {type(args).__name__}."
+    if not isinstance(kwargs, dict):
+        errors["kwargs"] = f"Keyword arguments must be a JSON object, got {type(kwargs).__name__}."
+    if expires_seconds is not None and expires_seconds <= 0:
+        errors["expires_seconds"] = f"Expires must be a positive number of seconds, got {expires_seconds}."
+    return errors
+
+
+def add_schedule(
+    name: str,
+    job: Job | str,
+    *,
+    cron: str | None = None,
+    every: float | timedelta | None = None,
+    at: datetime | None = None,
+    tz: str | None = None,
+    args: Iterable[Any] | None = None,
+    kwargs: dict[str, Any] | None = None,
+    queue: str | None = None,
+    priority: int | None = None,
+    catch_up: str = CATCH_UP_SKIP,
+    expires: float | timedelta | None = None,
+    unique: bool = False,
+    enabled: bool = True,
+) -> Any:
+    """Create the database schedule ``name``, or update it if it exists, and return the ``Schedule`` row:
+    for code that makes schedules at run time (a data migration, a view, a tenant's setup), where
+    ``@periodic`` (fixed in code) does not fit. Options are those of ``periodic()``.
+
+    Runs in a transaction on ``DJTASKS["DATABASE"]`` (joining the caller's); running schedulers pick the row up
+    when it commits. Re-timing an existing schedule moves its next tick to the first one after now; changing
+    only its arguments keeps it. A bad option raises ``ValueError``/``TypeError``, an unknown job or queue
+    ``django.core.exceptions.ValidationError``; nothing is written then. A schedule defined in code or
+    settings cannot be changed here (``ValueError``): its definition is the code's.
+    """
+    job_name = job.name if isinstance(job, Job) else job
+    definition = build(
+        name,
+        job_name,
+        cron=cron,
+        every=every,
+        at=at,
+        tz=tz,
+        args=args,
+        kwargs=kwargs,
+        queue=queue,
+        priority=priority,
+        catch_up=catch_up,
+        expires=expires,
+        unique=unique,
+        source=SOURCE_ADMIN,
+    )
+    if not isinstance(enabled, bool):
+        raise TypeError(f"enabled must be True or False, got {enabled!r}")
+    values = {
+        "job_name": definition.job,
+        "cron": definition.cron or "",
+        "interval_seconds": definition.every,
+        "at": definition.at,
+        "timezone": zone(definition.tz or settings.TIME_ZONE or "UTC").key,
+        "args": serialization.loads(definition.args),
+        "kwargs": serialization.loads(definition.kwargs),
+        "queue": definition.queue or "",
+        "priority": definition.priority,
+        "catch_up": definition.catch_up,
+        "expires_seconds": definition.expires,
+        "unique": definition.unique,
+        "enabled": enabled,
+    }
+    from .models import Schedule
+
+    with transaction.atomic(using=djtasks_settings.DATABASE):
+        schedule = Schedule.objects.using(djtasks_settings.DATABASE).select_for_update().filter(name=name).first()
+        if schedule is None:
+            schedule = Schedule(name=name, source=SOURCE_ADMIN)
+        elif schedule.source != SOURCE_ADMIN:
+            raise ValueError(f"schedule {name!r} is defined in {schedule.source}; change it there")
+        for field_name, value in values.items():
+            setattr(schedule, field_name, value)
+        schedule.save(using=djtasks_settings.DATABASE)
+    return schedule
+
+
+def _notify(name: str) -> None:
+    django_store().schedule_notify(name=name)
+
+
+def install_schedule_hooks() -> None:
+    """Give ``Schedule.full_clean()`` / ``save()`` the validation and the wake-up they need from above the models
+    (called by ``AppConfig.ready()``)."""
+    from . import models
+
+    models.SCHEDULE_HOOKS["errors"] = row_errors
+    models.SCHEDULE_HOOKS["notify"] = _notify

@@ -351,6 +351,13 @@ class Store:
             cur.execute(queries()["job_prune_many"], {"statuses": list(statuses), "before": before, "limit": limit})
             return int(cur.rowcount)
 
+    def job_queued_ids(self, *, queue: str, limit: int) -> list[UUID]:
+        """Up to ``limit`` ids of ``queue``'s queued jobs (due or scheduled)."""
+        return [row["id"] for row in self._execute("job_queued_ids", {"queue": queue, "limit": limit})]
+
+    def job_count_waiting(self, *, queue: str) -> int:
+        return int(self._execute("job_count_waiting", {"queue": queue})[0]["waiting"])
+
     def group_prune_many(self, *, before: datetime, limit: int) -> int:
         """Delete one batch of groups made before ``before`` whose members are all gone; returns how many."""
         with self._cursor() as cur:
@@ -531,6 +538,22 @@ class Store:
     def schedule_due_many(self, *, now: datetime, limit: int) -> list[dict[str, Any]]:
         return self._execute("schedule_due_many", {"now": now, "limit": limit})
 
+    def schedule_unplanned_many(self, *, limit: int) -> list[dict[str, Any]]:
+        return self._execute("schedule_unplanned_many", {"limit": limit})
+
+    def _schedule_definition(self, row: dict[str, Any]) -> dict[str, Any]:
+        keys = ("id", "job_name", "queue", "cron", "interval_seconds", "at", "timezone")
+        return {key: row[key] for key in keys}
+
+    def schedule_plan(self, *, row: dict[str, Any], next_fire_at: datetime | None) -> bool:
+        """Plan ``row`` (as ``schedule_unplanned_many`` read it); False if it changed meanwhile."""
+        params = {**self._schedule_definition(row), "next_fire_at": next_fire_at}
+        return bool(self._execute("schedule_plan", params))
+
+    def schedule_disable(self, *, row: dict[str, Any], status: str) -> bool:
+        """Disable ``row`` (as read) with ``status`` as the reason; False if it changed meanwhile."""
+        return bool(self._execute("schedule_disable", {**self._schedule_definition(row), "status": status}))
+
     def schedule_fire(
         self,
         *,
@@ -604,7 +627,8 @@ class Store:
     ) -> list[dict[str, Any]]:
         """Declare dead the workers silent since before ``cutoff`` and those in ``worker_ids`` (``reason`` says
         why); delete their rows and rescue their running jobs. One row per dead worker without jobs and per
-        rescued job: ``worker_id, job_id, status, attempt``."""
+        rescued job: ``worker_id, job_id, status, attempt``, and for a job its ``name``, ``run_at`` and the
+        ``error`` entry added (JSON text)."""
         with self._atomic():
             rows = self._execute(
                 "worker_rescue_many",

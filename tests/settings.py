@@ -29,6 +29,7 @@ INSTALLED_APPS = [
     "djtasks",
     "example_site.demo",
     "tests.testapp",
+    "tests.celery_port",
 ]
 MIDDLEWARE = [
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -61,6 +62,8 @@ DJTASKS = {
     "HEARTBEAT_INTERVAL": 1,
     "WORKER_TIMEOUT": 5,
     # Synced whenever a scheduler starts; fires only on 29 February.
+    # The Celery port's CELERY_TASK_ROUTES (tests/celery_port).
+    "ROUTES": {"tests.celery_port.tasks.render_*": "slow"},
     "BEAT_SCHEDULE": {
         "testapp-settings": {
             "job": "tests.testapp.tasks.tick",

@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
 from django.db.models import OuterRef, QuerySet, Subquery
 from django.http import HttpRequest
 from django.templatetags.static import static
@@ -139,15 +140,8 @@ class ScheduleForm(forms.ModelForm):
             raise forms.ValidationError(
                 f"This schedule is no longer defined in {self.instance.source}; define it there again to enable it."
             )
-        if any(name in self.errors for name in TIMING_FIELDS) or "cron" not in data:
-            return data  # read-only definition, or a field error already explains it
-        given = [f for f in ("cron", "interval_seconds", "at") if data.get(f) not in (None, "")]
-        if len(given) != 1:
-            raise forms.ValidationError("Give exactly one of: a cron expression, an interval in seconds, or a time.")
-        try:
-            timing_of({**{f: data.get(f) for f in TIMING_FIELDS}, "cron": data.get("cron") or ""})
-        except ValueError as exc:
-            raise forms.ValidationError(str(exc)) from None
+        # The timing as a whole (exactly one of cron, interval, time; the interval's range) is checked by
+        # Schedule.full_clean(), which the form runs next: the same words for the admin and for code.
         return data
 
 
@@ -254,7 +248,11 @@ class ScheduleAdmin(admin.ModelAdmin):
                 continue
             obj.enabled = True
             obj.next_fire_at = _next_fire(obj, now, retimed=False)
-            obj.save(update_fields=["enabled", "next_fire_at"])
+            try:
+                obj.save(update_fields=["enabled", "next_fire_at"])
+            except ValidationError as exc:  # e.g. its job was removed from the code since it was made
+                self.message_user(request, f"{obj.name}: left disabled: {'; '.join(exc.messages)}", messages.ERROR)
+                continue
             django_store().schedule_notify(name=obj.name)
             enabled += 1
         self.message_user(request, f"Enabled {enabled} schedule(s).", messages.SUCCESS)

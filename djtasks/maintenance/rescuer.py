@@ -71,7 +71,8 @@ class Rescuer:
 
     def run_once(self, now: datetime) -> RescueResult:
         cutoff = now - timedelta(seconds=self.worker_timeout)
-        result = RescueResult.from_rows(self.store.worker_rescue_many(now=now, cutoff=cutoff))
+        rows = self.store.worker_rescue_many(now=now, cutoff=cutoff)
+        result = RescueResult.from_rows(rows)
         if result:
             logger.warning(
                 "rescuer: %s (silent for over %.0f s): re-queued %s, failed %s, cancelled %s",
@@ -81,4 +82,7 @@ class Rescuer:
                 [str(i) for i in result.failed],
                 [str(i) for i in result.cancelled],
             )
+            from ..worker.executor import report_rescued
+
+            report_rescued(rows)
         return result

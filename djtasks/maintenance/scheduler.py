@@ -24,6 +24,7 @@ from ..conf import djtasks_settings
 from ..cursors import django_store
 from ..exceptions import NotRegistered
 from ..ids import uuid7
+from ..periodic import row_errors
 from ..registry import registry
 from ..schedules import ScheduleDef, defined_schedules
 from ..store import Store
@@ -32,6 +33,18 @@ logger = logging.getLogger("djtasks.beat")
 
 DUE_BATCH = 100  # due schedules read per pass; more wait for the next pass (which follows at once)
 STATUS_MAX_CHARS = 200  # djtasks_schedule.last_status
+PLANNED_FIELDS = (
+    "job_name",
+    "cron",
+    "interval_seconds",
+    "at",
+    "timezone",
+    "args",
+    "kwargs",
+    "queue",
+    "priority",
+    "expires_seconds",
+)
 
 
 @dataclass(frozen=True)
@@ -54,6 +67,8 @@ class SchedulerResult:
     lost: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
     next_fire_at: datetime | None = None
+    planned: list[str] = field(default_factory=list)  # rows written past Schedule.save(), now planned
+    disabled: list[str] = field(default_factory=list)  # ... or switched off: their definition cannot fire
 
     @property
     def jobs(self) -> int:
@@ -183,6 +198,7 @@ class Scheduler:
     def run_once(self, now: datetime) -> SchedulerResult:
         """Fire every schedule due at ``now`` (each at most once per pass) and say when the next is due."""
         result = SchedulerResult()
+        self.plan_unplanned(now, result)
         for row in self.store.schedule_due_many(now=now, limit=DUE_BATCH):
             try:
                 outcome = self.fire(row, now)
@@ -198,6 +214,36 @@ class Scheduler:
                 result.fired.append(outcome)
         result.next_fire_at = self.store.schedule_next_fire_at()
         return result
+
+    def plan_unplanned(self, now: datetime, result: SchedulerResult) -> None:
+        """Validate and plan rows that have no next tick (written past ``Schedule.save()``); disable, with the
+        reason in ``last_status`` and the log, those that cannot fire. Each is a compare-and-set on the row as
+        read, so schedulers doing it at once, or an edit meanwhile, never clash."""
+        for row in self.store.schedule_unplanned_many(limit=DUE_BATCH):
+            try:
+                args, kwargs = serialization.loads(row["args"]), serialization.loads(row["kwargs"])
+            except ValueError:
+                args, kwargs = None, None
+            errors = row_errors(
+                args=args, kwargs=kwargs, **{f: row[f] for f in PLANNED_FIELDS if f not in ("args", "kwargs")}
+            )
+            if errors:
+                reason = "; ".join(
+                    f"{field}: {message}" if field != "__all__" else message for field, message in errors.items()
+                )
+                status = f"disabled: {reason}"[:STATUS_MAX_CHARS]
+                if self.store.schedule_disable(row=row, status=status):
+                    logger.error("beat: schedule %r cannot fire (%s); disabled it", row["name"], reason)
+                    result.disabled.append(row["name"])
+                continue
+            next_fire_at = cron.first_fire(timing_of(row), now)
+            if self.store.schedule_plan(row=row, next_fire_at=next_fire_at):
+                logger.info(
+                    "beat: schedule %r planned, next %s",
+                    row["name"],
+                    next_fire_at.isoformat() if next_fire_at else "never",
+                )
+                result.planned.append(row["name"])
 
     def fire(self, row: dict[str, Any], now: datetime) -> FireOutcome | None:
         """Fire the due tick ``row["next_fire_at"]`` of one schedule row; ``None`` if another scheduler won it."""
@@ -264,7 +310,8 @@ class Scheduler:
         """Job rows for ticks of a schedule: ``run_at`` is the tick (so each tick's job can be told apart) and
         ``expires_at`` counts from it. ``NotRegistered``/``ValueError`` if the job or its queue is unknown."""
         job = registry.get(row["job_name"])
-        queue = row["queue"] or job.queue or djtasks_settings.DEFAULT_QUEUE
+        conf = djtasks_settings.get()
+        queue = row["queue"] or conf.route(job.name) or job.queue or conf.DEFAULT_QUEUE
         if queue not in djtasks_settings.QUEUES:
             raise ValueError(f"queue {queue!r} is not in DJTASKS['QUEUES']")
         priority = job.priority if row["priority"] is None else row["priority"]

@@ -319,6 +319,13 @@ DELETE FROM djtasks_job AS j
 USING doomed AS d
 WHERE j.id = d.id;
 
+-- name: job_queued_ids
+-- Up to limit queued jobs (due or scheduled) of one queue, for an operator purge (claim index only).
+SELECT id FROM djtasks_job WHERE status = 'queued' AND queue = %(queue)s LIMIT %(limit)s;
+
+-- name: job_count_waiting
+-- How many jobs wait in one queue, due or scheduled (what a purge would delete).
+SELECT count(*) AS waiting FROM djtasks_job WHERE status = 'queued' AND queue = %(queue)s;
 -- name: group_prune_many
 -- Delete up to %(limit)s groups created before %(before)s none of whose members is left (all pruned).
 WITH doomed AS (
@@ -390,6 +397,33 @@ FROM djtasks_schedule
 WHERE enabled AND next_fire_at <= %(now)s
 ORDER BY next_fire_at, id
 LIMIT %(limit)s;
+
+-- name: schedule_unplanned_many
+-- Enabled schedules with no next tick to plan: written past Schedule.save() (bulk_create, fixtures, raw SQL) or re-timed by QuerySet.update (a trigger cleared the tick); a one-off that fired at its time is done.
+SELECT id, name, job_name, cron, interval_seconds, at, timezone, args::text AS args, kwargs::text AS kwargs, queue,
+       priority, expires_seconds
+FROM djtasks_schedule
+WHERE enabled AND next_fire_at IS NULL AND (at IS NULL OR last_fire_at IS NULL OR last_fire_at < at)
+ORDER BY id
+LIMIT %(limit)s;
+
+-- name: schedule_plan
+-- Give an unplanned schedule its next tick, unless it was planned, switched off or redefined meanwhile.
+UPDATE djtasks_schedule
+SET next_fire_at = %(next_fire_at)s
+WHERE id = %(id)s AND enabled AND next_fire_at IS NULL AND job_name = %(job_name)s AND queue = %(queue)s
+  AND cron = %(cron)s AND interval_seconds IS NOT DISTINCT FROM %(interval_seconds)s::double precision
+  AND at IS NOT DISTINCT FROM %(at)s::timestamptz AND timezone = %(timezone)s
+RETURNING id;
+
+-- name: schedule_disable
+-- Switch off a schedule whose stored definition cannot fire, with the reason for the admin; only as read.
+UPDATE djtasks_schedule
+SET enabled = false, next_fire_at = NULL, last_status = %(status)s
+WHERE id = %(id)s AND enabled AND next_fire_at IS NULL AND job_name = %(job_name)s AND queue = %(queue)s
+  AND cron = %(cron)s AND interval_seconds IS NOT DISTINCT FROM %(interval_seconds)s::double precision
+  AND at IS NOT DISTINCT FROM %(at)s::timestamptz AND timezone = %(timezone)s
+RETURNING id;
 
 -- name: schedule_fire
 -- Claim a due tick: move next_fire_at on from it; of any number of schedulers exactly one matches the row.
@@ -587,13 +621,14 @@ rescued AS (
             'worker_id', j.worker_id::text))
     FROM lost AS l
     WHERE j.id = l.id AND j.status = 'running' AND j.worker_id = l.worker_id
-    RETURNING j.id, l.worker_id, j.status, j.attempt, j.queue
+    RETURNING j.id, l.worker_id, j.status, j.attempt, j.queue, j.name, j.run_at, j.errors -> -1 AS error
 ),
 notified AS (
     SELECT count(pg_notify('djtasks', q.queue)) AS n
     FROM (SELECT DISTINCT queue FROM rescued WHERE status = 'queued') AS q
 )
-SELECT COALESCE(d.id, r.worker_id) AS worker_id, r.id AS job_id, r.status, r.attempt
+SELECT COALESCE(d.id, r.worker_id) AS worker_id, r.id AS job_id, r.status, r.attempt, r.name, r.run_at,
+       r.error::text AS error
 FROM dead AS d
 FULL JOIN rescued AS r ON r.worker_id = d.id
 CROSS JOIN notified;

@@ -83,6 +83,7 @@ async def invoke(
                     raise SoftTimeLimitExceeded(f"soft time limit of {soft:g} s exceeded") from None
         return success_outcome(row, prepared, value, clock)
     except BaseException as exc:  # noqa: BLE001 - as for sync jobs, nothing a job raises escapes
+        prepared.raised = exc
         return error_outcome(row, job, exc, clock)
 
 

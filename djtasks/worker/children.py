@@ -18,7 +18,7 @@ from ..exceptions import NotRegistered, TimeLimitExceeded
 from ..ids import uuid7
 from ..rows import JobAttempt, Outcome
 from . import link
-from .executor import cancelled_outcome, failure_outcome, lookup
+from .executor import cancelled_outcome, failure_outcome, lookup, report
 from .process import WorkerConfig, main
 
 logger = logging.getLogger("djtasks.supervisor")
@@ -44,6 +44,7 @@ class Kill:
 
     reason: str
     jobs: list[RunningJob] = field(default_factory=list)
+    raised: dict[UUID, BaseException] = field(default_factory=dict)  # by job id, for the signals
 
     def outcomes(self, pid: int | None, now: datetime) -> list[Outcome]:
         found: list[Outcome] = []
@@ -53,10 +54,28 @@ class Kill:
                 exc = TimeLimitExceeded(
                     f"ran past its time_limit of {job.time_limit:g} s; its worker process (pid {pid}) was killed"
                 )
+                self.raised[job.id] = exc
                 found.append(failure_outcome(row, exc, now, retry_in=_retry_in(job, exc)))
             elif self.reason == TERMINATE:
                 found.append(cancelled_outcome(row, f"terminated on request: worker process pid {pid} was killed", now))
         return found
+
+    def report(self, outcomes: list[Outcome], written: set[UUID]) -> None:
+        """Send the attempt signals of the outcomes that were recorded (``written``), in the supervisor: the
+        process that ran the jobs is gone."""
+        names = {job.id: job.name for job in self.jobs}
+        for outcome in outcomes:
+            if outcome["id"] not in written:
+                continue
+            name = names[outcome["id"]]
+            try:
+                sender: Any = lookup(name)
+            except NotRegistered:
+                sender = name
+            try:
+                report(sender, outcome, outcome, self.raised.get(outcome["id"]))
+            except Exception:  # signals must not stop the supervisor's bookkeeping
+                logger.exception("job %s: could not send its signals", outcome["id"])
 
 
 def _retry_in(job: RunningJob, exc: BaseException) -> float | None:
@@ -67,7 +86,7 @@ def _retry_in(job: RunningJob, exc: BaseException) -> float | None:
         return None
     if not definition.should_retry(exc, job.attempt, job.max_attempts):
         return None
-    return definition.retry_delay(job.attempt)
+    return definition.retry_in(job.attempt)
 
 
 def describe_exit(code: int | None) -> str:

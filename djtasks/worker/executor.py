@@ -30,6 +30,8 @@ from .outcomes import (  # re-exported: the worker's modules and the tests impor
     flush_progress,
     lookup,
     prepare,
+    report,
+    report_rescued,
     success_outcome,
     time_limits,
 )
@@ -48,6 +50,8 @@ __all__ = [
     "flush_progress",
     "lookup",
     "prepare",
+    "report",
+    "report_rescued",
     "success_outcome",
     "time_limits",
 ]
@@ -100,6 +104,7 @@ def execute(
             )
         outcome = success_outcome(row, prepared, value, clock)
     except BaseException as exc:  # noqa: BLE001 - SystemExit from a job must not stop the worker either
+        prepared.raised = exc
         outcome = error_outcome(row, job, exc, clock)
         if isinstance(exc, SoftTimeLimitExceeded) and manage_connections:
             # It may have interrupted a database call half-way: do not reuse this thread's connections.

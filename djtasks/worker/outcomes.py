@@ -122,6 +122,7 @@ class Prepared:
     kwargs: dict[str, Any]
     ctx: Any
     state: Any = None  # what the job's hooks keep between its start and its end
+    raised: BaseException | None = None  # what the job raised, for the job_retrying / job_failed signals
 
 
 def lookup(name: str) -> Job:
@@ -147,24 +148,25 @@ def prepare(
         job = lookup(row["name"])
     except NotRegistered as exc:
         logger.error("job %s: %s", row["id"], exc)
-        return failure_outcome(row, exc, now(), retry_in=None)
+        return report(row["name"], row, failure_outcome(row, exc, now(), retry_in=None), exc)
     try:
         args = serialization.loads(row["args"])
         kwargs = serialization.loads(row["kwargs"])
     except Exception as exc:  # noqa: BLE001 - a corrupt row fails its job, not the worker
-        return failure_outcome(row, exc, now(), retry_in=None)
+        return report(job, row, failure_outcome(row, exc, now(), retry_in=None), exc)
     hooks, state = job.hooks, None
     if hooks is not None:
         try:
             ctx, state = hooks.started(row, args, kwargs, worker_id)
         except Exception as exc:
             logger.exception("job %s: could not prepare its context", row["id"])
-            return failure_outcome(
+            failed = failure_outcome(
                 row,
                 exc,
                 now(),
-                retry_in=job.retry_delay(row["attempt"]) if row["attempt"] < row["max_attempts"] else None,
+                retry_in=job.retry_in(row["attempt"]) if row["attempt"] < row["max_attempts"] else None,
             )
+            return report(job, row, failed, exc)
     else:
         ctx = JobContext(row["id"], job.name, row["attempt"], row["max_attempts"], row["queue"]) if job.bind else None
     _send(signals.job_started, job, job_id=row["id"], attempt=row["attempt"])
@@ -199,10 +201,10 @@ def error_outcome(
     if isinstance(exc, Retry):
         error = exc.exc or exc
         if attempt < max_attempts:
-            delay = exc.countdown if exc.countdown is not None else job.retry_delay(attempt)
+            delay = job.retry_in(attempt, countdown=exc.countdown)
             return failure_outcome(row, error, now, retry_in=delay)
         return failure_outcome(row, error, now, retry_in=None)
-    retry_in = job.retry_delay(attempt) if job.should_retry(exc, attempt, max_attempts) else None
+    retry_in = job.retry_in(attempt) if job.should_retry(exc, attempt, max_attempts) else None
     return failure_outcome(row, exc, now, retry_in=retry_in)
 
 
@@ -214,30 +216,79 @@ def flush_progress(ctx: Any) -> None:
 
 
 def conclude(row: ClaimedJob, prepared: Prepared, outcome: Outcome) -> Outcome:
-    """Log and signal the outcome; returns it."""
-    job = prepared.job
+    """Log and signal the outcome, then the job's hooks; returns it."""
+    raised = prepared.raised
+    if isinstance(raised, Retry):
+        raised = raised.exc or raised  # ctx.retry(exc=...): the error it retries for
+    report(prepared.job, row, outcome, raised)
+    if prepared.job.hooks is not None:
+        prepared.job.hooks.finished(row, prepared.state, outcome)
+    return outcome
+
+
+def report(sender: Job | str, row: JobAttempt, outcome: Outcome, raised: BaseException | None) -> Outcome:
+    """Log an attempt's outcome and send ``job_retrying`` / ``job_failed`` / ``job_finished``. Payloads are
+    decoded only for a signal someone listens to, so a worker without receivers pays nothing for them."""
     status, attempt = outcome["status"], row["attempt"]
+    name = sender if isinstance(sender, str) else sender.name
     if status == JobStatus.QUEUED:
-        logger.warning("job %s %s attempt %s failed; retrying at %s", row["id"], job.name, attempt, outcome["run_at"])
+        logger.warning("job %s %s attempt %s failed; retrying at %s", row["id"], name, attempt, outcome["run_at"])
+        if signals.job_retrying.has_listeners(sender):
+            _send(
+                signals.job_retrying,
+                sender,
+                job_id=row["id"],
+                attempt=attempt,
+                run_at=outcome["run_at"],
+                error=serialization.loads(outcome["error"]),
+                exception=raised,
+            )
+    elif status == JobStatus.FAILED:
+        logger.error("job %s %s failed on attempt %s", row["id"], name, attempt)
+        if signals.job_failed.has_listeners(sender):
+            _send(
+                signals.job_failed,
+                sender,
+                job_id=row["id"],
+                attempt=attempt,
+                error=serialization.loads(outcome["error"]),
+                exception=raised,
+            )
+    if signals.job_finished.has_listeners(sender):
         _send(
-            signals.job_retrying,
-            job,
+            signals.job_finished,
+            sender,
             job_id=row["id"],
             attempt=attempt,
-            run_at=outcome["run_at"],
-            error=outcome["error"],
+            status=status,
+            result=None if outcome["result"] is None else serialization.loads(outcome["result"]),
+            error=None if outcome["error"] is None else serialization.loads(outcome["error"]),
         )
-    elif status == JobStatus.FAILED:
-        logger.error("job %s %s failed on attempt %s", row["id"], job.name, attempt)
-    _send(
-        signals.job_finished,
-        job,
-        job_id=row["id"],
-        attempt=attempt,
-        status=status,
-        result=outcome["result"],
-        error=outcome["error"],
-    )
-    if job.hooks is not None:
-        job.hooks.finished(row, prepared.state, outcome)
     return outcome
+
+
+def report_rescued(rows: list[dict[str, Any]]) -> None:
+    """Send the attempt signals for jobs rescued from a dead worker process (``worker_rescue_many`` rows), in
+    the process that rescued them: re-queued ones ``job_retrying``, failed ones ``job_failed``, and all of
+    them ``job_finished``. Without receivers it does nothing."""
+    if not (signals.job_retrying.receivers or signals.job_failed.receivers or signals.job_finished.receivers):
+        return
+    for row in rows:
+        if row.get("job_id") is None:
+            continue
+        name = row["name"]
+        sender: Job | str = registry.get(name) if name in registry else name
+        status = row["status"]
+        outcome: Outcome = {
+            "id": row["job_id"],
+            "attempt": row["attempt"],
+            "status": status,
+            "finished_at": row["run_at"],
+            "result": None,
+            "error": row["error"],
+            "run_at": row["run_at"] if status == JobStatus.QUEUED else None,
+        }
+        try:
+            report(sender, outcome, outcome, None)
+        except Exception:  # a bad row must not stop the rescue's bookkeeping
+            logger.exception("job %s: could not send the signals of its rescue", row["job_id"])

@@ -45,6 +45,7 @@ from ..maintenance.runner import MaintenanceRunner
 from ..store import Store
 from .bookkeeper import Bookkeeper
 from .children import SHUTDOWN, TERMINATE, TIME_LIMIT, Child, Kill, RunningJob, describe_exit
+from .executor import report_rescued
 from .process import WorkerConfig
 
 logger = logging.getLogger("djtasks.supervisor")
@@ -181,7 +182,8 @@ class Supervisor:
             def record_kill(store: Store) -> None:
                 outcomes = kill.outcomes(pid, timezone.now())
                 if outcomes:
-                    store.job_finish_many(worker_id=worker_id, outcomes=outcomes)
+                    written = store.job_finish_many(worker_id=worker_id, outcomes=outcomes)
+                    kill.report(outcomes, written)
                 released = store.job_release_many(now=timezone.now(), worker_id=worker_id, keep_ids=())
                 store.worker_delete(id=worker_id)
                 if released:
@@ -213,11 +215,11 @@ class Supervisor:
             reason = f"worker process pid {pid} died ({exit_text}) while running this job"
 
             def rescue(store: Store) -> None:
-                result = RescueResult.from_rows(
-                    store.worker_rescue_many(now=timezone.now(), worker_ids=[worker_id], reason=reason)
-                )
+                rows = store.worker_rescue_many(now=timezone.now(), worker_ids=[worker_id], reason=reason)
+                result = RescueResult.from_rows(rows)
                 if result.jobs:
                     logger.warning("supervisor: jobs of dead pid %s: %s", pid, result.describe())
+                    report_rescued(rows)
 
             self.bookkeeper.submit(f"rescuing the jobs of dead pid {pid}", rescue)
         if self._stopping and child.stopped is None and child.kill_reason is None and child.ready:

@@ -145,7 +145,7 @@ def test_djtasks_backend_task_decorator_takes_djtasks_options():
     decorated = djtasks_task(max_attempts=4, retry_backoff=3, time_limit=timedelta(minutes=1))(t.add.func)
     assert isinstance(decorated, DjtasksTask) and decorated.max_attempts == 4
     job = task_backends["default"].job_for(decorated)
-    assert job.max_attempts == 4 and job.time_limit == 60 and 1.5 <= job.retry_delay(1) <= 3
+    assert job.max_attempts == 4 and job.time_limit == 60 and 1.5 <= job.retry_in(1) <= 3
     with pytest.raises(TypeError, match="unknown option"):
         djtasks_task(unique=True)
 

@@ -63,7 +63,7 @@ def context_info(context, label=""):
     }
 
 
-@djtasks_task(takes_context=True, max_attempts=3)
+@djtasks_task(takes_context=True, max_attempts=3, retry_delay=0)
 def flaky(context, succeed_on):
     Execution.objects.create(label="flaky-task", attempt=context.attempt, pid=os.getpid())
     if context.attempt < succeed_on:

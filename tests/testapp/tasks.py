@@ -6,7 +6,7 @@ import os
 import time
 from datetime import timedelta
 
-from djtasks import job, periodic
+from djtasks import job, periodic, signals
 
 from .models import Execution
 
@@ -43,7 +43,7 @@ def flaky(ctx, succeed_on):
     return ctx.attempt
 
 
-@job(max_attempts=3, retry_on=(KeyError,))
+@job(max_attempts=3, retry_on=(KeyError,), retry_delay=0)
 def only_keyerror_retries(kind):
     raise {"key": KeyError, "value": ValueError}[kind]("nope")
 
@@ -104,7 +104,7 @@ def cooperative(ctx, timeout=30.0):
     return "timed out"
 
 
-@job(bind=True, max_attempts=3)
+@job(bind=True, max_attempts=3, retry_delay=0)
 def survive(ctx, label, sleep_first=0.0):
     """Records each run; only the first attempt is slow (so a re-run after a kill finishes quickly)."""
     Execution.objects.create(job_id=ctx.job_id, label=label, attempt=ctx.attempt, pid=os.getpid())
@@ -191,6 +191,41 @@ def hog(ctx, mb):
     return mb
 
 
+# -- retry timing, routing, enqueue by name (issue 18) -------------------------------------------------------
+@job(name="reports.build", queue="other")
+def build_report(report_id):
+    return {"report": report_id}
+
+
+@job(max_attempts=3, retry_delay=5)
+def fixed_delay():
+    raise ConnectionError("the dependency is down")
+
+
+@job(max_attempts=2)
+def default_delay():
+    raise ConnectionError("the dependency is down")
+
+
+@job(bind=True, max_attempts=2, retry_delay=7)
+def retry_without_countdown(ctx):
+    if ctx.attempt == 1:
+        ctx.retry()
+    return ctx.attempt
+
+
+def _log_failure(sender, job_id, attempt, error, exception, **kwargs):
+    """With DJTASKS_TEST_SIGNAL_LOG set (acceptance tests), note every job_failed: which job, its error type, the
+    exception's class and the process that sent it."""
+    path = os.environ.get("DJTASKS_TEST_SIGNAL_LOG")
+    if path:
+        name = getattr(sender, "name", sender)
+        _append(path, f"{name} {job_id} {attempt} {error['type']} {type(exception).__name__} {os.getpid()}\n")
+
+
+signals.job_failed.connect(_log_failure)
+
+
 # -- async def jobs: run on the worker process's event loop -------------------------------------------------
 @job
 async def asleep(seconds):
@@ -200,7 +235,7 @@ async def asleep(seconds):
     return seconds
 
 
-@job(bind=True, max_attempts=3)
+@job(bind=True, max_attempts=3, retry_delay=0)
 async def arecord(ctx, label, fail_until=0, sleep=0.0):
     """Records each run with the async ORM; fails while ``ctx.attempt <= fail_until``."""
     import asyncio

@@ -86,9 +86,10 @@ def test_backoff_is_exponential_with_bounded_jitter_and_cap():
     assert backoff_seconds(20, base=2, cap=600, rand=1) == 600
 
 
-def test_retry_delay_zero_without_backoff():
-    assert tasks.boom.retry_delay(1) == 0
-    assert 0.5 <= tasks.flaky.retry_delay(1) <= 1
+def test_retry_in_is_retry_delay_without_backoff():
+    assert tasks.boom.retry_in(1) == 10.0  # DEFAULT_RETRY_DELAY_S
+    assert tasks.survive.retry_in(2) == 0
+    assert 0.5 <= tasks.flaky.retry_in(1) <= 1
 
 
 # Validation happens before any database access, so these need no database.

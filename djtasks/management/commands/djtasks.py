@@ -48,6 +48,13 @@ def add_queue_arguments(parser: CommandParser) -> None:
         metavar="OPTION",
         help="hand options (concurrency, rate_limit, paused; all without a name) back to DJTASKS['QUEUES']",
     )
+def add_purge_arguments(parser: CommandParser) -> None:
+    parser.add_argument("queue", metavar="QUEUE", help="the queue whose waiting jobs are deleted")
+    parser.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+
+
+def add_jobs_arguments(parser: CommandParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print the list as JSON")
 
 
 # name -> (help, function adding its arguments)
@@ -70,6 +77,14 @@ SUBCOMMANDS = {
         "cancel jobs: queued ones never run; running ones are asked to stop (ctx.is_cancelled()) or, with "
         "--terminate, killed",
         add_cancel_arguments,
+    ),
+    "purge": (
+        "delete every waiting (queued or scheduled) job of one queue; running and finished jobs stay",
+        add_purge_arguments,
+    ),
+    "jobs": (
+        "registered jobs with their queue, attempts and retry policy, time limits and schedules",
+        add_jobs_arguments,
     ),
 }
 
@@ -166,3 +181,30 @@ class Command(BaseCommand):
                 self.stdout.write(f"job {limit.name}: concurrency={limit.concurrency} (@job(concurrency=...))")
             return
         self.stdout.write(format_limits(self._queue_change(queue, **changes)))
+    def handle_purge(self, *, queue: str, yes: bool, **options: Any) -> None:
+        from djtasks.conf import djtasks_settings
+
+        waiting = operations.waiting_jobs(queue)
+        if queue not in djtasks_settings.QUEUES and not waiting:
+            raise CommandError(f"unknown queue {queue!r}; known: {', '.join(djtasks_settings.QUEUES)}")
+        if not yes:
+            try:
+                answer = input(f"Delete {waiting} waiting job(s) from queue {queue!r}? Type 'yes' to continue: ")
+            except EOFError:  # no terminal to answer from (cron, CI): say how to go on
+                raise CommandError(f"{waiting} waiting job(s) in queue {queue!r}; pass --yes to delete them") from None
+            if answer.strip().lower() != "yes":
+                raise CommandError("purge cancelled; nothing was deleted")
+        try:
+            deleted = operations.purge_queue(queue)
+        except ValueError as exc:
+            raise CommandError(str(exc)) from None
+        self.stdout.write(f"deleted {deleted} waiting job(s) from queue {queue!r}")
+
+    def handle_jobs(self, *, json: bool, **options: Any) -> None:
+        from djtasks.catalog import format_catalog, job_catalog
+
+        infos = job_catalog()
+        if json:
+            self.stdout.write(_json.dumps([info.as_dict() for info in infos], indent=2))
+        else:
+            self.stdout.write(format_catalog(infos), ending="")
