@@ -64,7 +64,16 @@ STATUSES = {
     JobStatus.FAILED: TaskResultStatus.FAILED,
     JobStatus.CANCELLED: TaskResultStatus.FAILED,
 }
-TASK_OPTIONS = ("max_attempts", "retry_backoff", "retry_backoff_max", "retry_delay", "time_limit", "soft_time_limit")
+TASK_OPTIONS = (
+    "max_attempts",
+    "retry_backoff",
+    "retry_backoff_max",
+    "retry_delay",
+    "time_limit",
+    "soft_time_limit",
+    "unique",
+    "unique_for",
+)
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -75,7 +84,10 @@ class DjtasksTask(Task):  # type: ignore[type-arg]  # generic only in django-stu
     exponential with jitter), ``retry_backoff_max`` (seconds, default 600), ``retry_delay`` (seconds before a
     retry without a backoff, default 10), ``time_limit`` (seconds; past it
     the worker process running the task is killed) and ``soft_time_limit`` (seconds, below ``time_limit``;
-    ``SoftTimeLimitExceeded`` is raised in the task, or an async task is cancelled). Same meaning as ``@job``'s.
+    ``SoftTimeLimitExceeded`` is raised in the task, or an async task is cancelled), ``unique`` (while a job of
+    this task with the same arguments is queued or running, ``enqueue`` inserts nothing and returns that job's
+    result) and ``unique_for`` (seconds: finished ones enqueued that recently count too). Same meaning as
+    ``@job``'s.
     """
 
     max_attempts: int = 1
@@ -84,6 +96,8 @@ class DjtasksTask(Task):  # type: ignore[type-arg]  # generic only in django-stu
     retry_delay: float | timedelta = DEFAULT_RETRY_DELAY_S
     time_limit: float | timedelta | None = None
     soft_time_limit: float | timedelta | None = None
+    unique: bool | None = None  # None: unique when unique_for is given, as for @job
+    unique_for: float | timedelta | None = None
 
 
 def task(
@@ -112,7 +126,8 @@ def task(
 
 
 def _task_options(task: Task[Any, Any]) -> dict[str, Any]:
-    return {name: getattr(task, name) for name in TASK_OPTIONS if hasattr(task, name)}
+    # An option left at None is left out, so the job takes @job's default for it.
+    return {name: getattr(task, name) for name in TASK_OPTIONS if getattr(task, name, None) is not None}
 
 
 def _errors(row: dict[str, Any]) -> list[dict[str, Any]]:
@@ -282,7 +297,9 @@ class DatabaseBackend(BaseTaskBackend):
             queue=task.queue_name,
             priority=task.priority,
         )
-        job._insert(row, now)
+        job_id, inserted = job._store_row(row, now, where=f"{job.name}.enqueue")
+        if not inserted:  # a unique task's duplicate: the job that stands for this call, as it is now
+            return self.get_result(str(job_id))
         result = job.result(
             {**row, "status": JobStatus.QUEUED, "enqueued_at": now, "attempt": 0, "errors": "[]"},
             args=args,

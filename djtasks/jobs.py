@@ -365,21 +365,31 @@ class Job:
         now = timezone.now()
         unique_key = options.pop("unique_key", None)
         row = self._row(args, kwargs, now, where=where, **options)
+        job_id, inserted = self._store_row(
+            row, now, where=where, unique_key=unique_key, guard=options.get("job_id") is not None
+        )
+        return JobResult(job_id, name=self.name, deduplicated=not inserted)
+
+    def _store_row(
+        self, row: dict[str, Any], now: datetime, *, where: str, unique_key: str | None = None, guard: bool = False
+    ) -> tuple[uuid.UUID, bool]:
+        """INSERT one row made by ``_row()`` unless it is a duplicate of an active unique job; returns the id of
+        the job that stands for the call and whether it was inserted (False: the existing job's id)."""
         if unique_key is None and self.unique:
             digest = hashlib.sha256(f"{row['args']}\x00{row['kwargs']}".encode()).hexdigest()[:32]
             unique_key = f"{self.name}:{digest}"
-        if unique_key is not None:
-            inputs.check_unique_key(where, unique_key)
-            since = None if self.unique_for is None else now - timedelta(seconds=self.unique_for)
-            # A taken key is not an error (ON CONFLICT in the query); a caller-chosen id that exists is.
-            with guarded(where) if options.get("job_id") is not None else contextlib.nullcontext():
-                job_id, inserted = _django_store.job_insert_unique(now=now, unique_key=unique_key, since=since, **row)
-            if not inserted:
-                return JobResult(job_id, name=self.name, deduplicated=True)
-            signals.job_enqueued.send(sender=self, job_id=row["id"], queue=row["queue"], run_at=row["run_at"])
-            return JobResult(row["id"], name=self.name)
-        self._insert(row, now, where=where, guard=options.get("job_id") is not None)
-        return JobResult(row["id"], name=self.name)
+        if unique_key is None:
+            self._insert(row, now, where=where, guard=guard)
+            return row["id"], True
+        inputs.check_unique_key(where, unique_key)
+        since = None if self.unique_for is None else now - timedelta(seconds=self.unique_for)
+        # A taken key is not an error (ON CONFLICT in the query); a caller-chosen id that exists is.
+        with guarded(where) if guard else contextlib.nullcontext():
+            job_id, inserted = _django_store.job_insert_unique(now=now, unique_key=unique_key, since=since, **row)
+        if not inserted:
+            return job_id, False
+        signals.job_enqueued.send(sender=self, job_id=row["id"], queue=row["queue"], run_at=row["run_at"])
+        return row["id"], True
 
     def _insert(self, row: dict[str, Any], now: datetime, *, where: str | None = None, guard: bool = False) -> None:
         """INSERT one row made by ``_row()`` on Django's connection (the caller's transaction), then signal.

@@ -147,7 +147,20 @@ def test_djtasks_backend_task_decorator_takes_djtasks_options():
     job = task_backends["default"].job_for(decorated)
     assert job.max_attempts == 4 and job.time_limit == 60 and 1.5 <= job.retry_in(1) <= 3
     with pytest.raises(TypeError, match="unknown option"):
-        djtasks_task(unique=True)
+        djtasks_task(uniq=True)
+    with pytest.raises(InvalidTask, match="unique_for"):
+        task_backends["default"].job_for(djtasks_task(unique_for=-1)(t.add.func))
+
+
+def test_a_unique_task_enqueued_twice_while_queued_is_one_job():
+    first = t.refresh_feed.enqueue(7)
+    again = t.refresh_feed.enqueue(7)
+    other = t.refresh_feed.enqueue(8)
+    assert again.id == first.id and other.id != first.id
+    assert again.status == TaskResultStatus.READY and again.args == [7]
+    assert Job.objects.filter(name=t.refresh_feed.module_path).count() == 2
+    drain()
+    assert t.refresh_feed.enqueue(7).id != first.id  # the first one finished: a new job
 
 
 def test_djtasks_options_reach_the_row():

@@ -71,6 +71,11 @@ def flaky(context, succeed_on):
     return context.attempt
 
 
+@djtasks_task(unique=True)
+def refresh_feed(feed_id):
+    return feed_id
+
+
 @djtasks_task(time_limit=30, soft_time_limit=10, retry_backoff=2)
 def limited():
     return "ok"
