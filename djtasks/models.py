@@ -305,12 +305,13 @@ class Schedule(models.Model):
         """Validate (``ValidationError``), plan ``next_fire_at`` if needed, write, and tell the schedulers."""
         from django.utils import timezone
 
-        self.check_arguments()  # what the database cannot store is refused before any SQL, enabled or not
         update_fields = kwargs.get("update_fields")
         if self.enabled or self._state.adding:
-            # A schedule that can fire must be valid; switching one off (say, after its job was removed from
-            # the code) is always allowed.
+            # A schedule that can fire must be valid (its arguments included, through clean()); switching one
+            # off (say, after its job was removed from the code) is always allowed.
             self.full_clean(exclude=None, validate_unique=update_fields is None, validate_constraints=False)
+        else:
+            self.check_arguments()  # still nothing the database cannot store: refused before any SQL
         if (update_fields is None or "next_fire_at" not in update_fields) and self._needs_plan():
             self.next_fire_at = self.plan(timezone.now())
             if update_fields is not None:

@@ -135,8 +135,8 @@ def test_schedule_arguments_are_checked_by_the_model_and_the_admin(client):
     assert "kwargs['x'] contains a NUL" in str(info.value.message_dict["kwargs"])
     with transaction.atomic():
         caller_write("before")
-        with pytest.raises(SerializationError, match=r"schedule 's': kwargs\['x'\] contains a NUL"):
-            schedule.save()
+        with pytest.raises(ValidationError, match=r"schedule 's': kwargs\['x'\] contains a NUL"):
+            schedule.save()  # validated as the admin form does, before any SQL
         caller_write("after")
     assert written("after") and not Schedule.objects.exists()
     client.force_login(get_user_model().objects.create_superuser("root", "root@example.com", "pw"))

@@ -367,7 +367,7 @@ def raises_unstorable():
     raise ValueError("bad\x00byte and \udcff half")
 
 
-@job(bind=True, max_attempts=2)
+@job(bind=True, max_attempts=2, retry_delay=0)  # the refused countdown falls back to an immediate retry
 def retries_oddly(ctx, kind):
     """Asks for a retry with a countdown of an odd kind (its arguments cannot carry NaN, so it makes its own)."""
     if ctx.attempt > 1:
