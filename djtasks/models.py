@@ -26,6 +26,9 @@ class Job(models.Model):
     kwargs = models.JSONField(default=dict)
     run_at = models.DateTimeField()
     enqueued_at = models.DateTimeField()
+    claimed_at = models.DateTimeField(
+        null=True, blank=True, help_text="when a worker took it; started_at is when its function started"
+    )
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     expires_at = models.DateTimeField(null=True, blank=True)

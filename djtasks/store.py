@@ -16,6 +16,10 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
+from . import serialization
+from .exceptions import JobCancelled, JobExpired, WorkerLost
+from .rows import ClaimedJob, Outcome, StartMark, error_entry
+
 QUERIES_PATH = Path(__file__).with_name("sql") / "queries.sql"
 _NAME_RE = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)
 
@@ -33,6 +37,11 @@ def queries() -> dict[str, str]:
             raise ValueError(f"query {name!r} is defined twice in {QUERIES_PATH}")
         found[name] = sql
     return found
+
+
+def _entry(kind: type[BaseException], now: datetime, message: str = "") -> str:
+    """An error entry template (JSON) that a query completes per row with ``jsonb ||``."""
+    return serialization.dumps(error_entry(kind, at=now, message=message), "error")
 
 
 def _rows(cursor: Any) -> list[dict[str, Any]]:
@@ -113,20 +122,20 @@ class Store:
                 cur.execute(queries()["queue_notify_many"], {"queues": due})
 
     # -- jobs: hot path -------------------------------------------------------------------------------
-    def job_claim_many(
-        self, *, now: datetime, worker_id: UUID, queues: Sequence[str], limit: int
-    ) -> list[dict[str, Any]]:
-        rows = self._execute(
-            "job_claim_many", {"now": now, "worker_id": worker_id, "queues": list(queues), "limit": limit}
-        )
+    def job_claim_many(self, *, now: datetime, worker_id: UUID, queues: Sequence[str], limit: int) -> list[ClaimedJob]:
+        params = {"now": now, "worker_id": worker_id, "queues": list(queues), "limit": limit}
+        rows: list[Any] = self._execute("job_claim_many", {**params, "expired_error": _entry(JobExpired, now)})
         # UPDATE ... RETURNING does not keep the candidates' order: restore it, so jobs start by priority.
         rows.sort(key=lambda r: (-r["priority"], r["run_at"], r["id"]))
         return rows
 
-    def job_finish_many(self, *, worker_id: UUID, outcomes: Iterable[dict[str, Any]]) -> set[UUID]:
-        """Record outcomes (``id, attempt, status, result, error, run_at, finished_at``); returns the ids written."""
-        outcomes = list(outcomes)
-        if not outcomes:
+    def job_finish_many(
+        self, *, worker_id: UUID, outcomes: Iterable[Outcome], marks: Iterable[StartMark] = ()
+    ) -> set[UUID]:
+        """Record outcomes and start marks (jobs still running whose function started) in one statement;
+        returns the ids of the outcomes written."""
+        outcomes, marks = list(outcomes), list(marks)
+        if not outcomes and not marks:
             return set()
         rows = self._execute(
             "job_finish_many",
@@ -139,6 +148,10 @@ class Store:
                 "errors": [o.get("error") for o in outcomes],
                 "run_ats": [o.get("run_at") for o in outcomes],
                 "finished_ats": [o.get("finished_at") for o in outcomes],
+                "started_ats": [o.get("started_at") for o in outcomes],
+                "mark_ids": [m["id"] for m in marks],
+                "mark_attempts": [m["attempt"] for m in marks],
+                "mark_started_ats": [m["started_at"] for m in marks],
             },
         )
         return {row["id"] for row in rows}
@@ -146,7 +159,9 @@ class Store:
     def job_release_many(self, *, now: datetime, worker_id: UUID, keep_ids: Iterable[UUID] = ()) -> dict[UUID, str]:
         """Hand the worker's running jobs (but ``keep_ids``) back to the queue, attempt not counted; a job
         with a cancel request ends cancelled. Returns ``{id: status after}``."""
-        rows = self._execute("job_release_many", {"now": now, "worker_id": worker_id, "keep_ids": list(keep_ids)})
+        params = {"now": now, "worker_id": worker_id, "keep_ids": list(keep_ids)}
+        error = _entry(JobCancelled, now, "cancelled: stopped before it finished")
+        rows = self._execute("job_release_many", {**params, "cancelled_error": error})
         return {row["id"]: row["status"] for row in rows}
 
     def job_next_run_at(self, *, queues: Sequence[str], horizon: datetime) -> datetime | None:
@@ -158,7 +173,9 @@ class Store:
         ``{id: status after}`` for jobs it touched (finished jobs are left alone and absent from the answer)."""
         if not ids:
             return {}
-        rows = self._execute("job_cancel_many", {"now": now, "ids": list(ids), "terminate": terminate})
+        error = _entry(JobCancelled, now, "cancelled before it ran")
+        params = {"now": now, "ids": list(ids), "terminate": terminate, "cancelled_error": error}
+        rows = self._execute("job_cancel_many", params)
         return {row["id"]: row["status"] for row in rows}
 
     def job_cancel_requested(self, job_id: UUID) -> bool:
@@ -382,14 +399,21 @@ class Store:
         cutoff: datetime | None = None,
         worker_ids: Sequence[UUID] = (),
         reason: str | None = None,
+        started: Iterable[tuple[UUID, int]] = (),
     ) -> list[dict[str, Any]]:
         """Declare dead the workers silent since before ``cutoff`` and those in ``worker_ids`` (``reason`` says
-        why); delete their rows and rescue their running jobs. One row per dead worker without jobs and per
-        rescued job: ``worker_id, job_id, status, attempt``."""
-        return self._execute(
-            "worker_rescue_many",
-            {"now": now, "cutoff": cutoff, "worker_ids": list(worker_ids), "reason": reason},
+        why); delete their rows and rescue their running jobs: those that started (``started_at`` set, or
+        ``(id, attempt)`` in ``started``) count the attempt, the others go back uncharged. One row per dead
+        worker without jobs and per rescued job: ``worker_id, job_id, status, attempt, charged``."""
+        started = list(started)
+        params = {"now": now, "cutoff": cutoff, "worker_ids": list(worker_ids), "reason": reason}
+        params.update(
+            started_ids=[job_id for job_id, _ in started],
+            started_attempts=[attempt for _, attempt in started],
+            lost_error=_entry(WorkerLost, now),
+            cancelled_error=_entry(JobCancelled, now),
         )
+        return self._execute("worker_rescue_many", params)
 
     # -- maintenance ----------------------------------------------------------------------------------
     def maintenance_lock(self, *, name: str) -> bool:

@@ -18,12 +18,11 @@ from uuid import UUID
 
 from ..store import Store
 from .db import CONNECTION_ERRORS, WorkerConnection
+from .waits import Backoff
 
 logger = logging.getLogger("djtasks.supervisor")
 
 TERMINATE_POLL_S = 0.5  # how often to look for cancel(terminate=True) requests of our processes
-RETRY_START_S = 0.2
-RETRY_MAX_S = 5.0
 
 Task = Callable[[Store], Any]
 
@@ -76,16 +75,16 @@ class Bookkeeper(threading.Thread):
         self.db.close()
 
     def _run_task(self, description: str, task: Task) -> None:
-        pause = RETRY_START_S
+        backoff = Backoff()
         while not self._giving_up.is_set():
             try:
                 task(self.db.store)
                 return
             except CONNECTION_ERRORS as exc:
+                pause = backoff.next()
                 logger.warning("supervisor: %s failed (%s); retrying in %.1f s", description, exc, pause)
                 self.db.reset()
                 self._giving_up.wait(pause)
-                pause = min(pause * 2, RETRY_MAX_S)
             except Exception:
                 logger.exception("supervisor: %s failed", description)
                 self.db.reset()

@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import traceback
 from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -18,9 +17,10 @@ from django import db
 from django.utils import timezone
 
 from .. import serialization, signals
-from ..exceptions import NotRegistered, Retry, SoftTimeLimitExceeded
+from ..exceptions import JobCancelled, NotRegistered, Retry, SoftTimeLimitExceeded
 from ..jobs import Job, JobContext
 from ..registry import registry
+from ..rows import ClaimedJob, Outcome, error_entry
 from ..status import JobStatus
 
 logger = logging.getLogger("djtasks.worker")
@@ -40,11 +40,11 @@ class JobRuntime(Protocol):
     arming the soft time limit."""
 
     def running(
-        self, row: dict[str, Any], *, time_limit: float | None, soft_time_limit: float | None
+        self, row: ClaimedJob, *, time_limit: float | None, soft_time_limit: float | None
     ) -> AbstractContextManager[None]: ...
 
 
-def time_limits(row: dict[str, Any], job: Job) -> tuple[float | None, float | None]:
+def time_limits(row: ClaimedJob, job: Job) -> tuple[float | None, float | None]:
     """``(time_limit, soft_time_limit)`` of a claimed job: the row's (set at enqueue), else the job's."""
     hard = row.get("time_limit")
     soft = row.get("soft_time_limit")
@@ -58,53 +58,48 @@ def _send(signal: Any, sender: Any, **kwargs: Any) -> None:
             logger.error("signal receiver %r failed: %r", receiver, response, exc_info=response)
 
 
-def error_entry(exc: BaseException, attempt: int, now: datetime, tb: str | None = None) -> dict[str, Any]:
-    """What the ``errors`` list keeps of one failed attempt."""
-    kind = type(exc)
-    return {
-        "type": f"{kind.__module__}.{kind.__qualname__}",
-        "message": str(exc),
-        "traceback": tb if tb is not None else "".join(traceback.format_exception(exc)),
-        "attempt": attempt,
-        "at": now.isoformat(),
-    }
+class Attempt(Protocol):
+    """What an outcome needs of its job: a claimed job, an outcome, or the supervisor's record of one."""
+
+    def __getitem__(self, key: str, /) -> Any: ...
 
 
-def _outcome(row: dict[str, Any], status: JobStatus, now: datetime, **fields: Any) -> dict[str, Any]:
-    return {
+def _outcome(row: Attempt, status: JobStatus, now: datetime, **fields: Any) -> Outcome:
+    outcome: Outcome = {
         "id": row["id"],
         "attempt": row["attempt"],
         "status": status.value,
+        "started_at": None,
         "finished_at": now,
         "result": None,
         "error": None,
         "run_at": None,
-        **fields,
     }
+    outcome.update(fields)  # type: ignore[typeddict-item]
+    return outcome
 
 
 def failure_outcome(
-    row: dict[str, Any],
+    row: Attempt,
     exc: BaseException,
     now: datetime,
     *,
     retry_in: float | None,
-) -> dict[str, Any]:
+) -> Outcome:
     """A failed attempt: queued again ``retry_in`` seconds from ``now``, or failed for good when ``None``."""
-    error = serialization.dumps(error_entry(exc, row["attempt"], now), "error")
+    error = serialization.dumps(error_entry(exc, at=now, attempt=row["attempt"]), "error")
     if retry_in is None:
         return _outcome(row, JobStatus.FAILED, now, error=error)
     return _outcome(row, JobStatus.QUEUED, now, error=error, run_at=now + timedelta(seconds=retry_in))
 
 
-def cancelled_outcome(row: dict[str, Any], message: str, now: datetime) -> dict[str, Any]:
+def cancelled_outcome(row: Attempt, message: str, now: datetime) -> Outcome:
     """A running attempt ended by a cancel (``row`` needs ``id`` and ``attempt``)."""
-    error = {"type": "djtasks.exceptions.JobCancelled", "message": message, "traceback": ""}
-    error.update(attempt=row["attempt"], at=now.isoformat())
+    error = error_entry(JobCancelled, at=now, attempt=row["attempt"], message=message)
     return _outcome(row, JobStatus.CANCELLED, now, error=serialization.dumps(error, "error"))
 
 
-def execute(row: dict[str, Any], runtime: JobRuntime | None = None) -> dict[str, Any]:
+def execute(row: ClaimedJob, runtime: JobRuntime | None = None) -> Outcome:
     """Run the claimed job ``row`` in this thread and return its outcome.
 
     ``runtime.running(...)`` wraps exactly the call of the job's function (so a soft time limit can only
@@ -134,7 +129,8 @@ def execute(row: dict[str, Any], runtime: JobRuntime | None = None) -> dict[str,
         now = timezone.now()
         outcome = _outcome(row, JobStatus.SUCCEEDED, now, result=serialization.dumps(value, "result"))
         if ctx is not None and ctx.cancel_observed:
-            outcome = {**cancelled_outcome(row, CANCELLED_WHILE_RUNNING, now), "result": outcome["result"]}
+            result, outcome = outcome["result"], cancelled_outcome(row, CANCELLED_WHILE_RUNNING, now)
+            outcome["result"] = result
     except Retry as request:
         now = timezone.now()
         exc = request.exc or request

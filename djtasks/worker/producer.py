@@ -12,26 +12,27 @@ With a ``budget`` (``--max-jobs-per-child``) it claims at most that many jobs in
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
-import select
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from datetime import timedelta
-from typing import Any
 from uuid import UUID
 
 from django.utils import timezone
 
+from ..rows import ClaimedJob
 from ..status import JobStatus
 from .db import CONNECTION_ERRORS, WorkerConnection
-from .prefetch import Durations
+from .ledger import Ledger
+from .prefetch import PREFETCH_MAX, Durations
+from .waits import Backoff, WakePipe, wait_for_wake
 
 logger = logging.getLogger("djtasks.worker")
 
-RECONNECT_START_S = 0.2  # first pause after losing the database; doubles up to RECONNECT_MAX_S
-RECONNECT_MAX_S = 5.0
+
+def ledger_capacity(slots: int) -> int:
+    """The most jobs a producer with ``slots`` threads ever holds at once (see ``Producer.limits``)."""
+    return slots + 2 * PREFETCH_MAX
 
 
 class Producer:
@@ -41,52 +42,37 @@ class Producer:
         worker_id: UUID,
         queues: Sequence[str],
         slots: int,
-        submit: Callable[[dict[str, Any]], None],
+        submit: Callable[[list[ClaimedJob]], None],
         poll_interval: float,
         listen: bool,
+        ledger: Ledger,
         alias: str | None = None,
-        known_ids: Callable[[], Iterable[UUID]] = tuple,
         budget: int | None = None,
         durations: Durations | None = None,
-        waiting: Callable[[], int] = lambda: 0,
-        unfinished: Callable[[], int] | None = None,
     ) -> None:
+        """``submit(jobs)`` enters claimed jobs in ``ledger`` and hands them to the job threads; every count
+        the producer's limits need it reads from ``ledger``."""
         self.worker_id = worker_id
         self.queues = list(queues)
         self.slots = slots
         self.submit = submit
         self.poll_interval = poll_interval
         self.listen = listen
+        self.ledger = ledger
         # Claims need no durable commit: a claim lost in a server crash leaves its jobs queued (see db.py).
         self.db = WorkerConnection(alias, role="producer", prepare=True, durable=False)
         self.stopping = threading.Event()
         self.durations = durations or Durations()
-        self.waiting = waiting  # claimed jobs not started yet (in the executor's queue)
-        # claimed jobs not finished running (waiting or executing); default: all not yet recorded
-        self.unfinished = unfinished if unfinished is not None else lambda: self._outstanding
-        self._outstanding = 0  # claimed jobs whose outcome is not recorded yet
         self._last_names: set[str] = set()
-        self._lock = threading.Lock()
-        self._wake_r, self._wake_w = os.pipe()
-        os.set_blocking(self._wake_r, False)
-        os.set_blocking(self._wake_w, False)
+        self._wake = WakePipe()
         self._listening = False
-        self.known_ids = known_ids
         self.budget = budget  # jobs it may still claim; None = no limit
         self.exhausted = False  # stopped because the budget is spent
         self._reconnected = False
 
     # -- called from other threads --------------------------------------------------------------------
     def wake(self) -> None:
-        # BlockingIOError: the pipe is full, a wake-up is already pending. OSError: closed at exit, when a late
-        # signal or job may still call this; nothing needs waking any more.
-        with contextlib.suppress(OSError):
-            os.write(self._wake_w, b"\0")
-
-    def slot_freed(self, n: int = 1) -> None:
-        with self._lock:
-            self._outstanding -= n
-        self.wake()
+        self._wake.wake()
 
     def stop(self) -> None:
         self.stopping.set()
@@ -95,8 +81,9 @@ class Producer:
     def limits(self) -> tuple[int, int]:
         """``(in_process, outstanding)``: how many claimed jobs may be unfinished (threads plus the prefetch
         that recent run times allow) and how many may await their recorded outcome. The second is larger by
-        one prefetch, so the next claim overlaps with the writing of the last batch's outcomes; without
-        prefetch both equal the threads, and a process never has more jobs ``running`` than threads."""
+        one prefetch, so the next claim overlaps with the writing of the last batch's outcomes. Jobs claimed
+        ahead are held ``running`` in the database but not started (``started_at`` NULL); at most ``slots``
+        of them have started at any moment."""
         prefetch = self.durations.prefetch(self.slots, self._last_names)
         return self.slots + prefetch, self.slots + 2 * prefetch
 
@@ -108,35 +95,33 @@ class Producer:
     @property
     def free(self) -> int:
         in_process, outstanding = self.limits()
-        with self._lock:
-            return min(in_process - self.unfinished(), outstanding - self._outstanding)
+        return min(in_process - self.ledger.unfinished, outstanding - self.ledger.outstanding)
 
     # -- the loop -------------------------------------------------------------------------------------
     def run(self) -> None:
-        pause = RECONNECT_START_S
+        backoff = Backoff()
         while not self.stopping.is_set():
             try:
                 if self._reconnected:
                     self._release_strays()
                 self._ensure_listening()
                 timeout = self._claim_once()
-                pause = RECONNECT_START_S
+                backoff.reset()
                 if timeout is not None:
                     self._wait(timeout)
             except CONNECTION_ERRORS as exc:
+                pause = backoff.next()
                 logger.warning("producer lost the database (%s); reconnecting in %.1f s", exc, pause)
                 self.db.reset()
                 self._listening = False
                 self._reconnected = True
                 self.stopping.wait(pause)
-                pause = min(pause * 2, RECONNECT_MAX_S)
-        # The wake-up pipe stays open: job threads still finishing call slot_freed(), and a closed
-        # descriptor number could by then belong to another file (a database socket).
+        # The wake-up pipe stays open: job threads and the completer may still wake it.
         self.db.close()
 
     def _release_strays(self) -> None:
         released = self.db.store.job_release_many(
-            now=timezone.now(), worker_id=self.worker_id, keep_ids=set(self.known_ids())
+            now=timezone.now(), worker_id=self.worker_id, keep_ids=self.ledger.known_ids()
         )
         self._reconnected = False
         if released:
@@ -159,7 +144,7 @@ class Producer:
             free = min(free, self.budget)
         if free <= 0:
             return self.poll_interval
-        if free < self.slots and free * 2 < in_process and self.waiting() > 0:
+        if free < self.slots and free * 2 < in_process and self.ledger.waiting > 0:
             # Jobs claimed ahead are still waiting for a thread: claim again once more slots are free,
             # in one larger statement rather than many small ones.
             return self.poll_interval
@@ -167,15 +152,16 @@ class Producer:
         rows = self.db.store.job_claim_many(now=now, worker_id=self.worker_id, queues=self.queues, limit=free)
         if rows:
             self._last_names = {row["name"] for row in rows}
+        claimed = []
         for row in rows:
             if row["status"] != JobStatus.RUNNING:  # expired before it started: the claim cancelled it
                 logger.info("job %s %s expired before it started", row["id"], row["name"])
-                continue
-            with self._lock:
-                self._outstanding += 1
-            if self.budget is not None:
-                self.budget -= 1
-            self.submit(row)
+            else:
+                claimed.append(row)
+        if self.budget is not None:
+            self.budget -= len(claimed)
+        if claimed:
+            self.submit(claimed)
         if self.budget == 0:
             self.exhausted = True
             self.stopping.set()
@@ -189,19 +175,6 @@ class Producer:
         return max(0.0, min(self.poll_interval, (next_run_at - timezone.now()).total_seconds()))
 
     def _wait(self, timeout: float) -> None:
-        watched = [self._wake_r]
+        # With no free slot a notification could not be acted on: leave it queued on the socket.
         conn = self.db.connection if self._listening and self.free > 0 else None
-        if conn is not None:
-            watched.append(conn.fileno())
-        readable, _, _ = select.select(watched, [], [], timeout)
-        if self._wake_r in readable:
-            try:
-                while os.read(self._wake_r, 4096):
-                    pass
-            except BlockingIOError:
-                pass
-        if conn is not None and conn.fileno() in readable:
-            pgconn = conn.pgconn
-            pgconn.consume_input()
-            while pgconn.notifies() is not None:
-                pass  # a wake-up is all a notification means; the claim finds what is due
+        wait_for_wake(self._wake, conn, timeout)

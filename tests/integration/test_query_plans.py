@@ -86,6 +86,7 @@ def test_claim_walks_the_claim_index_and_never_sorts_the_backlog(big_table, queu
             "worker_id": uuid.uuid4(),
             "queues": queues,
             "limit": 10,
+            "expired_error": "{}",
         },
     )
     scans = scans_of_job_table(nodes)
@@ -115,10 +116,19 @@ def test_by_id_queries_use_the_primary_key_or_running_index(big_table, name):
             "errors": [None] * 50,
             "run_ats": [None] * 50,
             "finished_ats": [timezone.now()] * 50,
+            "started_ats": [timezone.now()] * 50,
+            "mark_ids": ids[:5],
+            "mark_attempts": [1] * 5,
+            "mark_started_ats": [timezone.now()] * 5,
         },
-        "job_release_many": {"now": timezone.now(), "worker_id": uuid.uuid4(), "keep_ids": ids[:3]},
+        "job_release_many": {
+            "now": timezone.now(),
+            "worker_id": uuid.uuid4(),
+            "keep_ids": ids[:3],
+            "cancelled_error": "{}",
+        },
         "job_get": {"id": ids[0]},
-        "job_cancel_many": {"now": timezone.now(), "ids": ids, "terminate": False},
+        "job_cancel_many": {"now": timezone.now(), "ids": ids, "terminate": False, "cancelled_error": "{}"},
     }[name]
     nodes = plan_nodes(big_table, name, params)
     assert used_indexes(nodes) & {"djtasks_job_pkey", "djtasks_job_running"}, scans_of_job_table(nodes)

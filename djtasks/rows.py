@@ -1,0 +1,89 @@
+"""The rows that cross threads and processes on the hot path, typed, and the one way to build an error entry.
+
+A ``ClaimedJob`` goes from the claim (``Store.job_claim_many``) through the producer to a job thread; an
+``Outcome`` from the job thread through the completer to ``Store.job_finish_many``; a ``StartMark`` from the
+ledger through the completer to the same statement. ``ErrorEntry`` is one element of a job's ``errors``
+list: Python builds every one with ``error_entry()``, including the templates the SQL queries merge the
+per-row fields into (``jsonb ||``), so no class path is spelled out in SQL.
+"""
+
+from __future__ import annotations
+
+import traceback as tb_module
+from datetime import datetime
+from typing import TypedDict
+from uuid import UUID
+
+
+class ClaimedJob(TypedDict):
+    """One row returned by ``job_claim_many``; ``status`` is ``running`` (claimed) or ``cancelled`` (expired)."""
+
+    id: UUID
+    name: str
+    queue: str
+    priority: int
+    status: str
+    args: str  # JSON text
+    kwargs: str  # JSON text
+    attempt: int
+    max_attempts: int
+    enqueued_at: datetime
+    run_at: datetime
+    time_limit: float | None
+    soft_time_limit: float | None
+
+
+class Outcome(TypedDict):
+    """What became of one attempt, for ``job_finish_many`` (``result``/``error`` as JSON text)."""
+
+    id: UUID
+    attempt: int
+    status: str
+    started_at: datetime | None
+    finished_at: datetime
+    result: str | None
+    error: str | None
+    run_at: datetime | None
+
+
+class StartMark(TypedDict):
+    """A job whose function started and has not finished yet: written so a rescuer counts its attempt."""
+
+    id: UUID
+    attempt: int
+    started_at: datetime
+
+
+class ErrorEntry(TypedDict, total=False):
+    type: str  # dotted path of the exception class
+    message: str
+    traceback: str
+    attempt: int
+    at: str  # ISO 8601
+
+
+def error_type(kind: type[BaseException]) -> str:
+    """The dotted path an error entry names an exception class by."""
+    return f"{kind.__module__}.{kind.__qualname__}"
+
+
+def error_entry(
+    exc: BaseException | type[BaseException],
+    *,
+    at: datetime,
+    attempt: int | None = None,
+    message: str | None = None,
+    traceback: str | None = None,
+) -> ErrorEntry:
+    """One failed attempt as the ``errors`` list keeps it. For an exception instance the message and traceback
+    default to its own; for a class (a template completed in SQL) they default to empty. ``attempt=None``
+    leaves the key out, for a query that adds the row's attempt itself."""
+    kind = exc if isinstance(exc, type) else type(exc)
+    if message is None:
+        message = "" if isinstance(exc, type) else str(exc)
+    if traceback is None:
+        traceback = "" if isinstance(exc, type) else "".join(tb_module.format_exception(exc))
+    entry: ErrorEntry = {"type": error_type(kind), "message": message, "traceback": traceback, "at": at.isoformat()}
+    if attempt is not None:
+        entry["attempt"] = attempt
+    return entry
