@@ -6,3 +6,14 @@ from djtasks import job
 @job
 def noop() -> None:
     """Does nothing: what is measured is the queue, not the job."""
+
+
+@job
+def sleep_for(seconds: float, marker: str = "") -> None:
+    """Sleeps; first creates the file ``marker`` (if given), so a script sees it started without the database."""
+    import time
+    from pathlib import Path
+
+    if marker:
+        Path(marker).touch()
+    time.sleep(seconds)
