@@ -46,7 +46,8 @@ class QueueSummary:
     paused: bool = False
     queued: int = 0  # due now, waiting for a worker
     scheduled: int = 0  # queued with run_at in the future (countdown, eta, retry backoff)
-    running: int = 0
+    running: int = 0  # started: their function runs
+    claimed: int = 0  # claimed ahead by a worker, waiting there for a free thread (not running yet)
     succeeded: int = 0  # in the window
     failed: int = 0  # in the window
     cancelled: int = 0  # in the window
@@ -77,6 +78,7 @@ class WorkerSummary:
     heartbeat_at: datetime
     running: int
     alive: bool
+    claimed: int = 0  # jobs it holds claimed ahead, not started
 
 
 @dataclass
@@ -145,7 +147,8 @@ def summary(now: datetime | None = None, store: Store | None = None) -> Summary:
         if row["oldest_run_at"] is not None:
             q.oldest_wait_s = max(0.0, (now - row["oldest_run_at"]).total_seconds())
     for row in store.queue_stats_running():
-        get(row["queue"]).running = row["running"]
+        q = get(row["queue"])
+        q.running, q.claimed = row["running"], row["claimed"]
     for row in store.queue_stats_finished(now=now, since=since, bucket=BUCKET, origin=since):
         q = get(row["queue"])
         index = min(int((row["bucket"] - since) / BUCKET), len(q.buckets) - 1)
@@ -173,6 +176,7 @@ def summary(now: datetime | None = None, store: Store | None = None) -> Summary:
                 heartbeat_at=row["heartbeat_at"],
                 running=row["running"],
                 alive=alive,
+                claimed=row["claimed"],
             )
         )
         if alive:
@@ -188,7 +192,7 @@ def summary(now: datetime | None = None, store: Store | None = None) -> Summary:
 def _total(queues: list[QueueSummary], since: datetime, workers: list[WorkerSummary]) -> QueueSummary:
     total = QueueSummary(ALL_QUEUES, buckets=_empty_buckets(since))
     for q in queues:
-        for attr in ("queued", "scheduled", "running", "succeeded", "failed", "cancelled"):
+        for attr in ("queued", "scheduled", "running", "claimed", "succeeded", "failed", "cancelled"):
             setattr(total, attr, getattr(total, attr) + getattr(q, attr))
         if q.oldest_wait_s is not None:
             total.oldest_wait_s = max(total.oldest_wait_s or 0.0, q.oldest_wait_s)
@@ -224,7 +228,7 @@ def format_rate(rate: float | None) -> str:
 
 COLUMNS = (
     ("queue", lambda q: q.name + ("" if q.configured else " (not configured)") + (" (paused)" if q.paused else "")),
-    ("queued", lambda q: str(q.queued)),
+    ("queued", lambda q: str(q.queued) + (f" +{q.claimed} claimed" if q.claimed else "")),
     ("scheduled", lambda q: str(q.scheduled)),
     ("running", lambda q: str(q.running)),
     ("failed/1h", lambda q: str(q.failed)),

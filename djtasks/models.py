@@ -14,6 +14,9 @@ from .status import JobStatus
 ACTIVE = Q(status__in=["queued", "running"])
 FINISHED = Q(status__in=["succeeded", "failed", "cancelled"])
 PROBLEMS = Q(status__in=["failed", "cancelled"])
+# A running row is owned by a worker; its function runs only once started_at is set (claimed ahead before).
+STARTED = Q(status="running", started_at__isnull=False)
+CLAIMED = Q(status="running", started_at__isnull=True)
 
 
 class Job(models.Model):

@@ -98,6 +98,7 @@ def _row(q: QueueSummary, *, queue: str | None) -> dict[str, Any]:
         "queued_url": _jobs_url(status="due", queue=queue),
         "scheduled_url": _jobs_url(status="scheduled", queue=queue),
         "running_url": _jobs_url(status="running", queue=queue),
+        "claimed_url": _jobs_url(status="claimed", queue=queue),
         "failed_url": _jobs_url(status="failed", queue=queue),
         "succeeded_url": _jobs_url(status="succeeded", queue=queue),
         "oldest_wait": format_duration(q.oldest_wait_s),
