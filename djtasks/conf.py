@@ -8,12 +8,13 @@ setting is reported with the same words by ``manage.py check`` and at run time.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
+
+from . import durations
 
 if TYPE_CHECKING:
     from .schedules import ScheduleDef
@@ -81,12 +82,12 @@ class SettingError(ImproperlyConfigured):
 
 def duration_seconds(value: Any, what: str) -> float:
     """Seconds from an int, a float or a timedelta; negative values and other types are rejected."""
-    if isinstance(value, timedelta):
-        seconds = value.total_seconds()
-    elif isinstance(value, (int, float)) and not isinstance(value, bool):
-        seconds = float(value)
-    else:
-        raise SettingError(what, f"expected seconds (int or float) or a timedelta, got {type(value).__name__}")
+    try:
+        seconds = durations.seconds(value, what)
+    except TypeError:
+        raise SettingError(
+            what, f"expected seconds (int or float) or a timedelta, got {type(value).__name__}"
+        ) from None
     if seconds < 0:
         raise SettingError(what, f"must not be negative, got {seconds}")
     return seconds

@@ -16,7 +16,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
 from django.utils import timezone
 
-from . import serialization, signals
+from . import durations, serialization, signals
 from .conf import PRIORITY_MAX, PRIORITY_MIN, djtasks_settings
 from .exceptions import Retry
 from .ids import uuid7, uuid7_many
@@ -310,10 +310,7 @@ class Job:
             raise ValueError(f"{where}: pass countdown or eta, not both")
         run_at = now
         if countdown is not None:
-            if isinstance(countdown, timedelta):
-                countdown = countdown.total_seconds()
-            if isinstance(countdown, bool) or not isinstance(countdown, (int, float)) or not math.isfinite(countdown):
-                raise TypeError(f"{where}: countdown must be a number of seconds, got {countdown!r}")
+            countdown = durations.seconds(countdown, f"{where}: countdown")
             if countdown < 0:
                 raise ValueError(f"{where}: countdown must not be negative, got {countdown}")
             run_at = now + timedelta(seconds=countdown)
@@ -325,12 +322,13 @@ class Job:
         if expires is not None:
             if isinstance(expires, datetime):
                 expires_at = _aware(f"{where}: expires", expires)
-            elif isinstance(expires, timedelta):
-                expires_at = now + expires
-            elif isinstance(expires, (int, float)) and not isinstance(expires, bool):
-                expires_at = now + timedelta(seconds=expires)
             else:
-                raise TypeError(f"{where}: expires must be seconds, a timedelta or an aware datetime, got {expires!r}")
+                try:
+                    expires_at = now + timedelta(seconds=durations.seconds(expires, f"{where}: expires"))
+                except TypeError:
+                    raise TypeError(
+                        f"{where}: expires must be seconds, a timedelta or an aware datetime, got {expires!r}"
+                    ) from None
             if expires_at <= run_at:
                 raise ValueError(
                     f"{where}: expires ({expires_at.isoformat()}) is not after the run time ({run_at.isoformat()})"
