@@ -54,6 +54,49 @@ class StartMark(TypedDict):
     started_at: datetime
 
 
+class TerminateRequest(TypedDict):
+    """A running job whose cancel asks its supervisor to kill the process (``job_terminate_requested_many``)."""
+
+    id: UUID
+    worker_id: UUID
+    attempt: int
+
+
+class ScheduleRow(TypedDict):
+    """One schedule as the scheduler fires it (``schedule_due_many``, or an admin row via ``row_of``)."""
+
+    id: int
+    name: str
+    job_name: str
+    cron: str
+    interval_seconds: float | None
+    at: datetime | None
+    timezone: str
+    args: str  # JSON text
+    kwargs: str  # JSON text
+    queue: str
+    priority: int | None
+    next_fire_at: datetime | None
+    catch_up: str
+    expires_seconds: float | None
+    unique: bool
+
+
+class PeriodicJob(TypedDict):
+    """A job a schedule's fire inserts (``job_insert_periodic_many``)."""
+
+    id: UUID
+    name: str
+    queue: str
+    priority: int
+    args: str  # JSON text
+    kwargs: str  # JSON text
+    run_at: datetime
+    expires_at: datetime | None
+    max_attempts: int
+    unique_key: str | None
+
+
 class ErrorEntry(TypedDict, total=False):
     type: str  # dotted path of the exception class
     message: str

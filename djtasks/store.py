@@ -18,7 +18,7 @@ from uuid import UUID
 
 from . import serialization
 from .exceptions import JobCancelled, JobExpired, WorkerLost
-from .rows import ClaimedJob, Outcome, StartMark, error_entry
+from .rows import ClaimedJob, Outcome, PeriodicJob, ScheduleRow, StartMark, TerminateRequest, error_entry
 
 QUERIES_PATH = Path(__file__).with_name("sql") / "queries.sql"
 _NAME_RE = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)
@@ -182,11 +182,12 @@ class Store:
         rows = self._execute("job_cancel_requested", {"id": job_id})
         return bool(rows and rows[0]["cancel_requested"])
 
-    def job_terminate_requested_many(self, *, worker_ids: Sequence[UUID]) -> list[dict[str, Any]]:
+    def job_terminate_requested_many(self, *, worker_ids: Sequence[UUID]) -> list[TerminateRequest]:
         """Running jobs of these workers to be cancelled by killing their process: ``id, worker_id, attempt``."""
         if not worker_ids:
             return []
-        return self._execute("job_terminate_requested_many", {"worker_ids": list(worker_ids)})
+        rows: list[Any] = self._execute("job_terminate_requested_many", {"worker_ids": list(worker_ids)})
+        return rows
 
     # -- jobs: maintenance ----------------------------------------------------------------------------
     def job_prune_many(self, *, statuses: Sequence[str], before: datetime, limit: int) -> int:
@@ -327,8 +328,9 @@ class Store:
         """Disable code/settings schedules whose names are not in ``keep``; returns ``{name: source}``."""
         return {row["name"]: row["source"] for row in self._execute("schedule_orphan_many", {"names": list(keep)})}
 
-    def schedule_due_many(self, *, now: datetime, limit: int) -> list[dict[str, Any]]:
-        return self._execute("schedule_due_many", {"now": now, "limit": limit})
+    def schedule_due_many(self, *, now: datetime, limit: int) -> list[ScheduleRow]:
+        rows: list[Any] = self._execute("schedule_due_many", {"now": now, "limit": limit})
+        return rows
 
     def schedule_fire(
         self,
@@ -354,7 +356,7 @@ class Store:
         }
         return bool(self._execute("schedule_fire", params))
 
-    def job_insert_periodic_many(self, *, now: datetime, jobs: Sequence[dict[str, Any]]) -> list[UUID]:
+    def job_insert_periodic_many(self, *, now: datetime, jobs: Sequence[PeriodicJob]) -> list[UUID]:
         """Insert jobs (``job_insert_many``'s keys plus ``unique_key``); returns the ids actually inserted."""
         if not jobs:
             return []

@@ -24,6 +24,7 @@ from ..conf import djtasks_settings
 from ..exceptions import NotRegistered
 from ..ids import uuid7
 from ..registry import registry
+from ..rows import PeriodicJob, ScheduleRow
 from ..schedules import ScheduleDef, defined_schedules
 from ..store import Store
 
@@ -75,12 +76,12 @@ def _is_connection_error(exc: BaseException) -> bool:
     )
 
 
-def timing_of(row: dict[str, Any]) -> cron.Timing:
+def timing_of(row: ScheduleRow) -> cron.Timing:
     """The ``Timing`` of a schedule row (``ValueError`` if the row's timing is unusable)."""
     return cron.Timing.make(cron=row["cron"] or None, every=row["interval_seconds"], at=row["at"], tz=row["timezone"])
 
 
-def row_of(obj: Any) -> dict[str, Any]:
+def row_of(obj: Any) -> ScheduleRow:
     """A ``Schedule`` model instance as the dict ``schedule_due_many`` returns (arguments as JSON text)."""
     return {
         "id": obj.pk,
@@ -197,7 +198,7 @@ class Scheduler:
         result.next_fire_at = self.store.schedule_next_fire_at()
         return result
 
-    def fire(self, row: dict[str, Any], now: datetime) -> FireOutcome | None:
+    def fire(self, row: ScheduleRow, now: datetime) -> FireOutcome | None:
         """Fire the due tick ``row["next_fire_at"]`` of one schedule row; ``None`` if another scheduler won it."""
         due: datetime = row["next_fire_at"]
         error = ""
@@ -208,7 +209,7 @@ class Scheduler:
         else:
             expires = timedelta(seconds=row["expires_seconds"]) if row["expires_seconds"] else None
             plan = cron.plan(timing, due, now, catch_up=row["catch_up"], expires=expires, unique=row["unique"])
-        jobs: list[dict[str, Any]] = []
+        jobs: list[PeriodicJob] = []
         if not error:
             try:
                 jobs = self.jobs_for(row, plan.ticks)
@@ -245,7 +246,7 @@ class Scheduler:
         )
         return FireOutcome(row["name"], plan.ticks, tuple(inserted), status, plan.next_fire_at)
 
-    def run_now(self, row: dict[str, Any], now: datetime) -> FireOutcome:
+    def run_now(self, row: ScheduleRow, now: datetime) -> FireOutcome:
         """Enqueue a schedule's job at once, outside its timing (the admin's "run now"); ``next_fire_at`` is left
         as it is. A unique schedule whose previous job is still active enqueues nothing."""
         jobs = self.jobs_for(row, (now,))
@@ -258,7 +259,7 @@ class Scheduler:
         logger.info("beat: %r %s", row["name"], status)
         return FireOutcome(row["name"], (now,), tuple(inserted), status, row["next_fire_at"])
 
-    def jobs_for(self, row: dict[str, Any], ticks: Iterable[datetime]) -> list[dict[str, Any]]:
+    def jobs_for(self, row: ScheduleRow, ticks: Iterable[datetime]) -> list[PeriodicJob]:
         """Job rows for ticks of a schedule: ``run_at`` is the tick (so each tick's job can be told apart) and
         ``expires_at`` counts from it. ``NotRegistered``/``ValueError`` if the job or its queue is unknown."""
         job = registry.get(row["job_name"])

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 from uuid import UUID
 
+from ..rows import TerminateRequest
 from ..store import Store
 from .db import CONNECTION_ERRORS, WorkerConnection
 from .waits import Backoff
@@ -33,7 +34,7 @@ class Bookkeeper(threading.Thread):
         self.db = WorkerConnection(alias, role="supervisor")
         self.wake = wake
         self.worker_ids: tuple[UUID, ...] = ()  # replaced (never mutated) by the supervisor
-        self.terminate_requests: queue.Queue[dict[str, Any]] = queue.Queue()
+        self.terminate_requests: queue.Queue[TerminateRequest] = queue.Queue()
         self._tasks: queue.Queue[tuple[str, Task | None] | None] = queue.Queue()
         self._unfinished = 0
         self._cond = threading.Condition()

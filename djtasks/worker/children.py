@@ -17,6 +17,7 @@ from uuid import UUID
 from ..exceptions import NotRegistered, TimeLimitExceeded
 from ..ids import uuid7
 from ..registry import registry
+from ..rows import Outcome
 from . import link
 from .executor import cancelled_outcome, failure_outcome
 from .process import WorkerConfig, main
@@ -47,10 +48,10 @@ class Kill:
     reason: str
     jobs: list[RunningJob] = field(default_factory=list)
 
-    def outcomes(self, pid: int | None, now: datetime) -> list[dict[str, Any]]:
+    def outcomes(self, pid: int | None, now: datetime) -> list[Outcome]:
         found = []
         for job in self.jobs:
-            row = {"id": job.id, "attempt": job.attempt}
+            row = {"id": job.id, "attempt": job.attempt}  # all an outcome needs of its job
             if self.reason == TIME_LIMIT:
                 exc = TimeLimitExceeded(
                     f"ran past its time_limit of {job.time_limit:g} s; its worker process (pid {pid}) was killed"

@@ -11,12 +11,13 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Callable
-from typing import Any
+
+from ..rows import ClaimedJob
 
 
 class JobThreads:
-    def __init__(self, threads: int, run: Callable[[dict[str, Any]], None]) -> None:
-        self._queue: queue.SimpleQueue[dict[str, Any]] = queue.SimpleQueue()
+    def __init__(self, threads: int, run: Callable[[ClaimedJob], None]) -> None:
+        self._queue: queue.SimpleQueue[ClaimedJob] = queue.SimpleQueue()
         self._run = run
         self._threads = [
             threading.Thread(target=self._loop, name=f"djtasks-job-{i}", daemon=True) for i in range(threads)
@@ -24,7 +25,7 @@ class JobThreads:
         for thread in self._threads:
             thread.start()
 
-    def submit(self, row: dict[str, Any]) -> None:
+    def submit(self, row: ClaimedJob) -> None:
         self._queue.put(row)
 
     def _loop(self) -> None:
