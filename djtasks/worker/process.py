@@ -95,8 +95,8 @@ class _JobScope:
 
     def __enter__(self) -> None:
         row = self.row
-        # The supervisor tracks a job only to enforce its hard limit: every other fate (a dead process, a
-        # terminate request) it reads from the database, so jobs without a limit cost no pipe messages.
+        # The supervisor is told of a job on the pipe only to enforce its hard limit: which jobs a dead
+        # process had started it reads from the start board, a terminate request from the database.
         if self.hard is None:
             if self.soft is not None:
                 self.guard = self.process.soft_limits.arm(f"job {row['id']} {row['name']}", self.soft)
