@@ -21,7 +21,7 @@ from tests.testapp import tasks
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.acceptance]
 
 THREADS = 4
-SLOW_S = 2.0
+SLOW_S = 4.0  # long enough to be killed while running, even on a loaded machine
 FAST_JOBS = 100
 WARM_UP_JOBS = 200  # teaches the process that `touch` is fast, so it claims far ahead
 
@@ -46,7 +46,9 @@ def hold_slow_and_fast(start_worker, path):
         mine = Job.objects.filter(id__in=slow_ids | fast_ids)
         started = set(mine.filter(status="running", started_at__isnull=False).values_list("id", flat=True))
         ahead = mine.filter(status="running", started_at__isnull=True).count()
-        return started == slow_ids and ahead >= FAST_JOBS // 2
+        # how many it claims ahead depends on how fast `touch` ran in the warm-up: up to 100, fewer on a
+        # loaded machine; any number shows the point
+        return started == slow_ids and ahead > 0
 
     # the slow ones have started (their start marks are in the database) and fast ones wait behind them
     wait_until(held, timeout=30, message="4 slow jobs running and fast jobs claimed ahead")
@@ -74,6 +76,7 @@ def test_sigkill_of_a_worker_process_charges_only_the_jobs_it_had_started(start_
     path = tmp_path / "effects.log"
     worker, slow_ids, fast_ids = hold_slow_and_fast(start_worker, path)
     ahead = Job.objects.filter(id__in=fast_ids, status="running").count()
+    assert ahead > 0
     (child,) = worker_children(worker.proc.pid)
     os.kill(child, signal.SIGKILL)  # its supervisor rescues its jobs and starts a replacement
     assert_only_started_jobs_charged(path, slow_ids, fast_ids)
