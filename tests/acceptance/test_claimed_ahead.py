@@ -98,3 +98,20 @@ def test_sigkill_of_a_whole_runworker_charges_only_the_jobs_it_had_started(start
     assert "never started and handed back" in rescuer.log
     report(f"runworker SIGKILLed holding {len(slow_ids)} started and {ahead} claimed-ahead jobs: charged 4")
     assert rescuer.stop() == 0
+
+
+def test_a_warm_stop_hands_back_the_jobs_claimed_ahead_at_once(start_worker, tmp_path):
+    path = tmp_path / "effects.log"
+    worker, slow_ids, fast_ids = hold_slow_and_fast(start_worker, path)
+    ahead = set(Job.objects.filter(id__in=fast_ids, status="running").values_list("id", flat=True))
+    worker.signal(signal.SIGTERM)
+    # back in the queue, uncharged, while the slow jobs still run (they have seconds left)
+    wait_until(
+        lambda: Job.objects.filter(id__in=ahead, status="queued", attempt=0, worker_id=None).count() == len(ahead),
+        timeout=SLOW_S / 2,
+        message="the jobs claimed ahead to be handed back",
+    )
+    assert Job.objects.filter(id__in=slow_ids, status="running").count() == len(slow_ids)
+    assert worker.wait(60) == 0
+    assert Counter(Job.objects.filter(id__in=slow_ids).values_list("status", flat=True)) == {"succeeded": 4}
+    assert not side_effects(path).keys() & {str(i) for i in fast_ids}, "no job claimed ahead ran"
