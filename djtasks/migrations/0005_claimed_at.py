@@ -17,4 +17,8 @@ class Migration(migrations.Migration):
                 blank=True, null=True, help_text="when a worker took it; started_at is when its function started"
             ),
         ),
+        # Rows claimed before this migration were started at their claim as far as anyone can tell.
+        migrations.RunSQL(
+            "UPDATE djtasks_job SET claimed_at = started_at WHERE status = 'running'", migrations.RunSQL.noop
+        ),
     ]
