@@ -63,6 +63,7 @@ class Ledger:
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._starting = True
+        self._watchers = 0  # threads in wait(): only then is a change worth a notify (the hot path skips it)
         self.waiting = 0  # claimed, not started
         self.running = 0  # started, function not returned
         self.finished = 0  # outcome handed to the completer, not recorded yet
@@ -119,7 +120,8 @@ class Ledger:
             self._unmarked.pop(job_id, None)
             self.running -= 1
             self.finished += 1
-            self._changed.notify_all()
+            if self._watchers:
+                self._changed.notify_all()
             return self.waiting + self.running
 
     # -- completer ---------------------------------------------------------------------------------------
@@ -155,7 +157,8 @@ class Ledger:
                 self.finished -= 1
                 self.done += 1
                 self._drop(entry)
-            self._changed.notify_all()
+            if self._watchers:
+                self._changed.notify_all()
 
     # -- stopping and reconnecting -------------------------------------------------------------------------
     def stop_starting(self) -> None:
@@ -180,7 +183,11 @@ class Ledger:
     def wait(self, predicate: Callable[[Ledger], bool], timeout: float | None) -> bool:
         """Wait until ``predicate(self)`` holds (checked on every change); False on timeout."""
         with self._changed:
-            return self._changed.wait_for(lambda: predicate(self), timeout)
+            self._watchers += 1
+            try:
+                return self._changed.wait_for(lambda: predicate(self), timeout)
+            finally:
+                self._watchers -= 1
 
     def _drop(self, entry: Entry) -> None:
         job_id = entry.job["id"]
