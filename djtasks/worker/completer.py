@@ -24,7 +24,7 @@ from uuid import UUID
 import psycopg
 from django.utils import timezone
 
-from ..rows import Outcome, StartMark
+from ..rows import ClaimedJob, Outcome, StartMark
 from .db import CONNECTION_ERRORS, WorkerConnection
 from .executor import failure_outcome
 from .ledger import Ledger
@@ -50,6 +50,7 @@ class Completer(threading.Thread):
         *,
         ledger: Ledger,
         on_done: Callable[[int], None] = lambda n: None,
+        resubmit: Callable[[list[ClaimedJob]], None] = lambda jobs: None,
     ) -> None:
         super().__init__(name="djtasks-completer", daemon=True)
         self.worker_id = worker_id
@@ -59,6 +60,7 @@ class Completer(threading.Thread):
         self.written = 0
         self.marks_written = 0
         self.on_done = on_done
+        self.resubmit = resubmit  # jobs the ledger holds again once settled (claimed anew while running)
         self.fenced = 0
 
     def put(self, outcome: Outcome) -> None:
@@ -149,5 +151,7 @@ class Completer(threading.Thread):
                 "outcomes of %d job(s) no longer owned by this worker were not recorded: %s", len(lost), lost
             )
         if batch:
-            self.ledger.recorded(o["id"] for o in batch)
+            again = self.ledger.recorded((o["id"] for o in batch), written)
+            if again:
+                self.resubmit(again)
             self.on_done(len(batch))

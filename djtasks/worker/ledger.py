@@ -23,7 +23,7 @@ from __future__ import annotations
 import enum
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Container, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
@@ -45,6 +45,7 @@ class Entry:
     stage: Stage = Stage.CLAIMED
     started_at: datetime | None = None
     started_mono: float = 0.0
+    reclaimed: ClaimedJob | None = None  # claimed again while this run was going (see ``claim``)
 
 
 class LedgerFull(RuntimeError):
@@ -86,6 +87,16 @@ class Ledger:
         with self._lock:
             was_empty = not self._entries
             for job in jobs:
+                entry = self._entries.get(job["id"])
+                if entry is not None:
+                    # Claimed again while held: this worker was declared dead (a pause past WORKER_TIMEOUT), its
+                    # rows were handed back, and it claimed one anew. The new claim (its attempt) is the one
+                    # to run: now if the old one had not started, else once the old run's outcome is settled.
+                    if entry.stage is Stage.CLAIMED:
+                        entry.job = job
+                    else:
+                        entry.reclaimed = job
+                    continue
                 if not self._free:
                     raise LedgerFull(f"more than {self.capacity} jobs claimed")
                 self._entries[job["id"]] = Entry(job, self._free.pop())
@@ -93,24 +104,25 @@ class Ledger:
         return was_empty
 
     # -- job threads -------------------------------------------------------------------------------------
-    def start(self, job_id: UUID, now: datetime) -> bool:
-        """A thread is about to run the job: False if the process is stopping (the job is dropped, to be handed
-        back) or does not hold it. Listed on the start board before this returns."""
+    def start(self, job_id: UUID, now: datetime) -> ClaimedJob | None:
+        """A thread is about to run the job: the claim to run, or None if the process is stopping (the job is
+        dropped, to be handed back) or does not hold it unstarted. Listed on the start board before this
+        returns."""
         with self._lock:
             entry = self._entries.get(job_id)
             if entry is None or entry.stage is not Stage.CLAIMED:
-                return False
+                return None
             self.waiting -= 1
             if not self._starting:
                 self._drop(entry)
                 self._changed.notify_all()
-                return False
+                return None
             entry.stage, entry.started_at, entry.started_mono = Stage.STARTED, now, time.monotonic()
             self.running += 1
             self._unmarked[job_id] = entry
             if self.board is not None:
                 self.board.mark(entry.slot, job_id, entry.job["attempt"])
-            return True
+            return entry.job
 
     def finish(self, job_id: UUID) -> int:
         """The job's function returned (its outcome goes to the completer next); returns ``unfinished``."""
@@ -147,8 +159,11 @@ class Ledger:
                 return entry.started_mono
             return None
 
-    def recorded(self, job_ids: Iterable[UUID]) -> None:
-        """Outcomes written or fenced off: the jobs leave the ledger."""
+    def recorded(self, job_ids: Iterable[UUID], written: Container[UUID] = ()) -> list[ClaimedJob]:
+        """Outcomes written (``written``) or fenced off: the jobs leave the ledger. Returns the jobs claimed
+        again meanwhile (see ``claim``) whose old outcome was fenced off, waiting again: the caller hands them
+        to the job threads. (A written one finished the row, so the new claim has nothing left to run.)"""
+        again: list[ClaimedJob] = []
         with self._lock:
             for job_id in job_ids:
                 entry = self._entries.get(job_id)
@@ -156,9 +171,22 @@ class Ledger:
                     continue
                 self.finished -= 1
                 self.done += 1
+                if entry.reclaimed is not None and self._starting and job_id not in written:
+                    if self.board is not None:
+                        self.board.clear(entry.slot)
+                    entry.job, entry.reclaimed, entry.stage, entry.started_at = (
+                        entry.reclaimed,
+                        None,
+                        Stage.CLAIMED,
+                        None,
+                    )
+                    self.waiting += 1
+                    again.append(entry.job)
+                    continue
                 self._drop(entry)
             if self._watchers:
                 self._changed.notify_all()
+        return again
 
     # -- stopping and reconnecting -------------------------------------------------------------------------
     def stop_starting(self) -> None:

@@ -139,7 +139,9 @@ class WorkerProcess:
         self.ledger = Ledger(ledger_capacity(config.threads), board)
         self.executor = JobThreads(config.threads, self._run_one)
         self.soft_limits = SoftLimiter()
-        self.completer = Completer(self.id, config.alias, ledger=self.ledger, on_done=self._outcomes_recorded)
+        self.completer = Completer(
+            self.id, config.alias, ledger=self.ledger, on_done=self._outcomes_recorded, resubmit=self._resubmit
+        )
         self.heartbeat = Heartbeat(
             self.id,
             config.heartbeat_interval,
@@ -177,12 +179,16 @@ class WorkerProcess:
     def _submit(self, rows: list[ClaimedJob]) -> None:
         if self.ledger.claim(rows):
             self.completer.wake()  # it sleeps for good while the ledger is empty; start marks may now fall due
+        self._resubmit(rows)
+
+    def _resubmit(self, rows: list[ClaimedJob]) -> None:
         for row in rows:
             self.executor.submit(row)
 
-    def _run_one(self, row: ClaimedJob) -> None:
+    def _run_one(self, queued: ClaimedJob) -> None:
         started_at = timezone.now()
-        if not self.ledger.start(row["id"], started_at):
+        row = self.ledger.start(queued["id"], started_at)  # the claim to run (claimed anew: the new one)
+        if row is None:
             return  # stopping: a job claimed ahead is handed back, not started
         started = time.perf_counter()
         try:

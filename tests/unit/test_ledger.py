@@ -32,7 +32,7 @@ def test_a_job_goes_claimed_started_finished_recorded():
     assert counts(ledger) == (2, 0, 0, 2, 2)
     assert board.started() == []  # claimed ahead is not started
 
-    assert ledger.start(a["id"], NOW) is True
+    assert ledger.start(a["id"], NOW) is a
     assert counts(ledger) == (1, 1, 0, 2, 2)
     assert board.started() == [(a["id"], 1)]
     assert ledger.started_ids() == {a["id"]}
@@ -52,9 +52,9 @@ def test_start_is_refused_for_unknown_or_already_started_jobs():
     ledger = Ledger(2)
     a = job()
     ledger.claim([a])
-    assert ledger.start(uuid7(), NOW) is False
-    assert ledger.start(a["id"], NOW) is True
-    assert ledger.start(a["id"], NOW) is False
+    assert ledger.start(uuid7(), NOW) is None
+    assert ledger.start(a["id"], NOW) is a
+    assert ledger.start(a["id"], NOW) is None
     assert counts(ledger) == (0, 1, 0, 1, 1)
 
 
@@ -75,7 +75,7 @@ def test_stop_starting_drops_the_jobs_claimed_ahead_and_refuses_later_starts():
     ledger.stop_starting()
     assert counts(ledger) == (0, 1, 0, 1, 1)
     assert ledger.known_ids() == {running["id"]}  # what the early release keeps
-    assert ledger.start(later["id"], NOW) is False  # a thread that took it before the stop
+    assert ledger.start(later["id"], NOW) is None  # a thread that took it before the stop
     assert board.started() == [(running["id"], 1)]
     ledger.finish(running["id"])
     ledger.recorded([running["id"]])
@@ -98,6 +98,29 @@ def test_slots_are_reused_and_the_capacity_is_enforced():
     assert ledger.board.started() == [(d["id"], 1)]
     with pytest.raises(ValueError):
         Ledger(3, StartBoard(2))
+
+
+def test_a_job_claimed_again_runs_as_its_new_claim_once_the_old_run_is_settled():
+    """Declared dead while alive, the worker's rows were handed back and it claimed some of them anew."""
+    board = StartBoard(4)
+    ledger = Ledger(4, board)
+    waiting, running = job(attempt=1), job(attempt=1)
+    ledger.claim([waiting, running])
+    ledger.start(running["id"], NOW)
+    waiting_again, running_again = {**waiting, "attempt": 2}, {**running, "attempt": 2}
+    ledger.claim([waiting_again, running_again])
+    assert counts(ledger) == (1, 1, 0, 2, 2)  # counted once each
+    assert ledger.start(waiting["id"], NOW) is waiting_again  # not started yet: the new claim runs
+    assert ledger.start(running["id"], NOW) is None  # the old run goes on
+    ledger.finish(running["id"])
+    assert ledger.recorded([running["id"]]) == [running_again]  # its (fenced) outcome settled: run the new one
+    assert counts(ledger) == (1, 1, 0, 2, 2) and board.started() == [(waiting["id"], 2)]
+    assert ledger.start(running["id"], NOW) is running_again
+    assert sorted(a for _, a in board.started()) == [2, 2]
+    ledger.finish(running["id"])
+    ledger.claim([{**running, "attempt": 3}])  # and again; this time the old run's outcome is written
+    assert ledger.recorded([running["id"]], written={running["id"]}) == []
+    assert running["id"] not in ledger.known_ids()
 
 
 def test_start_marks_are_taken_once_oldest_first_and_never_for_finished_jobs():
