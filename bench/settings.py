@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+import django
 import environ
 
 if not os.environ.get("DATABASE_URL"):
@@ -17,3 +18,5 @@ USE_TZ = True
 INSTALLED_APPS = ["django.contrib.contenttypes", "django.contrib.auth", "djtasks", "bench"]
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 DJTASKS = {"QUEUES": {"default": {}}}
+if django.VERSION >= (6, 0):  # @task on djtasks (bench/tasks_backend.py)
+    TASKS = {"default": {"BACKEND": "djtasks.backend.DatabaseBackend"}}

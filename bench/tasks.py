@@ -17,3 +17,15 @@ def sleep_for(seconds: float, marker: str = "") -> None:
     if marker:
         Path(marker).touch()
     time.sleep(seconds)
+
+
+@job
+def step(value: int = 0) -> int:
+    """A chain step or chord header job: returns its input plus one."""
+    return value + 1
+
+
+@job
+def count(values: list) -> int:
+    """A chord callback: how many header results it was given."""
+    return len(values)

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from .canvas import chain, chord, group
 from .exceptions import JobCancelled, JobFailed, NotRegistered, SerializationError, SoftTimeLimitExceeded
 from .jobs import Job, JobContext, Signature, job
-from .results import JobResult
+from .results import GroupResult, JobResult
 from .schedules import periodic
 from .status import JobStatus
 
 __all__ = [
+    "GroupResult",
     "Job",
     "JobCancelled",
     "JobContext",
@@ -19,6 +21,9 @@ __all__ = [
     "SerializationError",
     "Signature",
     "SoftTimeLimitExceeded",
+    "chain",
+    "chord",
+    "group",
     "job",
     "periodic",
 ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
+from django.core import checks
 from django.core.checks import Error, register
 
 from .conf import SettingError, parse
@@ -85,3 +86,23 @@ def check_schedules(conf: Any) -> list[Error]:
                 )
             )
     return errors
+
+
+@register("djtasks")
+def check_tasks_backend(app_configs: Any = None, **kwargs: Any) -> list[checks.Warning]:
+    """``TASKS`` naming djtasks' backend on a Django without ``django.tasks`` (it would be silently ignored)."""
+    import django
+
+    if django.VERSION >= (6, 0):
+        return []  # Django checks TASKS itself, and calls DatabaseBackend.check()
+    tasks = getattr(settings, "TASKS", None) or {}
+    return [
+        checks.Warning(
+            f"TASKS[{alias!r}] names djtasks.backend.DatabaseBackend, but Django {django.get_version()} has no "
+            "django.tasks, so the setting is ignored",
+            hint="upgrade to Django 6 to use @task with djtasks, or use djtasks' own @job API",
+            id="djtasks.W001",
+        )
+        for alias, params in tasks.items()
+        if isinstance(params, dict) and str(params.get("BACKEND", "")).startswith("djtasks.backend")
+    ]

@@ -46,6 +46,7 @@ class QueueSummary:
     paused: bool = False
     queued: int = 0  # due now, waiting for a worker
     scheduled: int = 0  # queued with run_at in the future (countdown, eta, retry backoff)
+    waiting: int = 0  # workflow steps whose input is not ready (their parent job or group has not succeeded)
     running: int = 0  # started: their function runs
     claimed: int = 0  # claimed ahead by a worker, waiting there for a free thread (not running yet)
     succeeded: int = 0  # in the window
@@ -146,6 +147,8 @@ def summary(now: datetime | None = None, store: Store | None = None) -> Summary:
         q.queued, q.scheduled = row["queued"], row["scheduled"]
         if row["oldest_run_at"] is not None:
             q.oldest_wait_s = max(0.0, (now - row["oldest_run_at"]).total_seconds())
+    for row in store.queue_stats_workflow_waiting():
+        get(row["queue"]).waiting = row["waiting"]
     for row in store.queue_stats_running():
         q = get(row["queue"])
         q.running, q.claimed = row["running"], row["claimed"]
@@ -192,7 +195,7 @@ def summary(now: datetime | None = None, store: Store | None = None) -> Summary:
 def _total(queues: list[QueueSummary], since: datetime, workers: list[WorkerSummary]) -> QueueSummary:
     total = QueueSummary(ALL_QUEUES, buckets=_empty_buckets(since))
     for q in queues:
-        for attr in ("queued", "scheduled", "running", "claimed", "succeeded", "failed", "cancelled"):
+        for attr in ("queued", "scheduled", "waiting", "running", "claimed", "succeeded", "failed", "cancelled"):
             setattr(total, attr, getattr(total, attr) + getattr(q, attr))
         if q.oldest_wait_s is not None:
             total.oldest_wait_s = max(total.oldest_wait_s or 0.0, q.oldest_wait_s)
@@ -237,6 +240,7 @@ COLUMNS = (
     ("jobs/min", lambda q: f"{q.throughput_per_min:.1f}"),
     ("oldest wait", lambda q: format_duration(q.oldest_wait_s)),
     ("workers", lambda q: str(q.workers_alive)),
+    ("waiting", lambda q: str(q.waiting)),  # workflow steps; last, so the other columns keep their places
 )
 
 

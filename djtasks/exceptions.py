@@ -12,9 +12,10 @@ class DjtasksError(Exception):
 class NotRegistered(DjtasksError, LookupError):
     """A job name that no ``@job`` registered (at enqueue, or in a worker that does not know it)."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, detail: str | None = None) -> None:
         super().__init__(
-            f"no job named {name!r} is registered; is the module that defines it in an installed app's "
+            detail
+            or f"no job named {name!r} is registered; is the module that defines it in an installed app's "
             "tasks.py (or imported by one)?"
         )
         self.name = name

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import inspect
 import math
 import random
@@ -12,11 +14,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from asgiref.sync import sync_to_async
 from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
 from django.utils import timezone
 
 from . import durations, serialization, signals
+from .canvas import Signature
 from .conf import PRIORITY_MAX, PRIORITY_MIN, djtasks_settings
 from .exceptions import Retry
 from .ids import uuid7, uuid7_many
@@ -28,6 +32,8 @@ DEFAULT_RETRY_BACKOFF_S = 1.0  # base delay when retry_backoff=True
 DEFAULT_RETRY_BACKOFF_MAX_S = 600.0
 BULK_BATCH_SIZE = 5000  # rows per INSERT statement in bulk_delay
 CANCEL_CHECK_INTERVAL_S = 0.5  # JobContext.is_cancelled() reads the row at most this often
+PROGRESS_INTERVAL_S = 0.5  # JobContext.set_progress() writes at most this often (the last value at the end)
+UNIQUE_KEY_MAX = 500  # characters; the key is indexed
 
 JOB_OPTIONS = frozenset(
     {
@@ -41,6 +47,8 @@ JOB_OPTIONS = frozenset(
         "bind",
         "time_limit",
         "soft_time_limit",
+        "unique",
+        "unique_for",
     }
 )
 
@@ -80,6 +88,14 @@ def _aware(where: str, value: datetime) -> datetime:
     return value
 
 
+def _in_event_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
 @dataclass
 class JobContext:
     """What a ``@job(bind=True)`` function receives as its first argument."""
@@ -91,6 +107,40 @@ class JobContext:
     queue: str
     cancel_observed: bool = field(default=False, repr=False, compare=False)
     _cancel_checked_at: float = field(default=-math.inf, repr=False, compare=False)
+    _progress_written_at: float = field(default=-math.inf, repr=False, compare=False)
+    _progress_pending: str | None = field(default=None, repr=False, compare=False)
+
+    def set_progress(self, value: Any) -> None:
+        """Report progress: any JSON value, e.g. ``{"done": 40, "total": 100}``; ``JobResult.progress`` reads it.
+
+        Cheap to call per item: writes are coalesced to at most one every ``PROGRESS_INTERVAL_S`` (the first
+        at once), and the last value is always written when the job ends. A value JSON cannot carry raises
+        ``SerializationError`` (a ``TypeError``) here. Does nothing when the job runs inline."""
+        text = serialization.dumps(value, "progress")
+        if self.job_id is None:
+            return
+        self._progress_pending = text
+        if time.monotonic() - self._progress_written_at >= PROGRESS_INTERVAL_S and not _in_event_loop():
+            self.flush_progress()  # (in an async job the write waits for aset_progress() or the job's end)
+
+    async def aset_progress(self, value: Any) -> None:
+        """``set_progress()`` for an ``async def`` job (the write goes through ``sync_to_async``)."""
+        text = serialization.dumps(value, "progress")
+        if self.job_id is None:
+            return
+        self._progress_pending = text
+        if time.monotonic() - self._progress_written_at >= PROGRESS_INTERVAL_S:
+            await sync_to_async(self.flush_progress, thread_sensitive=True)()
+
+    def flush_progress(self) -> None:
+        """Write the progress value not written yet, if any (the worker calls it when the job ends)."""
+        text, self._progress_pending = self._progress_pending, None
+        if text is None or self.job_id is None:
+            return
+        from .operations import set_progress
+
+        self._progress_written_at = time.monotonic()
+        set_progress(self.job_id, self.attempt, text)
 
     def is_cancelled(self) -> bool:
         """True once someone asked to cancel this running job (``JobResult.cancel()``, the admin,
@@ -107,6 +157,14 @@ class JobContext:
             self.cancel_observed = cancel_requested(self.job_id)
         return self.cancel_observed
 
+    async def ais_cancelled(self) -> bool:
+        """``is_cancelled()`` for an ``async def`` job (the row is read through ``sync_to_async``)."""
+        if self.job_id is None or self.cancel_observed:
+            return self.cancel_observed
+        if time.monotonic() - self._cancel_checked_at < CANCEL_CHECK_INTERVAL_S:
+            return False  # read a moment ago: no thread hop until the row is due to be read again
+        return await sync_to_async(self.is_cancelled, thread_sensitive=True)()
+
     def retry(self, countdown: float | None = None, exc: BaseException | None = None) -> None:
         """End this attempt and run the job again after ``countdown`` seconds (default: the job's backoff).
 
@@ -119,6 +177,10 @@ class JobContext:
 
 class Job:
     """A registered job. Calling it runs the function inline; ``delay``/``apply_async`` enqueue it."""
+
+    # What the worker calls around a job besides its function: set by the django.tasks backend for its tasks
+    # (their context and Django's signals); None for @job.
+    hooks: Any = None
 
     def __init__(self, func: Callable[..., Any], **options: Any) -> None:
         unknown = set(options) - JOB_OPTIONS
@@ -171,6 +233,21 @@ class Job:
             options.get("soft_time_limit"),
             bad_value=ImproperlyConfigured,
         )
+        self.unique_for: float | None = None
+        unique_for = options.get("unique_for")
+        if unique_for is not None:
+            if isinstance(unique_for, timedelta):
+                unique_for = unique_for.total_seconds()
+            if isinstance(unique_for, bool) or not isinstance(unique_for, (int, float)):
+                raise TypeError(f"@job {name!r}: unique_for must be a number of seconds, got {unique_for!r}")
+            if not math.isfinite(unique_for) or unique_for <= 0:
+                raise ValueError(f"@job {name!r}: unique_for must be a positive number of seconds, got {unique_for!r}")
+            self.unique_for = float(unique_for)
+        self.unique = options.get("unique", unique_for is not None)
+        if not isinstance(self.unique, bool):
+            raise TypeError(f"@job {name!r}: unique must be True or False, got {self.unique!r}")
+        if unique_for is not None and not self.unique:
+            raise ImproperlyConfigured(f"@job {name!r}: unique_for needs unique=True (or leave unique out)")
         self.bind = options.get("bind", False)
         if not isinstance(self.bind, bool):
             raise TypeError(f"@job {name!r}: bind must be True or False")
@@ -178,6 +255,8 @@ class Job:
             params = list(inspect.signature(func).parameters.values())
             if not params or params[0].kind not in (params[0].POSITIONAL_ONLY, params[0].POSITIONAL_OR_KEYWORD):
                 raise TypeError(f"@job {name!r}: bind=True needs the function's first parameter to take the JobContext")
+        # An ``async def`` job runs on the worker process's event loop, many at once (--async-concurrency).
+        self.is_async = inspect.iscoroutinefunction(func)
         self.__doc__ = func.__doc__
         self.__name__ = getattr(func, "__name__", name)
         self.__module__ = func.__module__
@@ -193,6 +272,10 @@ class Job:
             ctx = JobContext(None, self.name, 1, self.max_attempts, self.queue or djtasks_settings.DEFAULT_QUEUE)
             return self.func(ctx, *args, **kwargs)
         return self.func(*args, **kwargs)
+
+    def encode_result(self, value: Any) -> str:
+        """The JSON text stored as the job's result (``SerializationError`` if it cannot be)."""
+        return serialization.dumps(value, "result")
 
     def retry_delay(self, attempt: int, rand: float | None = None) -> float:
         """Seconds before the next attempt after failed attempt number ``attempt``."""
@@ -227,6 +310,7 @@ class Job:
         job_id: uuid.UUID | str | None = None,
         time_limit: float | timedelta | None = None,
         soft_time_limit: float | timedelta | None = None,
+        unique_key: str | None = None,
     ) -> JobResult:
         """Enqueue with per-call options.
 
@@ -234,6 +318,10 @@ class Job:
         now, a timedelta, or an aware datetime) cancels the job if no worker started it by then; ``queue`` and
         ``priority`` (-100..100, higher first) override the job's; ``job_id`` fixes the id (a UUID);
         ``time_limit`` / ``soft_time_limit`` (seconds) override the job's limits for this call.
+        ``unique_key`` (a string) makes this call unique: while a job with that key is queued or running
+        (or, with ``@job(unique_for=N)``, was enqueued in the last N seconds) nothing is inserted and the
+        existing job's ``JobResult`` is returned with ``deduplicated`` True. ``@job(unique=True)`` does the
+        same for every call, keyed by the job's name and arguments. Keys are global across job names.
         Bad options raise ``ValueError``/``TypeError``; unserializable arguments ``SerializationError``.
         """
         now = timezone.now()
@@ -250,16 +338,53 @@ class Job:
             time_limit=time_limit,
             soft_time_limit=soft_time_limit,
         )
+        if unique_key is None and self.unique:
+            digest = hashlib.sha256(f"{row['args']}\x00{row['kwargs']}".encode()).hexdigest()[:32]
+            unique_key = f"{self.name}:{digest}"
+        if unique_key is not None:
+            if not isinstance(unique_key, str) or not unique_key or len(unique_key) > UNIQUE_KEY_MAX:
+                raise ValueError(
+                    f"{self.name}.apply_async: unique_key must be a non-empty string of at most {UNIQUE_KEY_MAX} "
+                    f"characters, got {unique_key!r:.80}"
+                )
+            since = None if self.unique_for is None else now - timedelta(seconds=self.unique_for)
+            job_id, inserted = _django_store.job_insert_unique(now=now, unique_key=unique_key, since=since, **row)
+            if not inserted:
+                return JobResult(job_id, name=self.name, deduplicated=True)
+            signals.job_enqueued.send(sender=self, job_id=row["id"], queue=row["queue"], run_at=row["run_at"])
+            return JobResult(row["id"], name=self.name)
+        self._insert(row, now)
+        return JobResult(row["id"], name=self.name)
+
+    def _insert(self, row: dict[str, Any], now: datetime) -> None:
+        """INSERT one row made by ``_row()`` on Django's connection (the caller's transaction), then signal."""
         _django_store.job_insert(now=now, **row)
         signals.job_enqueued.send(sender=self, job_id=row["id"], queue=row["queue"], run_at=row["run_at"])
-        return JobResult(row["id"], name=self.name)
+
+    async def adelay(self, *args: Any, **kwargs: Any) -> JobResult:
+        """``delay()`` for async code (an async view): the INSERT runs through ``sync_to_async`` on Django's
+        thread-sensitive executor, so it uses the same connection, and joins the same transaction, as the
+        view's other database calls."""
+        return await sync_to_async(self.apply_async, thread_sensitive=True)(args=args, kwargs=kwargs)
+
+    async def aapply_async(
+        self, args: Iterable[Any] | None = None, kwargs: dict[str, Any] | None = None, **options: Any
+    ) -> JobResult:
+        """``apply_async()`` for async code; see ``adelay()``."""
+        return await sync_to_async(self.apply_async, thread_sensitive=True)(args, kwargs, **options)
 
     def bulk_delay(self, items: Iterable[Any]) -> list[JobResult]:
         """Enqueue many calls at once, thousands of rows per statement, all or none.
 
         Each item is a tuple/list of positional arguments, or a signature of this job (``job.s(...)``) to
-        pass keyword arguments and options too.
+        pass keyword arguments and options too. A ``unique`` job is enqueued one call at a time (each checked
+        against its key, in one transaction), so its duplicates come back with ``deduplicated`` True.
         """
+        if self.unique:
+            with transaction.atomic(using=djtasks_settings.DATABASE):
+                return [
+                    item.apply_async() if isinstance(item, Signature) else self.apply_async(args=item) for item in items
+                ]
         now = timezone.now()
         rows = []
         template: dict[str, Any] | None = None  # the row of a plain call: validated once, copied per item
@@ -380,31 +505,6 @@ class Job:
         return Signature(self.name, args, kwargs, immutable=True)
 
 
-@dataclass
-class Signature:
-    """A job name with arguments and enqueue options."""
-
-    name: str
-    args: tuple[Any, ...] = ()
-    kwargs: dict[str, Any] = field(default_factory=dict)
-    immutable: bool = False
-    options: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def job(self) -> Job:
-        return registry.get(self.name)
-
-    def set(self, **options: Any) -> Signature:
-        """Return a copy with enqueue options (those of ``apply_async``) added."""
-        return Signature(self.name, self.args, self.kwargs, self.immutable, {**self.options, **options})
-
-    def delay(self) -> JobResult:
-        return self.job.apply_async(self.args, self.kwargs, **self.options)
-
-    def apply_async(self, **options: Any) -> JobResult:
-        return self.job.apply_async(self.args, self.kwargs, **{**self.options, **options})
-
-
 def job(func: Callable[..., Any] | None = None, **options: Any) -> Any:
     """Register a function as a background job: ``@job`` or ``@job(queue=..., priority=..., ...)``.
 
@@ -415,7 +515,9 @@ def job(func: Callable[..., Any] | None = None, **options: Any) -> Any:
     that retry; default any ``Exception``), ``bind`` (pass a ``JobContext`` as first argument),
     ``time_limit`` (seconds; past it the supervisor kills the process running the job and records
     ``TimeLimitExceeded``), ``soft_time_limit`` (seconds, below ``time_limit``; raises
-    ``SoftTimeLimitExceeded`` inside the job so it can clean up).
+    ``SoftTimeLimitExceeded`` inside the job so it can clean up), ``unique`` (``.delay()`` inserts nothing
+    while a job with the same name and arguments is queued or running, and returns that job's result),
+    ``unique_for`` (seconds: finished jobs enqueued that recently count too; implies ``unique``).
     A bad option raises ``TypeError`` or ``ImproperlyConfigured`` naming the job and the option.
     """
 

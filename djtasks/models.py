@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 
+from django.contrib.postgres.fields import ArrayField
 from django.db import models
 from django.db.models import Q
 
@@ -12,6 +13,7 @@ from .status import JobStatus
 
 # Plain strings (not the enum) so migrations stay stable.
 ACTIVE = Q(status__in=["queued", "running"])
+# A partial unique index cannot change its predicate without a rebuild; a waiting workflow step is outside it.
 FINISHED = Q(status__in=["succeeded", "failed", "cancelled"])
 PROBLEMS = Q(status__in=["failed", "cancelled"])
 # A running row is owned by a worker; its function runs only once started_at is set (claimed ahead before).
@@ -52,6 +54,9 @@ class Job(models.Model):
         null=True, blank=True, help_text="seconds; past it SoftTimeLimitExceeded is raised in the job"
     )
     progress = models.JSONField(null=True, blank=True)
+    # Workflows (canvas.py): the job or group whose result this job takes as input (its chain parent, or its
+    # chord header); NULL for a job outside any workflow and for a workflow's first steps.
+    parent_id = models.UUIDField(null=True, blank=True)
 
     class Meta:
         db_table = "djtasks_job"
@@ -68,6 +73,16 @@ class Job(models.Model):
             # when it fails or is cancelled, so enqueue, claim and success never pay for it. (The unfiltered
             # list walks the primary key backwards: ids are UUIDv7, ordered by enqueue time.)
             models.Index(fields=["id"], name="djtasks_job_problems", condition=PROBLEMS),
+            # Workflow steps waiting for their input (the admin's "waiting" filter); no other job enters it.
+            models.Index(fields=["id"], name="djtasks_job_waiting", condition=Q(status="waiting")),
+            # Group members (admin filter, GroupResult's failed members); jobs outside groups are not in it.
+            models.Index(fields=["group_id"], name="djtasks_job_group", condition=Q(group_id__isnull=False)),
+            # unique_for: recent jobs with a key, finished ones included (the unique constraint covers active ones).
+            models.Index(
+                fields=["unique_key", "enqueued_at"],
+                name="djtasks_job_unique_key",
+                condition=Q(unique_key__isnull=False),
+            ),
         ]
         permissions = [
             ("retry_job", "Can retry failed or cancelled jobs"),
@@ -172,6 +187,31 @@ class Schedule(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class Group(models.Model):
+    """A group of jobs (``djtasks.group``) and, for a chord, the counter its callback waits on.
+
+    ``members`` are the jobs whose results make the group's result, in the order given (for a member that is a
+    chain, its last step). ``remaining`` counts members that have not succeeded yet; it is decremented in the
+    transaction that records a member as succeeded, and the transaction that brings it to 0 releases the jobs
+    listed in ``on_success`` (the chord callback) with the members' results. ``parent_id`` is the job the
+    members wait for when the group is a step of a chain.
+    """
+
+    id = models.UUIDField(primary_key=True, editable=False)
+    total = models.IntegerField()
+    remaining = models.IntegerField()
+    members = ArrayField(models.UUIDField())
+    on_success = models.JSONField(null=True, blank=True)
+    parent_id = models.UUIDField(null=True, blank=True)
+    created_at = models.DateTimeField()
+
+    class Meta:
+        db_table = "djtasks_group"
+
+    def __str__(self) -> str:
+        return f"group {self.id} ({self.total - self.remaining}/{self.total} succeeded)"
 
 
 class QueueDashboard(Job):

@@ -64,7 +64,8 @@ def retry_jobs(ids: Iterable[uuid.UUID | str]) -> set[uuid.UUID]:
     The row is reused: its id, arguments and error history stay, the attempt count goes on (the next run is
     attempt n+1) and ``max_attempts`` is raised if needed so that at least that one attempt is allowed. An
     ``expires_at`` already past is cleared. Jobs in other states, and jobs whose ``unique_key`` is held by an
-    active job, are left alone. Returns the ids retried.
+    active job, are left alone, and so is a workflow step cancelled before its input arrived (its parent never
+    succeeded). A retried workflow step runs alone: the steps after it stay cancelled. Returns the ids retried.
     """
     store = Store.for_django()
     retried: set[uuid.UUID] = set()
@@ -89,11 +90,11 @@ def requeue_jobs(ids: Iterable[uuid.UUID | str]) -> dict[uuid.UUID, uuid.UUID]:
 
 def delete_jobs(ids: Iterable[uuid.UUID | str]) -> set[uuid.UUID]:
     """Delete jobs, except running ones (cancel those first, or their worker would finish a missing row).
-    Returns the ids deleted."""
+    Deleting a workflow step that has not run cancels the steps after it. Returns the ids deleted."""
     store = Store.for_django()
     deleted: set[uuid.UUID] = set()
     for batch in _batches(ids):
-        deleted |= store.job_delete_many(ids=batch)
+        deleted |= store.job_delete_many(ids=batch, now=timezone.now())
     return deleted
 
 
@@ -107,3 +108,15 @@ def cancel_requested(job_id: uuid.UUID) -> bool:
     except DatabaseError as exc:
         logger.warning("job %s: could not read cancel_requested (%s)", job_id, exc)
         return False
+
+
+def set_progress(job_id: uuid.UUID, attempt: int, progress: str) -> None:
+    """Store a running job's progress (JSON text), for ``JobContext.set_progress``.
+
+    Runs on the job thread's Django connection (in autocommit unless the job holds a transaction open). A
+    database error is logged, never raised: progress must not fail the job that reports it.
+    """
+    try:
+        Store.for_django().job_progress_set(id=job_id, attempt=attempt, progress=progress)
+    except DatabaseError as exc:
+        logger.warning("job %s: could not store progress (%s)", job_id, exc)

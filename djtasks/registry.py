@@ -37,6 +37,10 @@ class Registry:
         except KeyError:
             raise NotRegistered(name) from None
 
+    def find(self, name: str) -> Job | None:
+        """The job registered as ``name``, or ``None`` (no error: for the worker's dispatch)."""
+        return self._jobs.get(name)
+
     def __contains__(self, name: str) -> bool:
         return name in self._jobs
 

@@ -23,10 +23,12 @@ class JobResult:
     ``ready()`` and friends read when nothing was read yet).
     """
 
-    def __init__(self, id: uuid.UUID | str, *, name: str | None = None) -> None:
+    def __init__(self, id: uuid.UUID | str, *, name: str | None = None, deduplicated: bool = False) -> None:
         self.id = id if isinstance(id, uuid.UUID) else uuid.UUID(str(id))
         self._name = name
         self._row: dict[str, Any] | None = None
+        #: True when a unique job's ``.delay()`` inserted nothing and returned this existing job instead.
+        self.deduplicated = deduplicated
 
     def __repr__(self) -> str:
         return f"<JobResult {self.id} {self.status if self._row else '?'}>"
@@ -72,6 +74,34 @@ class JobResult:
         return self._data()["attempt"]
 
     @property
+    def progress(self) -> Any:
+        """The last value the job gave ``ctx.set_progress()`` (``None`` if none); reads the row again."""
+        return serialization.loads(self.refresh()._data()["progress"])
+
+    @property
+    def parent(self) -> JobResult | GroupResult | None:
+        """The job (or, for a chord callback, the ``GroupResult`` of the header) whose result this workflow step
+        took as input; ``None`` outside a workflow or for its first steps."""
+        row = self._data()
+        if row["parent_id"] is None:
+            return None
+        if row["parent_is_group"]:
+            return GroupResult(row["parent_id"])
+        return JobResult(row["parent_id"])
+
+    @property
+    def children(self) -> list[JobResult]:
+        """The workflow steps waiting for this job's result (the next step of a chain, a group's members)."""
+        links = serialization.loads(self._data()["on_success"]) or []
+        return [JobResult(link["id"]) for link in links]
+
+    @property
+    def group(self) -> GroupResult | None:
+        """The group this job is a member of, if any."""
+        group_id = self._data()["group_id"]
+        return None if group_id is None else GroupResult(group_id)
+
+    @property
     def result(self) -> Any:
         """The return value of a succeeded job (``None`` before that)."""
         return serialization.loads(self._data()["result"])
@@ -89,7 +119,8 @@ class JobResult:
         return errors[-1] if errors else None
 
     def ready(self) -> bool:
-        """True once the job succeeded, failed or was cancelled (reads the row again)."""
+        """True once the job succeeded, failed or was cancelled (reads the row again); a ``waiting`` workflow
+        step is not ready."""
         return self.refresh().status.is_final
 
     def successful(self) -> bool:
@@ -132,10 +163,153 @@ class JobResult:
             return self.result
         if not propagate:
             return self.error
-        err = self.error or {"type": "djtasks.exceptions.JobCancelled", "message": "cancelled", "traceback": ""}
-        cls = JobCancelled if self.status == JobStatus.CANCELLED else JobFailed
-        raise cls(self.id, err["type"], err["message"], err.get("traceback", ""), status=self.status.value)
+        raise _error_of(self)
 
     async def aget(self, timeout: float | None = None, propagate: bool = True) -> Any:
         """``get()`` for async code."""
         return await sync_to_async(self.get, thread_sensitive=True)(timeout=timeout, propagate=propagate)
+
+
+def _error_of(result: JobResult) -> JobFailed:
+    """The exception ``get()`` raises for a failed or cancelled job (from its last read)."""
+    err = result.error or {"type": "djtasks.exceptions.JobCancelled", "message": "cancelled", "traceback": ""}
+    cls = JobCancelled if result.status == JobStatus.CANCELLED else JobFailed
+    return cls(result.id, err["type"], err["message"], err.get("traceback", ""), status=result.status.value)
+
+
+class GroupResult:
+    """The members of a ``group`` (or a chord header): ``GroupResult(id)`` reloads one from anywhere.
+
+    ``results`` are the members' ``JobResult`` in the order given (for a member that is a chain, its last
+    step). ``remaining`` / ``total`` are the group's counter: members that have not succeeded yet.
+    """
+
+    def __init__(self, id: uuid.UUID | str) -> None:
+        self.id = id if isinstance(id, uuid.UUID) else uuid.UUID(str(id))
+        self._row: dict[str, Any] | None = None
+
+    def __repr__(self) -> str:
+        return f"<GroupResult {self.id}>"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, GroupResult) and other.id == self.id
+
+    def __hash__(self) -> int:
+        return hash(self.id)
+
+    def _store(self) -> Any:
+        from .store import Store
+
+        return Store.for_django()
+
+    def refresh(self) -> GroupResult:
+        """Read the group's row again. Raises ``LookupError`` if there is no such group."""
+        row = self._store().group_get(self.id)
+        if row is None:
+            raise LookupError(f"no group {self.id}: never enqueued or rolled back")
+        self._row = row
+        return self
+
+    def _data(self) -> dict[str, Any]:
+        if self._row is None:
+            self.refresh()
+        assert self._row is not None
+        return self._row
+
+    @property
+    def results(self) -> list[JobResult]:
+        return [JobResult(member) for member in self._data()["members"]]
+
+    @property
+    def total(self) -> int:
+        return self._data()["total"]
+
+    @property
+    def remaining(self) -> int:
+        """Members that have not succeeded yet (reads the row again)."""
+        return self.refresh()._data()["remaining"]
+
+    def _counts(self) -> dict[str, int]:
+        return self._store().group_status_count(self.id)
+
+    def ready(self) -> bool:
+        """True once every member succeeded, failed or was cancelled."""
+        counts = self._counts()
+        return sum(counts.get(s.value, 0) for s in JobStatus if s.is_final) >= self.total
+
+    def successful(self) -> bool:
+        """True once every member succeeded."""
+        return self._counts().get(JobStatus.SUCCEEDED.value, 0) >= self.total
+
+    def failed(self) -> bool:
+        """True if any member failed or was cancelled."""
+        counts = self._counts()
+        return bool(counts.get(JobStatus.FAILED.value) or counts.get(JobStatus.CANCELLED.value))
+
+    def completed_count(self) -> int:
+        """How many members succeeded."""
+        return self._counts().get(JobStatus.SUCCEEDED.value, 0)
+
+    def cancel(self, terminate: bool = False) -> int:
+        """Cancel every job of the group not finished yet (see ``JobResult.cancel``): the members and, for a
+        member that is a chain or a chord, the steps before its last one. What waits for the group (a chord
+        callback) ends cancelled too. Returns how many jobs it changed."""
+        from .operations import cancel_jobs
+
+        return len(cancel_jobs(self._job_ids(), terminate=terminate))
+
+    def _job_ids(self) -> list[uuid.UUID]:
+        """The members and every job upstream of them inside this group (up to what the group waits for)."""
+        store = self._store()
+        outside = self._data()["parent_id"]
+        found: list[uuid.UUID] = []
+        seen: set[uuid.UUID] = set()
+        frontier = list(self._data()["members"])
+        while frontier:
+            fresh = [i for i in frontier if i not in seen and i != outside]
+            seen.update(fresh)
+            frontier = []
+            rows = store.job_get_many(fresh)
+            for node in fresh:
+                row = rows.get(node)
+                if row is None:  # a group a member waits for (a chord inside this group): its members
+                    inner = store.group_get(node)
+                    if inner is not None:
+                        frontier.extend(inner["members"])
+                    continue
+                found.append(node)
+                if row["parent_id"] is not None:
+                    frontier.append(row["parent_id"])
+        return found
+
+    def get(self, timeout: float | None = None, propagate: bool = True) -> list[Any]:
+        """Wait for every member and return their results in order. With ``propagate`` the first failed or
+        cancelled member (in order) raises ``JobFailed`` / ``JobCancelled``; without it its place holds the
+        error dict. Past ``timeout`` seconds raises ``TimeoutError``."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        pause = GET_POLL_START_S
+        while not self.ready():
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(
+                        f"group {self.id}: {self.completed_count()} of {self.total} members succeeded after {timeout} s"
+                    )
+                pause = min(pause, left)
+            time.sleep(pause)
+            pause = min(pause * 2, GET_POLL_MAX_S)
+        members = self._data()["members"]
+        rows = self._store().job_get_many(members)
+        values = []
+        for member in members:
+            result = JobResult(member)
+            result._row = rows.get(member)
+            if result._row is None:
+                raise LookupError(f"group {self.id}: member job {member} is gone (pruned after RESULT_TTL?)")
+            if result.status == JobStatus.SUCCEEDED:
+                values.append(result.result)
+            elif propagate:
+                raise _error_of(result)
+            else:
+                values.append(result.error)
+        return values

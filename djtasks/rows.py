@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import traceback as tb_module
 from datetime import datetime
-from typing import TypedDict
+from typing import NotRequired, TypedDict
 from uuid import UUID
 
 
@@ -31,6 +31,7 @@ class ClaimedJob(TypedDict):
     run_at: datetime
     time_limit: float | None
     soft_time_limit: float | None
+    workflow: NotRequired[bool]  # part of a chain, group or chord (its outcome is recorded with its hand-off)
 
 
 class Outcome(TypedDict):
@@ -44,6 +45,7 @@ class Outcome(TypedDict):
     result: str | None
     error: str | None
     run_at: datetime | None
+    workflow: NotRequired[bool]  # the claimed row is part of a workflow: recorded with its hand-off
 
 
 class StartMark(TypedDict):

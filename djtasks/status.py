@@ -7,6 +7,7 @@ from enum import StrEnum
 
 
 class JobStatus(StrEnum):
+    WAITING = "waiting"  # a workflow step whose input is not ready: its parent job or group has not succeeded
     QUEUED = "queued"  # waiting; run_at may be in the future (scheduled, or a retry's backoff)
     RUNNING = "running"
     SUCCEEDED = "succeeded"

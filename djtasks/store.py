@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import re
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 from functools import cache
 from pathlib import Path
@@ -22,6 +23,7 @@ from .rows import ClaimedJob, Outcome, PeriodicJob, ScheduleRow, StartMark, Term
 
 QUERIES_PATH = Path(__file__).with_name("sql") / "queries.sql"
 _NAME_RE = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)
+UNIQUE_INSERT_TRIES = 3  # job_insert_unique rounds before giving up on a key held by an invisible job
 
 
 @cache
@@ -56,20 +58,30 @@ class Store:
         self,
         cursor_factory: Callable[[], Any],
         execute_prepared: Callable[[str, dict[str, Any]], None] | None = None,
+        atomic: Callable[[], AbstractContextManager[Any]] | None = None,
     ) -> None:
         """``cursor_factory()`` gives a cursor (a context manager). ``execute_prepared(sql, params)``, if
         given, runs the enqueue statement prepared (``cursors.execute_prepared`` on Django's connection); a
-        worker's connection needs none, it prepares every statement."""
+        worker's connection needs none, it prepares every statement. ``atomic()`` opens a transaction on the
+        same connection: statements that must commit together with a workflow hand-off run in it."""
         self._cursor = cursor_factory
         self._execute_prepared = execute_prepared or self._execute_no_rows
+        self._atomic = atomic or contextlib.nullcontext
 
     @classmethod
     def for_django(cls, alias: str | None = None) -> Store:
         """A store on Django's connection for ``alias`` (default: ``DJTASKS['DATABASE']``)."""
+        from django.db import transaction
+
         from . import cursors
 
+        def atomic() -> AbstractContextManager[Any]:
+            return transaction.atomic(using=cursors.django_connection(alias).alias)
+
         # Looked up per query: Django's connections are per thread, and a Store may be shared.
-        return cls(lambda: cursors.cursor(alias), lambda sql, params: cursors.execute_prepared(sql, params, alias))
+        return cls(
+            lambda: cursors.cursor(alias), lambda sql, params: cursors.execute_prepared(sql, params, alias), atomic
+        )
 
     def _execute(self, name: str, params: dict[str, Any]) -> list[dict[str, Any]]:
         with self._cursor() as cur:
@@ -121,6 +133,95 @@ class Store:
             if due:
                 cur.execute(queries()["queue_notify_many"], {"queues": due})
 
+    def job_insert_workflow_many(self, *, now: datetime, jobs: Sequence[dict[str, Any]]) -> None:
+        """Insert the jobs of a workflow with COPY (``job_insert_many``'s keys plus ``status``, ``parent_id``,
+        ``group_id``, ``on_success`` as JSON text), then NOTIFY the queues that got jobs due now."""
+        if not jobs:
+            return
+        with self._cursor() as cur:
+            raw = getattr(cur, "cursor", cur)
+            errors = cur.db.wrap_database_errors if hasattr(cur, "db") else contextlib.nullcontext()
+            with errors, raw.copy(queries()["job_insert_workflow_many"]) as copy:
+                for j in jobs:
+                    copy.write_row(
+                        (
+                            j["id"], j["name"], j["queue"], j["priority"], j["status"], j["args"], j["kwargs"],
+                            j["run_at"], now, j["expires_at"], 0, j["max_attempts"], "[]", False,
+                            j.get("time_limit"), j.get("soft_time_limit"), j["parent_id"], j["group_id"],
+                            j["on_success"],
+                        )
+                    )  # fmt: skip
+            due = sorted({j["queue"] for j in jobs if j["status"] == "queued" and j["run_at"] <= now})
+            if due:
+                cur.execute(queries()["queue_notify_many"], {"queues": due})
+
+    def group_insert_many(self, *, now: datetime, groups: Sequence[dict[str, Any]]) -> None:
+        """Insert groups: ``id, total, members`` (JSON list of job ids), ``on_success`` (JSON or None),
+        ``parent_id``."""
+        if not groups:
+            return
+        params = {
+            "now": now,
+            "ids": [g["id"] for g in groups],
+            "totals": [g["total"] for g in groups],
+            "members": [g["members"] for g in groups],
+            "on_successes": [g["on_success"] for g in groups],
+            "parent_ids": [g["parent_id"] for g in groups],
+        }
+        self._execute("group_insert_many", params)
+
+    def job_insert_unique(
+        self, *, now: datetime, unique_key: str, since: datetime | None, **job: Any
+    ) -> tuple[UUID, bool]:
+        """Insert a unique job unless its key is taken (``since``: finished jobs enqueued since then count too);
+        returns ``(id, inserted)``: the new job's id, or the existing job's."""
+        params = {"now": now, "unique_key": unique_key, "since": since, "time_limit": None, "soft_time_limit": None}
+        for _ in range(UNIQUE_INSERT_TRIES):
+            row = self._execute("job_insert_unique", {**params, **job})[0]
+            if row["inserted_id"] is not None:
+                return row["inserted_id"], True
+            if row["existing_id"] is not None:
+                return row["existing_id"], False
+            # A concurrent enqueuer inserted the key after this statement's snapshot: a new statement sees it
+            # (unless that job finished meanwhile: then try again).
+            found = self._execute("job_get_by_unique_key", {"unique_key": unique_key})
+            if found:
+                return found[0]["id"], False
+        raise RuntimeError(f"unique key {unique_key!r}: held by a job this transaction cannot see (isolation level?)")
+
+    # -- workflows ------------------------------------------------------------------------------------
+    def job_handoff_many(self, *, now: datetime, ids: Sequence[UUID]) -> dict[str, Any]:
+        """Hand finished workflow jobs on (``job_handoff_many``), then release the chord callbacks of the
+        groups that completed (``group_release_many``). Run it in the transaction that recorded the jobs
+        finished. Jobs outside workflows in ``ids`` are ignored. Returns the counts and completed groups."""
+        if not ids:
+            return {"released": 0, "cancelled": 0, "completed": []}
+        params = {"now": now, "ids": list(ids), "cancelled_error": _entry(JobCancelled, now)}
+        row = self._execute("job_handoff_many", params)[0]
+        if row["completed"]:
+            self._execute("group_release_many", {"now": now, "ids": list(row["completed"])})
+        return row
+
+    def group_get(self, group_id: UUID) -> dict[str, Any] | None:
+        rows = self._execute("group_get", {"id": group_id})
+        return rows[0] if rows else None
+
+    def group_status_count(self, group_id: UUID) -> dict[str, int]:
+        """``{status: number of members}`` of one group."""
+        return {row["status"]: row["n"] for row in self._execute("group_status_count", {"id": group_id})}
+
+    def job_get_many(self, ids: Sequence[UUID]) -> dict[UUID, dict[str, Any]]:
+        """Rows of several jobs, by id (missing ones absent)."""
+        if not ids:
+            return {}
+        return {row["id"]: row for row in self._execute("job_get_many", {"ids": list(ids)})}
+
+    def job_progress_set(self, *, id: UUID, attempt: int, progress: str) -> bool:
+        """Store a running attempt's progress (JSON text); False if the attempt no longer runs."""
+        with self._cursor() as cur:
+            cur.execute(queries()["job_progress_set"], {"id": id, "attempt": attempt, "progress": progress})
+            return cur.rowcount > 0
+
     # -- jobs: hot path -------------------------------------------------------------------------------
     def job_claim_many(self, *, now: datetime, worker_id: UUID, queues: Sequence[str], limit: int) -> list[ClaimedJob]:
         params = {"now": now, "worker_id": worker_id, "queues": list(queues), "limit": limit}
@@ -132,11 +233,24 @@ class Store:
     def job_finish_many(
         self, *, worker_id: UUID, outcomes: Iterable[Outcome], marks: Iterable[StartMark] = ()
     ) -> set[UUID]:
-        """Record outcomes and start marks (jobs still running whose function started) in one statement;
-        returns the ids of the outcomes written."""
+        """Record outcomes and start marks (jobs still running whose function started); returns the ids of the
+        outcomes written.
+
+        An outcome whose claimed row was part of a workflow (``workflow``: true, or the key missing) is recorded
+        in one transaction with its hand-off (``job_handoff_many``); a batch of plain jobs is one statement."""
         outcomes, marks = list(outcomes), list(marks)
         if not outcomes and not marks:
             return set()
+        workflow = [o["id"] for o in outcomes if o.get("workflow", True)]
+        if not workflow:
+            return self._job_finish_many(worker_id, outcomes, marks)
+        with self._atomic():
+            written = self._job_finish_many(worker_id, outcomes, marks)
+            now = max(o["finished_at"] or o["run_at"] for o in outcomes)
+            self.job_handoff_many(now=now, ids=[i for i in workflow if i in written])
+        return written
+
+    def _job_finish_many(self, worker_id: UUID, outcomes: list[Outcome], marks: list[StartMark]) -> set[UUID]:
         rows = self._execute(
             "job_finish_many",
             {
@@ -159,9 +273,11 @@ class Store:
     def job_release_many(self, *, now: datetime, worker_id: UUID, keep_ids: Iterable[UUID] = ()) -> dict[UUID, str]:
         """Hand the worker's running jobs (but ``keep_ids``) back to the queue, attempt not counted; a job
         with a cancel request ends cancelled. Returns ``{id: status after}``."""
-        params = {"now": now, "worker_id": worker_id, "keep_ids": list(keep_ids)}
-        error = _entry(JobCancelled, now, "cancelled: stopped before it finished")
-        rows = self._execute("job_release_many", {**params, "cancelled_error": error})
+        with self._atomic():
+            params = {"now": now, "worker_id": worker_id, "keep_ids": list(keep_ids)}
+            error = _entry(JobCancelled, now, "cancelled: stopped before it finished")
+            rows = self._execute("job_release_many", {**params, "cancelled_error": error})
+            self.job_handoff_many(now=now, ids=[row["id"] for row in rows if row["status"] == "cancelled"])
         return {row["id"]: row["status"] for row in rows}
 
     def job_next_run_at(self, *, queues: Sequence[str], horizon: datetime) -> datetime | None:
@@ -173,9 +289,11 @@ class Store:
         ``{id: status after}`` for jobs it touched (finished jobs are left alone and absent from the answer)."""
         if not ids:
             return {}
-        error = _entry(JobCancelled, now, "cancelled before it ran")
-        params = {"now": now, "ids": list(ids), "terminate": terminate, "cancelled_error": error}
-        rows = self._execute("job_cancel_many", params)
+        with self._atomic():
+            error = _entry(JobCancelled, now, "cancelled before it ran")
+            params = {"now": now, "ids": list(ids), "terminate": terminate, "cancelled_error": error}
+            rows = self._execute("job_cancel_many", params)
+            self.job_handoff_many(now=now, ids=[row["id"] for row in rows if row["status"] == "cancelled"])
         return {row["id"]: row["status"] for row in rows}
 
     def job_cancel_requested(self, job_id: UUID) -> bool:
@@ -196,6 +314,12 @@ class Store:
             cur.execute(queries()["job_prune_many"], {"statuses": list(statuses), "before": before, "limit": limit})
             return cur.rowcount
 
+    def group_prune_many(self, *, before: datetime, limit: int) -> int:
+        """Delete one batch of groups made before ``before`` whose members are all gone; returns how many."""
+        with self._cursor() as cur:
+            cur.execute(queries()["group_prune_many"], {"before": before, "limit": limit})
+            return cur.rowcount
+
     def job_retry_many(self, *, now: datetime, ids: Sequence[UUID]) -> set[UUID]:
         """Failed/cancelled jobs back to ``queued`` (due ``now``, one more attempt allowed); NOTIFYs their
         queues. Returns the ids retried."""
@@ -211,11 +335,21 @@ class Store:
         params = {"now": now, "ids": list(ids), "new_ids": list(new_ids)}
         return {row["id"] for row in self._execute("job_requeue_many", params)}
 
-    def job_delete_many(self, *, ids: Sequence[UUID]) -> set[UUID]:
-        """Delete jobs that are not running; returns the ids deleted."""
+    def job_delete_many(self, *, ids: Sequence[UUID], now: datetime | None = None) -> set[UUID]:
+        """Delete jobs that are not running; returns the ids deleted. With ``now``, an unfinished workflow job is
+        cancelled first (in the same transaction), so the steps waiting on it end cancelled, not waiting forever."""
         if not ids:
             return set()
-        return {row["id"] for row in self._execute("job_delete_many", {"ids": list(ids)})}
+        with self._atomic():
+            if now is not None:
+                pending = [
+                    row["id"]
+                    for row in self.job_get_many(ids).values()
+                    if row["status"] in ("queued", "waiting") and (row["on_success"] or row["group_id"])
+                ]
+                if pending:
+                    self.job_cancel_many(now=now, ids=pending)
+            return {row["id"] for row in self._execute("job_delete_many", {"ids": list(ids)})}
 
     def job_fill_synthetic(
         self,
@@ -258,6 +392,10 @@ class Store:
     def queue_stats_waiting(self, *, now: datetime) -> list[dict[str, Any]]:
         """Per queue: ``queued`` (due), ``scheduled`` (later), ``oldest_run_at`` of the due ones."""
         return self._execute("queue_stats_waiting", {"now": now})
+
+    def queue_stats_workflow_waiting(self) -> list[dict[str, Any]]:
+        """Per queue: ``waiting`` workflow steps."""
+        return self._execute("queue_stats_workflow_waiting", {})
 
     def queue_stats_running(self) -> list[dict[str, Any]]:
         """Per queue: ``running``."""
@@ -415,7 +553,11 @@ class Store:
             lost_error=_entry(WorkerLost, now),
             cancelled_error=_entry(JobCancelled, now),
         )
-        return self._execute("worker_rescue_many", params)
+        with self._atomic():
+            rows = self._execute("worker_rescue_many", params)
+            ended = [row["job_id"] for row in rows if row["job_id"] is not None and row["status"] != "queued"]
+            self.job_handoff_many(now=now, ids=ended)
+        return rows
 
     # -- maintenance ----------------------------------------------------------------------------------
     def maintenance_lock(self, *, name: str) -> bool:

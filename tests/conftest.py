@@ -117,7 +117,7 @@ def drain(queues=("default", "other", "slow"), limit: int = 10) -> int:
             rows = db.store.job_claim_many(now=timezone.now(), worker_id=worker_id, queues=queues, limit=limit)
             if not rows:
                 return ran
-            outcomes = [execute(row) for row in rows if row["status"] == "running"]
+            outcomes = [execute(row, worker_id=worker_id) for row in rows if row["status"] == "running"]
             ran += len(outcomes)
             db.store.job_finish_many(worker_id=worker_id, outcomes=outcomes)
     finally:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 
+import django
 import environ
 
 if not os.environ.get("DATABASE_URL"):
@@ -50,6 +51,8 @@ TEMPLATES = [
 ]
 STATIC_URL = "static/"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+if django.VERSION >= (6, 0):  # django.tasks on djtasks' backend (ignored by Django 5.2, which has no tasks)
+    TASKS = {"default": {"BACKEND": "djtasks.backend.DatabaseBackend"}}
 DJTASKS = {
     "QUEUES": {"default": {}, "other": {}, "slow": {}},
     "POLL_INTERVAL": 0.2,

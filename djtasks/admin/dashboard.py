@@ -97,6 +97,7 @@ def _row(q: QueueSummary, *, queue: str | None) -> dict[str, Any]:
         "q": q,
         "queued_url": _jobs_url(status="due", queue=queue),
         "scheduled_url": _jobs_url(status="scheduled", queue=queue),
+        "waiting_url": _jobs_url(status="waiting", queue=queue),
         "running_url": _jobs_url(status="running", queue=queue),
         "claimed_url": _jobs_url(status="claimed", queue=queue),
         "failed_url": _jobs_url(status="failed", queue=queue),

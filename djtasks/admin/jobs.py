@@ -32,6 +32,7 @@ from ..operations import BATCH_SIZE, cancel_jobs, delete_jobs, requeue_jobs, ret
 from ..registry import registry
 from ..status import shown_status
 from .pagination import EstimatedCountPaginator
+from .workflows import GroupFilter, progress_text, workflow
 
 LIST_PER_PAGE = 100
 FROM_DETAIL = "_from_detail"  # posted by the detail page's buttons: come back there after the action
@@ -47,6 +48,7 @@ class StatusFilter(admin.SimpleListFilter):
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
         return [
+            ("waiting", "waiting (workflow step)"),
             ("queued", "queued"),
             ("due", "queued, due now"),
             ("scheduled", "queued, scheduled later"),
@@ -138,9 +140,10 @@ class JobAdmin(admin.ModelAdmin):
         "started",
         "finished",
         "run_time_display",
+        "progress_display",
     )
     list_display_links = ("job",)
-    list_filter = (StatusFilter, QueueFilter, NameFilter)
+    list_filter = (StatusFilter, QueueFilter, NameFilter, GroupFilter)
     search_fields = ("id", "name")  # shows the search box; get_search_results does the work
     search_help_text = "A job id (exact), or part of a job name."
     ordering = ("-id",)
@@ -201,6 +204,12 @@ class JobAdmin(admin.ModelAdmin):
         text = format_duration(elapsed.total_seconds())
         return f"{text} …" if job.status == "running" else text
 
+    @admin.display(description="progress")
+    def progress_display(self, job: Job) -> str:
+        if job.status != "running" or job.progress is None:
+            return "—"
+        return progress_text(job.progress)
+
     # -- read-only ------------------------------------------------------------------------------------------
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -223,8 +232,8 @@ class JobAdmin(admin.ModelAdmin):
         return request.user.has_perm("djtasks.requeue_job")
 
     def lookup_allowed(self, lookup: str, value: str, request: HttpRequest | None = None) -> bool:
-        # The detail page links to the rest of a job's group, the workers page to a worker's jobs.
-        return lookup in ("group_id", "worker_id") or super().lookup_allowed(lookup, value, request)
+        # The workers page links to a worker's jobs (the group has its own filter).
+        return lookup == "worker_id" or super().lookup_allowed(lookup, value, request)
 
     def get_search_results(
         self, request: HttpRequest, queryset: QuerySet[Job], search_term: str
@@ -360,11 +369,11 @@ class JobAdmin(admin.ModelAdmin):
             "kwargs_json": _pretty(job.kwargs),
             "result_json": _pretty(job.result),
             "progress_json": _pretty(job.progress),
-            "on_success_json": _pretty(job.on_success),
             "on_failure_json": _pretty(job.on_failure),
             "errors": list(reversed(job.errors or [])),
             "can_retry": job.status in ("failed", "cancelled") and self.has_retry_permission(request),
-            "can_cancel": job.status in ("queued", "running") and self.has_cancel_permission(request),
+            "can_cancel": job.status in ("waiting", "queued", "running") and self.has_cancel_permission(request),
+            "workflow": workflow(job),
             "can_requeue": job.status in ("succeeded", "failed", "cancelled") and self.has_requeue_permission(request),
             "can_delete": self.has_delete_permission(request, job),
             "from_detail": FROM_DETAIL,

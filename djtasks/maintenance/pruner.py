@@ -65,6 +65,11 @@ def run_once(
         batch,
         max(1, max_batches - used),
     )
+    if failed_done:  # groups whose members are all gone (the oldest TTL bounds how old such a group can be)
+        oldest = now - timedelta(seconds=max(result_ttl, failed_result_ttl))
+        for _ in range(max_batches):
+            if store.group_prune_many(before=oldest, limit=batch) < batch:
+                break
     return PruneResult(ok, failed, complete=failed_done)
 
 

@@ -63,7 +63,8 @@ SET status = CASE WHEN j.expires_at <= %(now)s THEN 'cancelled' ELSE 'running' E
 FROM candidates AS c
 WHERE j.id = c.id
 RETURNING j.id, j.name, j.queue, j.priority, j.status, j.args::text AS args, j.kwargs::text AS kwargs,
-          j.attempt, j.max_attempts, j.enqueued_at, j.run_at, j.time_limit, j.soft_time_limit;
+          j.attempt, j.max_attempts, j.enqueued_at, j.run_at, j.time_limit, j.soft_time_limit,
+          (j.on_success IS NOT NULL OR j.group_id IS NOT NULL) AS workflow;
 
 -- name: job_finish_many
 -- Record a batch of outcomes and start marks; fenced so a result from an attempt this worker no longer owns changes nothing.
@@ -82,7 +83,9 @@ WITH marked AS (
 UPDATE djtasks_job AS j
 SET status = CASE WHEN j.cancel_requested AND o.status IN ('queued', 'failed') THEN 'cancelled' ELSE o.status END,
     result = o.result,
-    errors = CASE WHEN o.error IS NULL THEN j.errors ELSE j.errors || jsonb_build_array(o.error) END,
+    -- Each failed attempt's entry names its worker: TaskResult.worker_ids has one per attempt.
+    errors = CASE WHEN o.error IS NULL THEN j.errors
+                  ELSE j.errors || jsonb_build_array(o.error || jsonb_build_object('worker_id', %(worker_id)s::text)) END,
     finished_at = CASE WHEN o.status = 'queued' AND NOT j.cancel_requested THEN NULL ELSE o.finished_at END,
     run_at = CASE WHEN j.cancel_requested THEN j.run_at ELSE COALESCE(o.run_at, j.run_at) END,
     worker_id = CASE WHEN o.status = 'queued' AND NOT j.cancel_requested THEN NULL ELSE j.worker_id END,
@@ -119,9 +122,12 @@ SELECT r.id, r.status FROM released AS r CROSS JOIN notified;
 -- One job by id, for JobResult.
 SELECT id, name, queue, priority, status, args::text AS args, kwargs::text AS kwargs, run_at, enqueued_at,
        started_at, finished_at, expires_at, attempt, max_attempts, worker_id, result::text AS result,
-       errors::text AS errors
-FROM djtasks_job
-WHERE id = %(id)s;
+       errors::text AS errors, progress::text AS progress, unique_key, group_id, parent_id,
+       on_success::text AS on_success,
+       (j.parent_id IS NOT NULL AND EXISTS (SELECT 1 FROM djtasks_group AS g WHERE g.id = j.parent_id))
+           AS parent_is_group
+FROM djtasks_job AS j
+WHERE j.id = %(id)s;
 
 -- name: job_next_run_at
 -- The earliest waiting job due before %(horizon)s in these queues, so an idle worker sleeps just that long
@@ -149,25 +155,32 @@ DELETE FROM djtasks_worker WHERE id = %(id)s;
 LISTEN djtasks;
 
 -- name: job_cancel_many
--- Cancel jobs: queued ones at once (they never run; %(cancelled_error)s), running ones by request (the job, or with terminate its supervisor, acts on it).
+-- Cancel jobs: queued and waiting ones at once (they never run; %(cancelled_error)s), running ones by request (the job, or with terminate its supervisor, acts on it).
 UPDATE djtasks_job
-SET status = CASE WHEN status = 'queued' THEN 'cancelled' ELSE status END,
-    finished_at = CASE WHEN status = 'queued' THEN %(now)s ELSE finished_at END,
-    worker_id = CASE WHEN status = 'queued' THEN NULL ELSE worker_id END,
+SET status = CASE WHEN status IN ('queued', 'waiting') THEN 'cancelled' ELSE status END,
+    finished_at = CASE WHEN status IN ('queued', 'waiting') THEN %(now)s ELSE finished_at END,
+    worker_id = CASE WHEN status IN ('queued', 'waiting') THEN NULL ELSE worker_id END,
     cancel_requested = CASE WHEN status = 'running' THEN true ELSE cancel_requested END,
     terminate_requested = CASE WHEN status = 'running' AND %(terminate)s THEN true ELSE terminate_requested END,
-    errors = CASE WHEN status = 'queued'
+    errors = CASE WHEN status IN ('queued', 'waiting')
         THEN errors || jsonb_build_array(%(cancelled_error)s::jsonb || jsonb_build_object('attempt', attempt))
         ELSE errors END
-WHERE id = ANY(%(ids)s::uuid[]) AND status IN ('queued', 'running')
+WHERE id = ANY(%(ids)s::uuid[]) AND status IN ('queued', 'running', 'waiting')
 RETURNING id, status;
 
 -- name: job_prune_many
 -- Delete up to %(limit)s jobs in the given final statuses that finished before %(before)s, oldest first.
+-- A chord header job is kept while its callback still waits: the callback is given its result.
 WITH doomed AS (
     SELECT id
-    FROM djtasks_job
+    FROM djtasks_job AS j
     WHERE status = ANY(%(statuses)s::text[]) AND finished_at < %(before)s
+      AND (j.group_id IS NULL OR NOT EXISTS (
+          SELECT 1 FROM djtasks_group AS g
+          CROSS JOIN LATERAL jsonb_array_elements(g.on_success) AS e
+          JOIN djtasks_job AS c ON c.id = (e.value->>'id')::uuid
+          WHERE g.id = j.group_id AND c.status = 'waiting'
+      ))
     ORDER BY finished_at
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
@@ -175,6 +188,20 @@ WITH doomed AS (
 DELETE FROM djtasks_job AS j
 USING doomed AS d
 WHERE j.id = d.id;
+
+-- name: group_prune_many
+-- Delete up to %(limit)s groups created before %(before)s none of whose members is left (all pruned).
+WITH doomed AS (
+    SELECT g.id
+    FROM djtasks_group AS g
+    WHERE g.created_at < %(before)s AND NOT EXISTS (SELECT 1 FROM djtasks_job AS j WHERE j.group_id = g.id)
+    ORDER BY g.created_at
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+)
+DELETE FROM djtasks_group AS g
+USING doomed AS d
+WHERE g.id = d.id;
 
 -- name: schedule_sync_many
 -- Upsert code and settings schedules by name; next_fire_at is kept unless the timing changed or the row was orphaned.
@@ -282,7 +309,8 @@ SELECT pg_notify('djtasks_schedule', %(name)s);
 
 -- name: job_retry_many
 -- Operator retry: failed or cancelled jobs go back to the queue, due now, with at least one attempt left.
--- A job whose unique_key is held by an active job is skipped (so is a second job with the same key).
+-- A job whose unique_key is held by an active job is skipped (so is a second job with the same key), and so is
+-- a workflow step whose parent never succeeded. A retried step that succeeds hands off to nothing cancelled.
 WITH candidates AS (
     SELECT DISTINCT ON (coalesce(j.unique_key, j.id::text)) j.id
     FROM djtasks_job AS j
@@ -291,6 +319,10 @@ WITH candidates AS (
           SELECT 1 FROM djtasks_job AS a
           WHERE a.unique_key = j.unique_key AND a.status IN ('queued', 'running')
       ))
+      -- a workflow step cancelled before its input arrived has nothing to run on
+      AND (j.parent_id IS NULL
+           OR EXISTS (SELECT 1 FROM djtasks_job AS p WHERE p.id = j.parent_id AND p.status = 'succeeded')
+           OR EXISTS (SELECT 1 FROM djtasks_group AS g WHERE g.id = j.parent_id AND g.remaining <= 0))
     ORDER BY coalesce(j.unique_key, j.id::text), j.id DESC
 ),
 retried AS (
@@ -342,6 +374,13 @@ SELECT queue,
        min(run_at) FILTER (WHERE run_at <= %(now)s) AS oldest_run_at
 FROM djtasks_job
 WHERE status = 'queued'
+GROUP BY queue;
+
+-- name: queue_stats_workflow_waiting
+-- Per queue: workflow steps waiting for their input (the waiting-steps index only).
+SELECT queue, count(*) AS waiting
+FROM djtasks_job
+WHERE status = 'waiting'
 GROUP BY queue;
 
 -- name: queue_stats_running
@@ -468,10 +507,12 @@ rescued AS (
         finished_at = CASE WHEN j.cancel_requested OR (l.charged AND j.attempt >= j.max_attempts) THEN %(now)s END,
         errors = CASE WHEN j.cancel_requested
                       THEN j.errors || jsonb_build_array(%(cancelled_error)s::jsonb
-                           || jsonb_build_object('message', l.reason, 'attempt', j.attempt))
+                           || jsonb_build_object(
+                           'message', l.reason, 'attempt', j.attempt, 'worker_id', j.worker_id::text))
                       WHEN l.charged
                       THEN j.errors || jsonb_build_array(%(lost_error)s::jsonb
-                           || jsonb_build_object('message', l.reason, 'attempt', j.attempt))
+                           || jsonb_build_object(
+                           'message', l.reason, 'attempt', j.attempt, 'worker_id', j.worker_id::text))
                       ELSE j.errors END
     FROM lost AS l
     WHERE j.id = l.id AND j.status = 'running' AND j.worker_id = l.worker_id
@@ -493,3 +534,191 @@ SELECT pg_try_advisory_lock(hashtextextended('djtasks.maintenance.' || %(name)s,
 -- name: maintenance_unlock
 -- Let another process run the maintenance service next time.
 SELECT pg_advisory_unlock(hashtextextended('djtasks.maintenance.' || %(name)s, 0)) AS unlocked;
+
+
+-- name: job_insert_workflow_many
+-- Enqueue the jobs of a workflow (chain, group, chord) with COPY: steps whose input is not ready yet are 'waiting'.
+COPY djtasks_job (
+    id, name, queue, priority, status, args, kwargs, run_at, enqueued_at, expires_at,
+    attempt, max_attempts, errors, cancel_requested, time_limit, soft_time_limit, parent_id, group_id, on_success
+) FROM STDIN;
+
+-- name: group_insert_many
+-- Record the groups of a workflow: members in order, the counter a chord callback waits on, what waits for it.
+INSERT INTO djtasks_group (id, total, remaining, members, on_success, parent_id, created_at)
+SELECT g.id, g.total, g.total, ARRAY(SELECT jsonb_array_elements_text(g.members)::uuid), g.on_success, g.parent_id,
+       %(now)s
+FROM unnest(%(ids)s::uuid[], %(totals)s::int[], %(members)s::jsonb[], %(on_successes)s::jsonb[],
+            %(parent_ids)s::uuid[]) AS g(id, total, members, on_success, parent_id);
+
+-- name: job_handoff_many
+-- Hand finished workflow jobs on, in the transaction that recorded them: a success releases the steps waiting on
+-- it (result prepended to their arguments unless immutable) and counts down its group; a failure or cancel
+-- cancels every step downstream, naming the job(s) that failed. Returns the groups it completed (remaining 0).
+-- Group rows are locked in id order so completers finishing members of the same groups never deadlock; the
+-- counter is decremented only for ids the caller's fenced finish wrote, so a rescued re-run counts once.
+WITH RECURSIVE done AS (
+    SELECT id, name, status, result, on_success, group_id
+    FROM djtasks_job
+    WHERE id = ANY(%(ids)s::uuid[]) AND status IN ('succeeded', 'failed', 'cancelled')
+      AND (on_success IS NOT NULL OR group_id IS NOT NULL)
+),
+next_steps AS (
+    SELECT (e.value->>'id')::uuid AS id, (e.value->>'pass')::boolean AS pass, d.result
+    FROM done AS d CROSS JOIN LATERAL jsonb_array_elements(d.on_success) AS e
+    WHERE d.status = 'succeeded' AND jsonb_typeof(d.on_success) = 'array'
+),
+released AS (
+    UPDATE djtasks_job AS j
+    SET status = 'queued',
+        args = CASE WHEN n.pass THEN jsonb_build_array(n.result) || j.args ELSE j.args END,
+        run_at = greatest(j.run_at, %(now)s)
+    FROM next_steps AS n
+    WHERE j.id = n.id AND j.status = 'waiting'
+    RETURNING j.queue, j.run_at
+),
+doomed(id, origin) AS (
+    SELECT d.id, d.id FROM done AS d WHERE d.status <> 'succeeded'
+    UNION
+    SELECT (e.value->>'id')::uuid, x.origin
+    FROM doomed AS x
+    JOIN djtasks_job AS j ON j.id = x.id
+    CROSS JOIN LATERAL jsonb_array_elements(
+        CASE WHEN jsonb_typeof(j.on_success) = 'array' THEN j.on_success ELSE '[]'::jsonb END
+        || coalesce((SELECT g.on_success FROM djtasks_group AS g WHERE g.id = j.group_id), '[]'::jsonb)
+    ) AS e
+),
+why AS (
+    SELECT x.id, string_agg(DISTINCT 'job ' || o.id::text || ' (' || o.name || ') '
+                            || CASE WHEN o.status = 'failed' THEN 'failed' ELSE 'was cancelled' END, ', ') AS reason
+    FROM doomed AS x JOIN done AS o ON o.id = x.origin
+    WHERE x.id <> x.origin
+    GROUP BY x.id
+),
+cancelled AS (
+    UPDATE djtasks_job AS j
+    SET status = 'cancelled', finished_at = %(now)s,
+        errors = j.errors || jsonb_build_array(%(cancelled_error)s::jsonb || jsonb_build_object(
+            'message', 'cancelled: upstream ' || w.reason, 'attempt', j.attempt))
+    FROM why AS w
+    WHERE j.id = w.id AND j.status = 'waiting'
+    RETURNING j.id
+),
+named AS (
+    -- already cancelled by an earlier upstream failure (a chord's other header jobs): name these ones too
+    UPDATE djtasks_job AS j
+    SET errors = jsonb_set(j.errors, '{-1,message}', to_jsonb((j.errors->-1->>'message') || ', ' || w.reason))
+    FROM why AS w
+    WHERE j.id = w.id AND j.status = 'cancelled' AND j.errors->-1->>'message' LIKE 'cancelled: upstream %%'
+      AND position(w.reason IN j.errors->-1->>'message') = 0
+    RETURNING j.id
+),
+counted AS (
+    SELECT group_id, count(*) AS n FROM done WHERE status = 'succeeded' AND group_id IS NOT NULL GROUP BY group_id
+),
+locked AS (
+    SELECT g.id FROM djtasks_group AS g WHERE g.id IN (SELECT group_id FROM counted) ORDER BY g.id FOR UPDATE
+),
+decremented AS (
+    UPDATE djtasks_group AS g
+    SET remaining = g.remaining - c.n
+    FROM counted AS c JOIN locked AS l ON l.id = c.group_id
+    WHERE g.id = c.group_id
+    RETURNING g.id, g.remaining, g.on_success
+),
+notified AS (
+    SELECT count(pg_notify('djtasks', q.queue)) AS n
+    FROM (SELECT DISTINCT queue FROM released WHERE run_at <= %(now)s) AS q
+)
+SELECT (SELECT n FROM notified) AS notified,
+       (SELECT count(*) FROM released) AS released,
+       (SELECT count(*) FROM cancelled) AS cancelled,
+       ARRAY(SELECT id FROM decremented WHERE remaining = 0 AND on_success IS NOT NULL) AS completed;
+
+-- name: group_release_many
+-- Release the jobs waiting for completed groups (chord callbacks) with the members' results in member order.
+-- Its own statement after job_handoff_many, in the same transaction: its fresh snapshot sees the results of every
+-- member, as each member's transaction committed before this one could take the group row's lock.
+WITH waiting AS (
+    SELECT (e.value->>'id')::uuid AS id, (e.value->>'pass')::boolean AS pass, g.members
+    FROM djtasks_group AS g CROSS JOIN LATERAL jsonb_array_elements(g.on_success) AS e
+    WHERE g.id = ANY(%(ids)s::uuid[])
+),
+released AS (
+    UPDATE djtasks_job AS j
+    SET status = 'queued',
+        args = CASE WHEN w.pass THEN jsonb_build_array((
+            SELECT coalesce(jsonb_agg(m.result ORDER BY u.ord), '[]'::jsonb)
+            FROM unnest(w.members) WITH ORDINALITY AS u(id, ord)
+            LEFT JOIN djtasks_job AS m ON m.id = u.id
+        )) || j.args ELSE j.args END,
+        run_at = greatest(j.run_at, %(now)s)
+    FROM waiting AS w
+    WHERE j.id = w.id AND j.status = 'waiting'
+    RETURNING j.id, j.queue, j.run_at
+),
+notified AS (
+    SELECT count(pg_notify('djtasks', q.queue)) AS n
+    FROM (SELECT DISTINCT queue FROM released WHERE run_at <= %(now)s) AS q
+)
+SELECT r.id FROM released AS r CROSS JOIN notified;
+
+-- name: group_get
+-- One group by id, for GroupResult and the admin.
+SELECT id, total, remaining, members, on_success::text AS on_success, parent_id, created_at
+FROM djtasks_group
+WHERE id = %(id)s;
+
+-- name: group_status_count
+-- How many of a group's members are in each status (GroupResult.ready() and friends; the group index only).
+SELECT status, count(*) AS n FROM djtasks_job WHERE group_id = %(id)s GROUP BY status;
+
+-- name: job_get_many
+-- Several jobs by id (a group's members), with what JobResult reads.
+SELECT id, name, queue, priority, status, args::text AS args, kwargs::text AS kwargs, run_at, enqueued_at,
+       started_at, finished_at, expires_at, attempt, max_attempts, worker_id, result::text AS result,
+       errors::text AS errors, progress::text AS progress, unique_key, group_id, parent_id,
+       on_success::text AS on_success, false AS parent_is_group
+FROM djtasks_job
+WHERE id = ANY(%(ids)s::uuid[]);
+
+-- name: job_insert_unique
+-- Enqueue a unique job unless one with its key is queued or running (or, with unique_for, was enqueued since
+-- %(since)s); the partial unique index settles concurrent enqueuers and ON CONFLICT keeps the caller's
+-- transaction intact. Returns the id inserted, or the existing job's id (NULL both: a concurrent twin won).
+WITH existing AS (
+    SELECT id FROM djtasks_job
+    WHERE unique_key = %(unique_key)s
+      AND (status IN ('queued', 'running') OR (%(since)s::timestamptz IS NOT NULL AND enqueued_at >= %(since)s))
+    ORDER BY enqueued_at DESC
+    LIMIT 1
+),
+inserted AS (
+    INSERT INTO djtasks_job (
+        id, name, queue, priority, status, args, kwargs, run_at, enqueued_at, expires_at,
+        attempt, max_attempts, errors, cancel_requested, time_limit, soft_time_limit, unique_key
+    )
+    SELECT %(id)s, %(name)s, %(queue)s, %(priority)s, 'queued', %(args)s::jsonb, %(kwargs)s::jsonb, %(run_at)s,
+           %(now)s, %(expires_at)s, 0, %(max_attempts)s, '[]'::jsonb, false, %(time_limit)s, %(soft_time_limit)s,
+           %(unique_key)s
+    WHERE NOT EXISTS (SELECT 1 FROM existing)
+    ON CONFLICT (unique_key) WHERE status IN ('queued', 'running') AND unique_key IS NOT NULL DO NOTHING
+    RETURNING id, queue, run_at
+),
+notified AS (
+    SELECT count(pg_notify('djtasks', i.queue)) AS n FROM inserted AS i WHERE i.run_at <= %(now)s
+)
+SELECT (SELECT id FROM inserted) AS inserted_id, (SELECT id FROM existing) AS existing_id,
+       (SELECT n FROM notified) AS notified;
+
+-- name: job_get_by_unique_key
+-- The active job holding a unique key (after job_insert_unique lost a race to a concurrent enqueuer).
+SELECT id FROM djtasks_job
+WHERE unique_key = %(unique_key)s AND status IN ('queued', 'running')
+ORDER BY enqueued_at DESC
+LIMIT 1;
+
+-- name: job_progress_set
+-- Store a running job's progress (JobContext.set_progress, coalesced by the caller); fenced by its attempt.
+UPDATE djtasks_job SET progress = %(progress)s::jsonb
+WHERE id = %(id)s AND status = 'running' AND attempt = %(attempt)s;

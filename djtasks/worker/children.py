@@ -16,10 +16,9 @@ from uuid import UUID
 
 from ..exceptions import NotRegistered, TimeLimitExceeded
 from ..ids import uuid7
-from ..registry import registry
 from ..rows import Outcome
 from . import link
-from .executor import cancelled_outcome, failure_outcome
+from .executor import cancelled_outcome, failure_outcome, lookup
 from .process import WorkerConfig, main
 from .producer import ledger_capacity
 from .startboard import StartBoard
@@ -65,7 +64,7 @@ class Kill:
 def _retry_in(job: RunningJob, exc: BaseException) -> float | None:
     """The job's own retry policy applied to a time limit (None: no retry)."""
     try:
-        definition = registry.get(job.name)
+        definition = lookup(job.name)
     except NotRegistered:
         return None
     if not definition.should_retry(exc, job.attempt, job.max_attempts):
@@ -91,7 +90,7 @@ class Child:
         self.slot = slot
         self.worker_id = uuid7()
         reader, writer = ctx.Pipe(duplex=False)
-        self.board = StartBoard.shared(ctx, ledger_capacity(config.threads))
+        self.board = StartBoard.shared(ctx, ledger_capacity(config.threads + config.async_concurrency))
         self.process = ctx.Process(
             target=main,
             args=(config, self.worker_id, writer, os.getpid(), (self.board.capacity, self.board.buffer)),

@@ -49,7 +49,7 @@ class WorkerConnection:
             options = self._params.get("options", "")
             self._params["options"] = f"{options} -c synchronous_commit=off".strip()
         self._conn: psycopg.Connection[Any] | None = None
-        self.store = Store(self._cursor)
+        self.store = Store(self._cursor, atomic=lambda: self.connection.transaction())
 
     @property
     def connection(self) -> psycopg.Connection[Any]:

@@ -136,6 +136,11 @@ class Ledger:
                 self._changed.notify_all()
             return self.waiting + self.running
 
+    def started_at(self, job_id: UUID) -> datetime | None:
+        """When the job held under ``job_id`` started (None if it has not)."""
+        entry = self._entries.get(job_id)
+        return entry.started_at if entry is not None else None
+
     # -- completer ---------------------------------------------------------------------------------------
     def take_marks(self, started_before: float) -> list[StartMark]:
         """Start marks to write: jobs still running that started before ``started_before`` (monotonic).

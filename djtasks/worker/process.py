@@ -21,10 +21,12 @@ Under a supervisor SIGINT is ignored: Ctrl-C reaches the whole process group, an
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
 import socket
+import threading
 import time
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
@@ -35,12 +37,15 @@ from uuid import UUID
 from django.utils import timezone
 
 from .. import serialization, signals
+from ..exceptions import NotRegistered
 from ..ids import uuid7
-from ..rows import ClaimedJob
+from ..registry import registry
+from ..rows import ClaimedJob, Outcome
 from . import link
+from .async_executor import DEFAULT_ASYNC_CONCURRENCY, AsyncJobs
 from .completer import Completer
 from .db import CONNECTION_ERRORS, WorkerConnection
-from .executor import execute, failure_outcome
+from .executor import execute, failure_outcome, lookup
 from .heartbeat import Heartbeat, cap_switch_interval
 from .ledger import Ledger
 from .limits import SoftLimiter
@@ -73,6 +78,7 @@ class WorkerConfig:
     log_level: str = "INFO"
     max_jobs_per_child: int | None = None
     max_memory_per_child: float | None = None  # MB of resident memory
+    async_concurrency: int = DEFAULT_ASYNC_CONCURRENCY  # async def jobs running at once on the event loop
 
 
 def rss_mb() -> float:
@@ -136,7 +142,7 @@ class WorkerProcess:
         self.id: UUID = worker_id or uuid7()
         self.supervised = conn is not None
         self.link = link.SupervisorLink(conn)
-        self.ledger = Ledger(ledger_capacity(config.threads), board)
+        self.ledger = Ledger(ledger_capacity(config.threads + config.async_concurrency), board)
         self.executor = JobThreads(config.threads, self._run_one)
         self.soft_limits = SoftLimiter()
         self.completer = Completer(
@@ -162,6 +168,7 @@ class WorkerProcess:
             alias=config.alias,
             budget=config.max_jobs_per_child,
             durations=self.durations,
+            extra_slots=self._async_slots,
         )
         self._stop_at: float | None = None  # monotonic time of the first stop request
         self._cold = False
@@ -170,6 +177,9 @@ class WorkerProcess:
     @property
     def jobs_done(self) -> int:
         return self.ledger.done
+        self.async_jobs: AsyncJobs | None = None
+        self._async_unfinished = 0  # async jobs handed to the event loop and not finished
+        self._async_lock = threading.Lock()
 
     # -- running jobs ---------------------------------------------------------------------------------
     def running(self, row: ClaimedJob, *, time_limit: float | None, soft_time_limit: float | None) -> _JobScope:
@@ -183,21 +193,64 @@ class WorkerProcess:
 
     def _resubmit(self, rows: list[ClaimedJob]) -> None:
         for row in rows:
-            self.executor.submit(row)
+            job = registry.find(row["name"])
+            if job is None:  # a django.tasks task not imported yet (or a bad name: a job thread fails it)
+                with contextlib.suppress(NotRegistered):
+                    job = lookup(row["name"])
+            if job is not None and job.is_async:
+                with self._async_lock:
+                    self._async_unfinished += 1
+                self._async_jobs().submit(row)
+            else:
+                self.executor.submit(row)
+
+    def _async_slots(self) -> int:
+        """Slots the producer may claim beyond the threads: as many as async jobs are unfinished, and as many
+        again, up to ``async_concurrency``. The async jobs in flight cancel out of the count, so the threads'
+        share stays theirs; the allowance doubles claim by claim while the queue hands out async jobs (100
+        running after a handful of claims) and is nothing for a queue of sync jobs, whose jobs are then never
+        claimed ahead of the threads (the rule a process holds without async jobs). Sync jobs claimed beside
+        async ones may wait for a thread, at most as many as async jobs are in flight."""
+        unfinished = self._async_unfinished
+        return min(self.config.async_concurrency, 2 * unfinished) if unfinished else 0
+
+    def _async_jobs(self) -> AsyncJobs:
+        """The event loop, started with the first async job."""
+        if self.async_jobs is None:
+            self.async_jobs = AsyncJobs(
+                self.config.async_concurrency,
+                runtime=self,
+                worker_id=self.id,
+                began=self._job_began,
+                ended=self._async_job_ended,
+            )
+        return self.async_jobs
+
+    def _async_job_ended(self, row: ClaimedJob | None, outcome: Outcome | None, seconds: float) -> None:
+        with self._async_lock:
+            self._async_unfinished -= 1
+        if row is not None and outcome is not None:
+            self._job_ended(row, outcome, seconds)
 
     def _run_one(self, queued: ClaimedJob) -> None:
-        started_at = timezone.now()
-        row = self.ledger.start(queued["id"], started_at)  # the claim to run (claimed anew: the new one)
+        row = self._job_began(queued)
         if row is None:
             return  # stopping: a job claimed ahead is handed back, not started
         started = time.perf_counter()
         try:
             outcome = execute(row, runtime=self)
-            self.durations.observe(row["name"], time.perf_counter() - started)
         except BaseException as exc:
             logger.exception("internal error running job %s", row["id"])
             outcome = failure_outcome(row, exc, timezone.now(), retry_in=None)
-        outcome["started_at"] = started_at
+        self._job_ended(row, outcome, time.perf_counter() - started)
+
+    def _job_began(self, queued: ClaimedJob) -> ClaimedJob | None:
+        """The claim to run (claimed anew: the new one), listed as started; None if it must not start."""
+        return self.ledger.start(queued["id"], timezone.now())
+
+    def _job_ended(self, row: ClaimedJob, outcome: Outcome, seconds: float) -> None:
+        self.durations.observe(row["name"], seconds)
+        outcome["started_at"] = self.ledger.started_at(row["id"])
         unfinished = self.ledger.finish(row["id"])  # before put(): a finished job gets no start mark
         self.completer.put(outcome)
         if unfinished == self.producer.low_water():

@@ -31,7 +31,7 @@ logger = logging.getLogger("djtasks.worker")
 
 
 def ledger_capacity(slots: int) -> int:
-    """The most jobs a producer with ``slots`` threads ever holds at once (see ``Producer.limits``)."""
+    """The most jobs a producer ever holds at once with ``slots`` threads and async slots (``Producer.limits``)."""
     return slots + 2 * PREFETCH_MAX
 
 
@@ -49,12 +49,14 @@ class Producer:
         alias: str | None = None,
         budget: int | None = None,
         durations: Durations | None = None,
+        extra_slots: Callable[[], int] = lambda: 0,
     ) -> None:
         """``submit(jobs)`` enters claimed jobs in ``ledger`` and hands them to the job threads; every count
         the producer's limits need it reads from ``ledger``."""
         self.worker_id = worker_id
         self.queues = list(queues)
         self.slots = slots
+        self.extra_slots = extra_slots  # slots beyond the threads: for async jobs, sized by the process
         self.submit = submit
         self.poll_interval = poll_interval
         self.listen = listen
@@ -64,6 +66,7 @@ class Producer:
         self.stopping = threading.Event()
         self.durations = durations or Durations()
         self._last_names: set[str] = set()
+        self._expired: list[UUID] = []  # workflow jobs the claim expired, whose hand-off is not written yet
         self._wake = WakePipe()
         self._listening = False
         self.budget = budget  # jobs it may still claim; None = no limit
@@ -85,7 +88,8 @@ class Producer:
         ahead are held ``running`` in the database but not started (``started_at`` NULL); at most ``slots``
         of them have started at any moment."""
         prefetch = self.durations.prefetch(self.slots, self._last_names)
-        return self.slots + prefetch, self.slots + 2 * prefetch
+        slots = self.slots + self.extra_slots()
+        return slots + prefetch, slots + 2 * prefetch
 
     def low_water(self) -> int:
         """When this few claimed jobs are unfinished, the producer should claim again."""
@@ -152,6 +156,12 @@ class Producer:
         rows = self.db.store.job_claim_many(now=now, worker_id=self.worker_id, queues=self.queues, limit=free)
         if rows:
             self._last_names = {row["name"] for row in rows}
+            self._expired += [row["id"] for row in rows if row["status"] != JobStatus.RUNNING and row["workflow"]]
+        if self._expired:
+            # An expired workflow step ends its workflow like a cancel does. Its own statement after the claim
+            # (kept here and written again after a lost connection; idempotent for a cancelled job).
+            self.db.store.job_handoff_many(now=now, ids=self._expired)
+            self._expired = []
         claimed = []
         for row in rows:
             if row["status"] != JobStatus.RUNNING:  # expired before it started: the claim cancelled it

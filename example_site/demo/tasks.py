@@ -43,3 +43,19 @@ def fail_once(ctx, a: int, b: int) -> int:
 def heartbeat() -> str:
     """Fired every 30 s by the scheduler that ``manage.py demo`` runs inside its worker (``--beat``)."""
     return f"beat at {timezone.now().isoformat(timespec='seconds')}"
+
+
+@job(bind=True)
+def square(ctx, n: int, seconds: float = 2.0) -> int:
+    """A chord header job: works for ``seconds`` in ten steps, reporting progress, then returns n*n."""
+    for step in range(10):
+        ctx.set_progress({"done": step, "total": 10})
+        time.sleep(seconds / 10)
+    ctx.set_progress({"done": 10, "total": 10})
+    return n * n
+
+
+@job
+def summarize(squares: list[int]) -> dict:
+    """The chord callback: runs once, after every square() succeeded, with their results in order."""
+    return {"squares": squares, "sum": sum(squares)}

@@ -5,12 +5,13 @@ from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 
-from djtasks import JobResult
+from djtasks import GroupResult, JobResult, chord
 from djtasks.models import Job
 
-from .tasks import add, fail, fail_once, flaky_add
+from .tasks import add, fail, fail_once, flaky_add, square, summarize
 
 RECENT_JOBS = 15
+CHORD_SIZE_MAX = 20
 
 
 class EnqueueForm(forms.Form):
@@ -53,3 +54,35 @@ def job_detail(request: HttpRequest, job_id: str) -> HttpResponse:
     except LookupError:
         return render(request, "demo/job.html", {"missing": True, "job_id": job_id}, status=404)
     return render(request, "demo/job.html", {"job": result, "finished": result.status.is_final})
+
+
+class ChordForm(forms.Form):
+    size = forms.IntegerField(initial=5, min_value=0, max_value=CHORD_SIZE_MAX, help_text="header jobs")
+    seconds = forms.FloatField(initial=2.0, min_value=0, max_value=30, help_text="how long each square() works")
+
+
+def start_chord(request: HttpRequest) -> HttpResponse:
+    """Enqueue ``chord([square(1), ..., square(n)], summarize())`` in one transaction; show it."""
+    form = ChordForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        size, seconds = form.cleaned_data["size"], form.cleaned_data["seconds"]
+        with transaction.atomic():
+            callback = chord([square.s(n, seconds) for n in range(1, size + 1)], summarize.s()).delay()
+        return redirect("chord-detail", job_id=callback.id)
+    return render(request, "demo/chord.html", {"form": form, "start": True})
+
+
+def chord_detail(request: HttpRequest, job_id: str) -> HttpResponse:
+    """A chord's header jobs (status, progress) and its callback; refreshes until the callback finishes."""
+    callback = JobResult(job_id)
+    try:
+        callback.refresh()
+    except LookupError:
+        return render(request, "demo/chord.html", {"missing": True, "job_id": job_id}, status=404)
+    header = callback.parent
+    members: list[Job] = []
+    if isinstance(header, GroupResult):
+        rows = Job.objects.in_bulk([r.id for r in header.results])
+        members = [rows[r.id] for r in header.results if r.id in rows]
+    context = {"callback": callback, "header": header, "members": members, "finished": callback.status.is_final}
+    return render(request, "demo/chord.html", context)

@@ -109,6 +109,7 @@ def test_detail_page_shows_everything_stored(admin_client):
         heartbeat_at="2026-01-01T00:00:00Z",
     )
     group = uuid.uuid4()
+    next_step = make_job("cancelled", name="tests.testapp.tasks.add")
     second = {**ERROR, "attempt": 2, "message": "second failure", "traceback": "Traceback: line two\nKeyError: 'x'"}
     job = make_job(
         "failed",
@@ -120,7 +121,7 @@ def test_detail_page_shows_everything_stored(admin_client):
         worker_id=worker.id,
         group_id=group,
         progress={"done": 3, "total": 10},
-        on_success={"name": "tests.testapp.tasks.add", "args": [1, 1]},
+        on_success=[{"id": str(next_step.id), "pass": True}],
     )
     response = admin_client.get(f"{LIST}{job.id}/change/")
     assert response.status_code == 200
@@ -131,7 +132,7 @@ def test_detail_page_shows_everything_stored(admin_client):
     assert "&quot;total&quot;: 10" in html, "progress"
     assert f"/admin/djtasks/worker/{worker.id}/change/" in html and "box:42" in html
     assert f"?group_id={group}" in html
-    assert "then, on success" in html
+    assert "Next step" in html and f"/admin/djtasks/job/{next_step.id}/change/" in html
     assert "2 of 2" in html
     # the group link works
     assert listed_ids(admin_client.get(f"{LIST}?group_id={group}")) == {str(job.id)}

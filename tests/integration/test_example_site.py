@@ -37,3 +37,17 @@ def test_unknown_job_page_is_404(client):
 def test_invalid_form_is_redisplayed(client):
     response = client.post("/", {"job": "add", "a": "x", "b": 1, "seconds": -1, "countdown": 0})
     assert response.status_code == 200 and not Job.objects.exists()
+
+
+def test_chord_page_starts_a_chord_and_shows_it_until_the_callback_ran(client):
+    assert b"chord-form" in client.get("/chord/").content
+    response = client.post("/chord/", {"size": 3, "seconds": 0})
+    assert response.status_code == 302
+    callback = Job.objects.get(name="example_site.demo.tasks.summarize")
+    assert response["Location"] == f"/chord/{callback.id}/"
+    page = client.get(response["Location"]).content.decode()
+    assert page.count('class="status queued"') == 3 and 'class="status waiting"' in page and "http-equiv" in page
+    drain()
+    page = client.get(response["Location"]).content.decode()
+    assert "&#x27;sum&#x27;: 14" in page and "10/10" in page and "http-equiv" not in page
+    assert client.get("/chord/01a1fde9-3fc8-7e11-babf-b28ed85aa65a/").status_code == 404

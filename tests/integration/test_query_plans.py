@@ -147,3 +147,44 @@ def test_prune_walks_the_finished_index(big_table):
     )
     assert "djtasks_job_finished" in used_indexes(nodes), scans_of_job_table(nodes)
     assert_no_full_scan(nodes)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "job_handoff_many",
+        "group_release_many",
+        "group_status_count",
+        "job_insert_unique",
+        "job_get_many",
+        "queue_stats_workflow_waiting",
+    ],
+)
+def test_workflow_and_unique_queries_never_scan_the_table(big_table, name):
+    ids = [uuid.uuid4() for _ in range(50)]
+    now = timezone.now()
+    params = {
+        "job_handoff_many": {"now": now, "ids": ids, "cancelled_error": "{}"},
+        "group_release_many": {"now": now, "ids": ids[:2]},
+        "group_status_count": {"id": ids[0]},
+        "job_insert_unique": {
+            "now": now,
+            "unique_key": "k",
+            "since": now,
+            "id": ids[0],
+            "name": "x",
+            "queue": "default",
+            "priority": 0,
+            "args": "[]",
+            "kwargs": "{}",
+            "run_at": now,
+            "expires_at": None,
+            "max_attempts": 1,
+            "time_limit": None,
+            "soft_time_limit": None,
+        },
+        "job_get_many": {"ids": ids},
+        "queue_stats_workflow_waiting": {},
+    }[name]
+    nodes = plan_nodes(big_table, name, params)
+    assert_no_full_scan(nodes)

@@ -188,3 +188,122 @@ def hog(ctx, mb):
     Execution.objects.create(job_id=ctx.job_id, label="hog", attempt=ctx.attempt, pid=os.getpid())
     _hoard.append(bytearray(b"\x01") * (mb * 1024 * 1024))
     return mb
+
+
+# -- async def jobs: run on the worker process's event loop -------------------------------------------------
+@job
+async def asleep(seconds):
+    import asyncio
+
+    await asyncio.sleep(seconds)
+    return seconds
+
+
+@job(bind=True, max_attempts=3)
+async def arecord(ctx, label, fail_until=0, sleep=0.0):
+    """Records each run with the async ORM; fails while ``ctx.attempt <= fail_until``."""
+    import asyncio
+
+    await Execution.objects.acreate(job_id=ctx.job_id, label=label, attempt=ctx.attempt, pid=os.getpid())
+    if sleep:
+        await asyncio.sleep(sleep)
+    if ctx.attempt <= fail_until:
+        raise RuntimeError(f"attempt {ctx.attempt} fails")
+    return await Execution.objects.filter(job_id=ctx.job_id).acount()
+
+
+@job(bind=True, soft_time_limit=0.5, time_limit=20)
+async def asoft_limited(ctx):
+    """Awaits far past its soft limit; records the cancellation it sees, then lets it through."""
+    import asyncio
+
+    try:
+        await asyncio.sleep(30)
+    except asyncio.CancelledError:
+        await Execution.objects.acreate(job_id=ctx.job_id, label="async cleaned up", attempt=ctx.attempt)
+        raise
+    return "not cancelled"
+
+
+@job(bind=True)
+async def acooperative(ctx, timeout=30.0):
+    """Awaits in small steps until cancelled."""
+    import asyncio
+
+    await Execution.objects.acreate(job_id=ctx.job_id, label="acooperative", attempt=ctx.attempt, pid=os.getpid())
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if await ctx.ais_cancelled():
+            return "stopped"
+        await asyncio.sleep(0.05)
+    return "timed out"
+
+
+@job(bind=True, time_limit=1.5)
+async def aoverdue(ctx, seconds):
+    import asyncio
+
+    await Execution.objects.acreate(job_id=ctx.job_id, label="aoverdue", attempt=ctx.attempt, pid=os.getpid())
+    await asyncio.sleep(seconds)
+    return "finished"
+
+
+# -- workflows (issue 12) ---------------------------------------------------------------------------------------
+@job
+def total(values, extra=0):
+    """A chord callback: sums the header results."""
+    return sum(values) + extra
+
+
+@job
+def double(x):
+    return x * 2
+
+
+@job(unique=True)
+def unique_add(a, b):
+    return a + b
+
+
+@job(unique_for=60)
+def unique_recent(a):
+    return a
+
+
+@job(bind=True)
+def counts(ctx, n, sleep=0.0):
+    """Reports progress per item (coalesced by set_progress)."""
+    for i in range(n):
+        ctx.set_progress({"done": i + 1, "total": n})
+        if sleep:
+            time.sleep(sleep)
+    return n
+
+
+@job(max_attempts=10)
+def square_slowly(i, sleep=0.0):
+    """A chord header job for the kill test: retried after its worker process is SIGKILLed."""
+    time.sleep(sleep)
+    return i * i
+
+
+@job(bind=True, max_attempts=10)
+def record_callback(ctx, values, path):
+    """A chord callback: one line per execution, so running twice shows."""
+    _append(path, f"{ctx.job_id} {len(values)} {sum(values)}\n")
+    return values
+
+
+@job
+def increment(x, sleep=0.0):
+    time.sleep(sleep)
+    return x + 1
+
+
+@job(bind=True)
+async def acounts(ctx, n):
+    """An async job reporting progress: aset_progress writes (coalesced); set_progress in the loop waits for the end."""
+    for i in range(n):
+        await ctx.aset_progress({"done": i + 1, "total": n})
+    ctx.set_progress({"done": n, "total": n, "last": True})
+    return n

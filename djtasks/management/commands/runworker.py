@@ -7,6 +7,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 
 from djtasks.conf import djtasks_settings
+from djtasks.worker.async_executor import DEFAULT_ASYNC_CONCURRENCY
 from djtasks.worker.logs import configure_logging
 from djtasks.worker.process import WorkerConfig
 from djtasks.worker.supervisor import Supervisor
@@ -54,11 +55,19 @@ class Command(BaseCommand):
             metavar="MB",
             help="replace a worker process once its resident memory exceeds this many MB (checked after each job)",
         )
+        parser.add_argument(
+            "--async-concurrency",
+            type=int,
+            default=DEFAULT_ASYNC_CONCURRENCY,
+            help=f"async def jobs run at once per process, on its event loop (default {DEFAULT_ASYNC_CONCURRENCY})",
+        )
         parser.add_argument("--loglevel", default="INFO", help="djtasks log level (default INFO)")
 
     def handle(self, *args: Any, **options: Any) -> None:
         if options["processes"] < 1 or options["threads"] < 1:
             raise CommandError("--processes and --threads must be at least 1")
+        if options["async_concurrency"] < 1:
+            raise CommandError("--async-concurrency must be at least 1")
         if options["shutdown_timeout"] < 0:
             raise CommandError("--shutdown-timeout must not be negative")
         if options["max_jobs_per_child"] is not None and options["max_jobs_per_child"] < 1:
@@ -82,5 +91,6 @@ class Command(BaseCommand):
             log_level=options["loglevel"],
             max_jobs_per_child=options["max_jobs_per_child"],
             max_memory_per_child=options["max_memory_per_child"],
+            async_concurrency=options["async_concurrency"],
         )
         sys.exit(Supervisor(config, options["processes"], beat=options["beat"]).run())

@@ -6,7 +6,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("djtasks", "0004_admin"),
+        ("djtasks", "0007_workflows"),
     ]
 
     operations = [
