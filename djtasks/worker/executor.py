@@ -219,6 +219,14 @@ def execute(row: dict[str, Any], runtime: JobRuntime | None = None, worker_id: U
     interrupt the job's own code). An ``async def`` job met here (no event loop in this process, or the first
     job of a task resolved on demand) runs to completion on a loop of its own.
     """
+    began = timezone.now()  # a worker process overrides it with the start its ledger recorded
+    outcome = _execute(row, runtime, worker_id)
+    if outcome.get("started_at") is None:
+        outcome["started_at"] = began
+    return outcome
+
+
+def _execute(row: dict[str, Any], runtime: JobRuntime | None, worker_id: UUID | None) -> Outcome:
     if worker_id is None:
         worker_id = getattr(runtime, "id", None)
     prepared = prepare(row, worker_id)
