@@ -173,13 +173,13 @@ class WorkerProcess:
         self._stop_at: float | None = None  # monotonic time of the first stop request
         self._cold = False
         self.recycle_reason: str | None = None
+        self.async_jobs: AsyncJobs | None = None
+        self._async_unfinished = 0  # async jobs handed to the event loop and not finished
+        self._async_lock = threading.Lock()
 
     @property
     def jobs_done(self) -> int:
         return self.ledger.done
-        self.async_jobs: AsyncJobs | None = None
-        self._async_unfinished = 0  # async jobs handed to the event loop and not finished
-        self._async_lock = threading.Lock()
 
     # -- running jobs ---------------------------------------------------------------------------------
     def running(self, row: ClaimedJob, *, time_limit: float | None, soft_time_limit: float | None) -> _JobScope:
