@@ -26,7 +26,7 @@ BUDGET_S = 1.0  # the admin's target: every list, filter and the dashboard under
 
 
 def setup_django(dbname: str) -> None:
-    from djtasks.localpg import throwaway_cluster
+    from devtools.localpg import throwaway_cluster
 
     throwaway_cluster(dbname)  # exports DATABASE_URL
     os.environ["DJANGO_SETTINGS_MODULE"] = "example_site.settings"
@@ -39,28 +39,30 @@ def setup_django(dbname: str) -> None:
 
 
 def fill(rows: int) -> float:
+    from django.db import connection
     from django.utils import timezone
 
     from djtasks.ids import uuid7
     from djtasks.registry import registry
-    from djtasks.store import Store
+    from djtasks.store import parse_queries
 
     jobs = sorted(registry.all(), key=lambda j: j.name)
     # Weighted: the first job name is the busiest, as on a real site.
     weighted = [jobs[0]] * 6 + [j for j in jobs[1:] for _ in range(2)]
     names = [j.name for j in weighted]
     queues = [j.queue or "default" for j in weighted]
-    store = Store.for_django()
+    sql = parse_queries((Path(__file__).parent / "sql" / "fill.sql").read_text(), "bench/sql/fill.sql")
     started = time.perf_counter()
     batch = 250_000
     now = timezone.now()
     for done in range(0, rows, batch):
         last = min(done + batch, rows)
-        store.job_fill_synthetic(
-            now=now, first=done + 1, last=last, total=rows, names=names, queues=queues, worker_id=uuid7()
-        )
+        params = {"now": now, "first": done + 1, "last": last, "total": rows, "names": names, "queues": queues}
+        with connection.cursor() as cur:
+            cur.execute(sql["job_fill_synthetic"], {**params, "worker_id": uuid7()})
         print(f"  filled {min(done + batch, rows):>9,} rows", flush=True)
-    store.job_table_analyze()
+    with connection.cursor() as cur:
+        cur.execute(sql["job_table_analyze"])  # VACUUM: outside a transaction (autocommit)
     return time.perf_counter() - started
 
 
@@ -98,9 +100,9 @@ def main() -> int:
 
     from djtasks.admin.jobs import StatusFilter
     from djtasks.conf import djtasks_settings
+    from djtasks.cursors import django_store
     from djtasks.models import Job
     from djtasks.registry import registry
-    from djtasks.store import Store
 
     call_command("migrate", verbosity=0)
     fill_s = fill(args.rows)
@@ -142,7 +144,7 @@ def main() -> int:
         print(f"{label:<48} {median * 1000:>6.0f}ms {worst * 1000:>6.0f}ms {queries:>7}  {status}{flag}")
 
     exact = Job.objects.count()
-    estimate = Store.for_django().job_count_estimate()
+    estimate = django_store().job_count_estimate()
     print(f"\nrow count: exact {exact:,}, estimate shown by the list {estimate:,} ({(estimate - exact) / exact:+.2%})")
     if args.explain:
         from django.utils import timezone

@@ -8,7 +8,7 @@ import django
 import environ
 
 if not os.environ.get("DATABASE_URL"):
-    from djtasks.localpg import throwaway_cluster
+    from devtools.localpg import throwaway_cluster
 
     throwaway_cluster("djtasks_bench", durable=True)
 

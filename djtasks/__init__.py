@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from .canvas import chain, chord, group
+from .canvas import Signature, chain, chord, group
 from .exceptions import JobCancelled, JobFailed, NotRegistered, SerializationError, SoftTimeLimitExceeded
-from .jobs import Job, JobContext, Signature, job
+from .jobs import Job, JobContext, job
+from .periodic import periodic
+from .queues import QueueOptionError, pause_queue, resume_queue
 from .results import GroupResult, JobResult
-from .schedules import periodic
 from .status import JobStatus
 
 __all__ = [
@@ -18,6 +19,7 @@ __all__ = [
     "JobResult",
     "JobStatus",
     "NotRegistered",
+    "QueueOptionError",
     "SerializationError",
     "Signature",
     "SoftTimeLimitExceeded",
@@ -25,6 +27,8 @@ __all__ = [
     "chord",
     "group",
     "job",
+    "pause_queue",
     "periodic",
+    "resume_queue",
 ]
 __version__ = "0.1.0"

@@ -50,11 +50,11 @@ except ImportError as exc:  # Django < 6.0
 
 from . import serialization
 from .conf import djtasks_settings
+from .cursors import django_store
 from .exceptions import NotRegistered
 from .jobs import DEFAULT_RETRY_BACKOFF_MAX_S, Job
 from .registry import registry
 from .status import JobStatus, shown_status
-from .store import Store
 
 STATUSES = {
     JobStatus.WAITING: TaskResultStatus.READY,  # a workflow step whose input is not ready: not started either
@@ -68,7 +68,7 @@ TASK_OPTIONS = ("max_attempts", "retry_backoff", "retry_backoff_max", "time_limi
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
-class DjtasksTask(Task):
+class DjtasksTask(Task):  # type: ignore[type-arg]  # generic only in django-stubs
     """The task class of ``DatabaseBackend``: Django's ``Task`` with djtasks' options.
 
     ``max_attempts`` (default 1 = no retry), ``retry_backoff`` (``True`` for a 1 s base, or base seconds;
@@ -109,7 +109,7 @@ def task(
     return wrapper(function) if function is not None else wrapper
 
 
-def _task_options(task: Task) -> dict[str, Any]:
+def _task_options(task: Task[Any, Any]) -> dict[str, Any]:
     return {name: getattr(task, name) for name in TASK_OPTIONS if hasattr(task, name)}
 
 
@@ -141,7 +141,7 @@ class TaskJob(Job):
     """The djtasks job behind a ``django.tasks`` task: named by the task's module path, run by the worker with
     the task's context and Django's ``task_started`` / ``task_finished`` signals."""
 
-    def __init__(self, task: Task, backend: DatabaseBackend) -> None:
+    def __init__(self, task: Task[Any, Any], backend: DatabaseBackend) -> None:
         options = _task_options(task)
         super().__init__(task.func, name=task.module_path, queue=task.queue_name, priority=task.priority, **options)
         self.task = task
@@ -153,7 +153,7 @@ class TaskJob(Job):
         # Django's rule for return values: what normalize_json accepts (TypeError otherwise), as JSON.
         return serialization.dumps(normalize_json(value), "result")
 
-    def result(self, row: dict[str, Any], **fields: Any) -> TaskResult:
+    def result(self, row: dict[str, Any], **fields: Any) -> TaskResult[Any, Any]:
         """A ``TaskResult`` for the job ``row`` (``fields`` override what the row says)."""
         errors = fields.pop("raw_errors", None)
         if errors is None:
@@ -182,7 +182,7 @@ class TaskJob(Job):
         }
         values.update(fields)
         return_value = values.pop("return_value", None)
-        result = TaskResult(**values)
+        result: TaskResult[Any, Any] = TaskResult(**values)
         if result.status == TaskResultStatus.SUCCESSFUL:
             object.__setattr__(result, "_return_value", return_value)
         return result
@@ -190,10 +190,10 @@ class TaskJob(Job):
     # -- worker hooks (djtasks.worker.executor) -------------------------------------------------------
     def started(
         self, row: dict[str, Any], args: list[Any], kwargs: dict[str, Any], worker_id: uuid.UUID | None
-    ) -> tuple[TaskContext | None, TaskResult]:
+    ) -> tuple[TaskContext[Any, Any] | None, TaskResult[Any, Any]]:
         errors: list[dict[str, Any]] = []
         if row["attempt"] > 1:  # earlier attempts' errors and workers: one read, only for a retried task
-            stored = Store.for_django().job_get(row["id"])
+            stored = django_store().job_get(row["id"])
             errors = _errors(stored) if stored is not None else []
         now = timezone.now()
         current = {**row, "status": JobStatus.RUNNING, "started_at": now, "worker_id": worker_id, "args": args}
@@ -201,7 +201,7 @@ class TaskJob(Job):
         task_started.send_robust(sender=self.backend_class, task_result=result)
         return (TaskContext(task_result=result) if self.task.takes_context else None), result
 
-    def finished(self, row: dict[str, Any], state: TaskResult, outcome: dict[str, Any]) -> None:
+    def finished(self, row: dict[str, Any], state: TaskResult[Any, Any], outcome: dict[str, Any]) -> None:
         status = JobStatus(outcome["status"])
         if not status.is_final:
             return  # a retry: the task has not finished
@@ -215,7 +215,7 @@ class TaskJob(Job):
         task_finished.send_robust(sender=self.backend_class, task_result=state)
 
 
-def _same_task(job: Any, task: Task) -> bool:
+def _same_task(job: Any, task: Task[Any, Any]) -> bool:
     return isinstance(job, TaskJob) and job.func is task.func and job.options == _task_options(task)
 
 
@@ -234,11 +234,11 @@ class DatabaseBackend(BaseTaskBackend):
         # Django's default is {"default"}; here no QUEUES means "the queues djtasks knows", checked at enqueue.
         self.queues = set(params["QUEUES"]) if "QUEUES" in params else set()
 
-    def validate_task(self, task: Task) -> None:
+    def validate_task(self, task: Task[Any, Any]) -> None:
         super().validate_task(task)
         self.job_for(task)
 
-    def job_for(self, task: Task) -> TaskJob:
+    def job_for(self, task: Task[Any, Any]) -> TaskJob:
         """The registered job of ``task``, registering it (and checking its djtasks options) if needed."""
         existing = registry.find(task.module_path)
         if _same_task(existing, task):
@@ -252,7 +252,7 @@ class DatabaseBackend(BaseTaskBackend):
         registry.register(job)
         return job
 
-    def enqueue(self, task: Task, args: Any, kwargs: Any) -> TaskResult:
+    def enqueue(self, task: Task[Any, Any], args: Any, kwargs: Any) -> TaskResult[Any, Any]:
         """Insert the task's job in the caller's transaction; the result is READY, built from what was
         inserted (a worker may already have claimed the job by the time this returns)."""
         self.validate_task(task)
@@ -282,13 +282,13 @@ class DatabaseBackend(BaseTaskBackend):
         task_enqueued.send(sender=type(self), task_result=result)
         return result
 
-    def get_result(self, result_id: str) -> TaskResult:
+    def get_result(self, result_id: str) -> TaskResult[Any, Any]:
         """The task's result read from its row; ``TaskResultDoesNotExist`` for an unknown id (or a @job's)."""
         try:
             job_id = uuid.UUID(str(result_id))
         except ValueError:
             raise TaskResultDoesNotExist(result_id) from None
-        row = Store.for_django().job_get(job_id)
+        row = django_store().job_get(job_id)
         if row is None:
             raise TaskResultDoesNotExist(result_id)
         try:

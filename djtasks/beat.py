@@ -70,13 +70,13 @@ class Beat:
             self._listening = False
         scheduler = Scheduler.for_connection(self._db)
         if not self.synced:
-            result = scheduler.sync(timezone.now())
+            synced = scheduler.sync(timezone.now())
             self.synced = True
             logger.info(
                 "beat: synced schedules (%d new, %d updated, %d disabled)",
-                len(result.created),
-                len(result.updated),
-                len(result.orphaned),
+                len(synced.created),
+                len(synced.updated),
+                len(synced.orphaned),
             )
         if self.listen and not self._listening:
             self._db.connection.add_notify_handler(lambda _n: None)  # see Producer._ensure_listening

@@ -32,10 +32,10 @@ from django.utils import timezone
 
 from . import serialization, signals
 from .conf import djtasks_settings
+from .cursors import django_store
 from .ids import uuid7
 from .registry import registry
 from .results import GroupResult, JobResult
-from .store import Store
 
 COMPOSE_OPTIONS = frozenset({"countdown", "eta", "priority", "queue", "expires", "time_limit", "soft_time_limit"})
 FIRST_STEP_OPTIONS = frozenset({"countdown", "eta"})  # a composition's delay applies to the steps that run first
@@ -67,10 +67,12 @@ class Signature:
         return Signature(self.name, self.args, self.kwargs, self.immutable, {**self.options, **options})
 
     def delay(self) -> JobResult:
-        return self.job.apply_async(self.args, self.kwargs, **self.options)
+        result: JobResult = self.job.apply_async(self.args, self.kwargs, **self.options)
+        return result
 
     def apply_async(self, **options: Any) -> JobResult:
-        return self.job.apply_async(self.args, self.kwargs, **{**self.options, **options})
+        result: JobResult = self.job.apply_async(self.args, self.kwargs, **{**self.options, **options})
+        return result
 
     def __or__(self, other: Any) -> chain:
         return chain(self, other)
@@ -271,7 +273,7 @@ def _enqueue(node: _Composition, options: dict[str, Any]) -> Any:
     builder = _Builder(now, options)
     out = builder.build(node, _NOW)
     jobs, groups = builder.rows()
-    store = Store.for_django()
+    store = django_store()
     with transaction.atomic(using=djtasks_settings.DATABASE):
         store.job_insert_workflow_many(now=now, jobs=jobs)
         store.group_insert_many(now=now, groups=groups)

@@ -7,6 +7,8 @@ from typing import Any
 from django.conf import settings
 from django.core import checks
 from django.core.checks import Error, register
+from django.core.exceptions import ImproperlyConfigured
+from django.db.utils import load_backend
 
 from .conf import SettingError, parse
 from .registry import registry
@@ -28,14 +30,8 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Error]:
                 id="djtasks.E002",
             )
         )
-    elif databases[conf.DATABASE].get("ENGINE") != "django.db.backends.postgresql":
-        errors.append(
-            Error(
-                f"djtasks needs PostgreSQL, but database {conf.DATABASE!r} uses {databases[conf.DATABASE].get('ENGINE')}",
-                hint="point DJTASKS['DATABASE'] at a django.db.backends.postgresql database",
-                id="djtasks.E003",
-            )
-        )
+    else:
+        errors.extend(check_vendor(conf.DATABASE))
     for job in registry.all():
         if job.queue is not None and job.queue not in conf.QUEUES:
             errors.append(
@@ -48,6 +44,33 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Error]:
             )
     errors.extend(check_schedules(conf))
     return errors
+
+
+def check_vendor(alias: str) -> list[Error]:
+    """The djtasks database must be PostgreSQL (``djtasks.E003``), judged by the backend's ``vendor`` rather than
+    its ENGINE path, so PostGIS and backends that wrap Django's PostgreSQL one pass. The backend's class is read from
+    its module (as ``settings.DATABASES`` says now): no connection is opened."""
+    engine = settings.DATABASES[alias].get("ENGINE") or "django.db.backends.dummy"
+    try:
+        vendor = load_backend(engine).DatabaseWrapper.vendor
+    except ImproperlyConfigured as exc:  # the backend module cannot be loaded (a typo, a missing library)
+        return [
+            Error(
+                f"database {alias!r} (ENGINE {engine!r}) cannot be loaded: {exc}",
+                hint="djtasks needs a PostgreSQL backend, such as django.db.backends.postgresql",
+                id="djtasks.E003",
+            )
+        ]
+    if vendor != "postgresql":
+        return [
+            Error(
+                f"djtasks needs PostgreSQL, but database {alias!r} uses {engine} (vendor {vendor!r})",
+                hint="point DJTASKS['DATABASE'] at a PostgreSQL database (django.db.backends.postgresql, PostGIS, "
+                "or a backend built on them)",
+                id="djtasks.E003",
+            )
+        ]
+    return []
 
 
 def check_schedules(conf: Any) -> list[Error]:

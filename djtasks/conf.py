@@ -8,29 +8,42 @@ setting is reported with the same words by ``manage.py check`` and at run time.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 
 from . import durations
+from .flow import Limits, RateLimit, parse_rate
+from .priority import PRIORITY_MAX, PRIORITY_MIN
+from .schedules import ScheduleDef, parse_settings
 
-if TYPE_CHECKING:
-    from .schedules import ScheduleDef
-
-PRIORITY_MIN = -100
-PRIORITY_MAX = 100
+__all__ = [
+    "PRIORITY_MAX",
+    "PRIORITY_MIN",
+    "DjtasksSettings",
+    "QueueConfig",
+    "SettingError",
+    "djtasks_settings",
+    "parse",
+]
 
 QUEUE_OPTIONS = {"concurrency", "rate_limit", "paused"}
 
 
 @dataclass(frozen=True)
 class QueueConfig:
+    """A queue's options as ``DJTASKS['QUEUES']`` gives them: the defaults of its ``djtasks_queue`` row."""
+
     name: str
     concurrency: int | None = None
-    rate_limit: float | None = None
+    rate_limit: RateLimit | None = None
     paused: bool = False
+
+    @property
+    def limits(self) -> Limits:
+        return Limits(self.concurrency, self.rate_limit, self.paused)
 
 
 @dataclass(frozen=True)
@@ -111,14 +124,30 @@ def _parse_queue(name: Any, options: Any) -> QueueConfig:
     if concurrency is not None and (
         not isinstance(concurrency, int) or isinstance(concurrency, bool) or concurrency < 1
     ):
-        raise SettingError("QUEUES", f"queue {name!r}: concurrency must be a positive int, got {concurrency!r}")
+        raise SettingError(
+            "QUEUES",
+            f"queue {name!r}: concurrency must be a positive int, got {concurrency!r}",
+            hint="the most jobs of this queue running at once across all workers; leave it out for no limit",
+        )
     rate_limit = options.get("rate_limit")
-    if rate_limit is not None and (not isinstance(rate_limit, (int, float)) or rate_limit <= 0):
-        raise SettingError("QUEUES", f"queue {name!r}: rate_limit must be a positive number (jobs/s)")
+    rate = None
+    if rate_limit is not None:
+        try:
+            rate = parse_rate(rate_limit)
+        except ValueError as exc:
+            raise SettingError(
+                "QUEUES",
+                f"queue {name!r}: {exc}",
+                hint="e.g. 'rate_limit': '100/m' (also /s and /h) or a number of starts per second",
+            ) from None
     paused = options.get("paused", False)
     if not isinstance(paused, bool):
-        raise SettingError("QUEUES", f"queue {name!r}: paused must be True or False")
-    return QueueConfig(name, concurrency, float(rate_limit) if rate_limit else None, paused)
+        raise SettingError(
+            "QUEUES",
+            f"queue {name!r}: paused must be True or False, got {paused!r}",
+            hint="a paused queue starts nothing until resumed (manage.py djtasks resume, or the admin dashboard)",
+        )
+    return QueueConfig(name, concurrency, rate, paused)
 
 
 def parse(raw: Any) -> DjtasksSettings:
@@ -170,8 +199,6 @@ def parse(raw: Any) -> DjtasksSettings:
             raise SettingError("DEFAULT_QUEUE", "must be a queue name (a string)")
         values["DEFAULT_QUEUE"] = raw["DEFAULT_QUEUE"]
     if "BEAT_SCHEDULE" in raw:
-        from .schedules import parse_settings
-
         try:
             values["BEAT_SCHEDULE"] = parse_settings(raw["BEAT_SCHEDULE"])
         except (ValueError, TypeError) as exc:
@@ -199,7 +226,26 @@ def parse(raw: Any) -> DjtasksSettings:
 
 
 class _LazySettings:
-    """Attribute access parses ``settings.DJTASKS`` once and caches it until a setting changes."""
+    """Attribute access parses ``settings.DJTASKS`` once and caches it until a setting changes.
+
+    The annotations below declare what each attribute returns (those of ``DjtasksSettings``, kept in step by a
+    test), so ``djtasks_settings.QUEUES`` is typed; they set nothing, so every read goes to ``__getattr__``.
+    """
+
+    DATABASE: str
+    QUEUES: dict[str, QueueConfig]
+    DEFAULT_QUEUE: str
+    HEARTBEAT_INTERVAL: float
+    WORKER_TIMEOUT: float
+    RESCUE_INTERVAL: float | None
+    POLL_INTERVAL: float
+    LISTEN: bool
+    PREPARED_STATEMENTS: bool | None
+    RESULT_TTL: float
+    FAILED_RESULT_TTL: float
+    BEAT_SCHEDULE: dict[str, ScheduleDef]
+    rescue_interval: float
+    prepared_statements: bool
 
     def __init__(self) -> None:
         self._cached: DjtasksSettings | None = None

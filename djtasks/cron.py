@@ -298,12 +298,13 @@ def plan(
         latest = last_fire_at_or_before(timing, now, due)
         ticks, skipped, following = [latest], latest != due, next_fire(timing, now)
     else:
-        start: datetime | None = due
+        start = due
         if expires is not None and due + expires <= now:
             # Jump over the ticks that expired unfired instead of walking through them one by one.
-            start, expired = next_fire(timing, now - expires), True
-            if start is None or start > now:
+            jumped, expired = next_fire(timing, now - expires), True
+            if jumped is None or jumped > now:
                 return Plan((), next_fire(timing, now), expired=True)
+            start = jumped
         ticks = [start]
         while len(ticks) < limit and (tick := next_fire(timing, ticks[-1])) is not None and tick <= now:
             ticks.append(tick)

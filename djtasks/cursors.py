@@ -20,12 +20,14 @@ statements, such as PgBouncer before 1.21 in transaction mode).
 from __future__ import annotations
 
 import weakref
+from contextlib import AbstractContextManager
 from typing import Any
 
 import psycopg
-from django.db import connections
+from django.db import connections, transaction
 
 from .conf import djtasks_settings
+from .store import Store
 
 # One reusable server-binding cursor per psycopg connection (a connection is used by one thread at a time).
 _cursors: weakref.WeakKeyDictionary[psycopg.Connection[Any], psycopg.Cursor[Any]] = weakref.WeakKeyDictionary()
@@ -34,6 +36,18 @@ _cursors: weakref.WeakKeyDictionary[psycopg.Connection[Any], psycopg.Cursor[Any]
 def django_connection(alias: str | None = None) -> Any:
     """Django's connection (this thread's) for ``alias``, default ``DJTASKS['DATABASE']``."""
     return connections[alias or djtasks_settings.DATABASE]
+
+
+def django_store(alias: str | None = None) -> Store:
+    """A store on Django's connection for ``alias`` (default: ``DJTASKS['DATABASE']``): its statements join the
+    caller's transaction, and the enqueue statement runs prepared (see the module doc)."""
+
+    def atomic() -> AbstractContextManager[Any]:
+        block: AbstractContextManager[Any] = transaction.atomic(using=django_connection(alias).alias)
+        return block
+
+    # Looked up per query: Django's connections are per thread, and a Store may be shared.
+    return Store(lambda: cursor(alias), lambda sql, params: execute_prepared(sql, params, alias), atomic)
 
 
 def cursor(alias: str | None = None) -> Any:

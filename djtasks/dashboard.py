@@ -9,6 +9,7 @@ not on how many finished jobs the table keeps.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -16,6 +17,8 @@ from typing import Any
 from django.utils import timezone
 
 from .conf import djtasks_settings
+from .cursors import django_store
+from .queues import QueueState, flow_state
 from .store import Store
 
 WINDOW = timedelta(hours=1)  # "last hour" counts and the chart's span
@@ -44,6 +47,9 @@ class QueueSummary:
     name: str
     configured: bool = True  # False: not in DJTASKS['QUEUES'] any more, but jobs remain
     paused: bool = False
+    concurrency: int | None = None  # fleet-wide running limit (effective: run-time override or settings)
+    rate_limit: str = ""  # e.g. "100/m"; "" for none
+    overrides: list[str] = field(default_factory=list)  # options set at run time
     queued: int = 0  # due now, waiting for a worker
     scheduled: int = 0  # queued with run_at in the future (countdown, eta, retry backoff)
     waiting: int = 0  # workflow steps whose input is not ready (their parent job or group has not succeeded)
@@ -55,6 +61,25 @@ class QueueSummary:
     oldest_wait_s: float | None = None  # how long the longest-waiting due job has been due
     workers_alive: int = 0
     buckets: list[Bucket] = field(default_factory=list)
+
+    @property
+    def limit_text(self) -> str:
+        """``"3 at once"``, ``"60/s"``, both, or ``"none"``."""
+        parts = ([f"{self.concurrency} at once"] if self.concurrency is not None else []) + (
+            [self.rate_limit] if self.rate_limit else []
+        )
+        return ", ".join(parts) or "none"
+
+    @property
+    def holding(self) -> int:
+        """Jobs holding a slot of the queue's ``concurrency``: every ``running`` row, started or only claimed
+        (as the limited claim counts them; a limited queue is never claimed ahead, so claimed ones start at once)."""
+        return self.running + self.claimed
+
+    @property
+    def fullness(self) -> float | None:
+        """Slot-holding jobs (``holding``) as a fraction of ``concurrency`` (``None`` without a concurrency limit)."""
+        return self.holding / self.concurrency if self.concurrency else None
 
     @property
     def failure_rate(self) -> float | None:
@@ -103,6 +128,8 @@ class Summary:
         def queue(q: QueueSummary) -> dict[str, Any]:
             data = asdict(q)
             data["failure_rate"] = q.failure_rate
+            data["fullness"] = q.fullness
+            data["limit"] = q.limit_text
             data["throughput_per_min"] = round(q.throughput_per_min, 3)
             data["buckets"] = [{**asdict(b), "start": b.start.isoformat()} for b in q.buckets]
             return data
@@ -130,16 +157,28 @@ def _empty_buckets(since: datetime) -> list[Bucket]:
 def summary(now: datetime | None = None, store: Store | None = None) -> Summary:
     """The state of every queue at ``now`` (default: the current time)."""
     now = now or timezone.now()
-    store = store or Store.for_django()
+    store = store or django_store()
     conf = djtasks_settings.get()
     since = now - WINDOW
-    queues: dict[str, QueueSummary] = {
-        name: QueueSummary(name, paused=cfg.paused, buckets=_empty_buckets(since)) for name, cfg in conf.QUEUES.items()
-    }
+    options = flow_state(store).queues
+
+    def make(name: str, configured: bool) -> QueueSummary:
+        state = options.get(name) or QueueState(name)
+        return QueueSummary(
+            name,
+            configured=configured,
+            paused=state.paused,
+            concurrency=state.concurrency,
+            rate_limit=state.rate_text,
+            overrides=list(state.overrides),
+            buckets=_empty_buckets(since),
+        )
+
+    queues: dict[str, QueueSummary] = {name: make(name, True) for name in conf.QUEUES}
 
     def get(name: str) -> QueueSummary:
         if name not in queues:
-            queues[name] = QueueSummary(name, configured=False, buckets=_empty_buckets(since))
+            queues[name] = make(name, False)
         return queues[name]
 
     for row in store.queue_stats_waiting(now=now):
@@ -229,17 +268,19 @@ def format_rate(rate: float | None) -> str:
     return "—" if rate is None else f"{rate * 100:.1f}%"
 
 
-COLUMNS = (
+COLUMNS: tuple[tuple[str, Callable[[QueueSummary], str]], ...] = (
     ("queue", lambda q: q.name + ("" if q.configured else " (not configured)") + (" (paused)" if q.paused else "")),
     ("queued", lambda q: str(q.queued) + (f" +{q.claimed} claimed" if q.claimed else "")),
     ("scheduled", lambda q: str(q.scheduled)),
-    ("running", lambda q: str(q.running)),
+    # A limited queue: the slots held (started or claimed, as its limit counts them) out of its limit.
+    ("running", lambda q: f"{q.holding}/{q.concurrency}" if q.concurrency is not None else str(q.running)),
     ("failed/1h", lambda q: str(q.failed)),
     ("succeeded/1h", lambda q: str(q.succeeded)),
     ("fail rate", lambda q: format_rate(q.failure_rate)),
     ("jobs/min", lambda q: f"{q.throughput_per_min:.1f}"),
     ("oldest wait", lambda q: format_duration(q.oldest_wait_s)),
     ("workers", lambda q: str(q.workers_alive)),
+    ("limit", lambda q: q.limit_text if q.name != ALL_QUEUES else ""),
     ("waiting", lambda q: str(q.waiting)),  # workflow steps; last, so the other columns keep their places
 )
 
@@ -270,3 +311,15 @@ def format_text(data: Summary) -> str:
             f"last heartbeat {format_duration((data.now - w.heartbeat_at).total_seconds())} ago"
         )
     return "\n".join(out) + "\n"
+
+
+def format_limits(state: QueueState) -> str:
+    """One line per queue for ``manage.py djtasks queue``: its options and which were set at run time."""
+    concurrency = "none" if state.concurrency is None else str(state.concurrency)
+    line = f"{state.name}: concurrency={concurrency} rate_limit={state.rate_text or 'none'}"
+    line += " paused" if state.paused else " running"
+    if state.overrides:
+        line += f" (set at run time: {', '.join(state.overrides)}; the rest from DJTASKS['QUEUES'])"
+    if not state.configured:
+        line += " (not in DJTASKS['QUEUES'])"
+    return line

@@ -21,11 +21,12 @@ from django.utils import timezone
 
 from . import durations, serialization, signals
 from .canvas import Signature
-from .conf import PRIORITY_MAX, PRIORITY_MIN, djtasks_settings
+from .conf import djtasks_settings
+from .cursors import django_store
 from .exceptions import Retry
 from .ids import uuid7, uuid7_many
+from .priority import check_priority
 from .registry import registry
-from .store import Store
 from .timelimits import check_time_limits
 
 DEFAULT_RETRY_BACKOFF_S = 1.0  # base delay when retry_backoff=True
@@ -49,6 +50,7 @@ JOB_OPTIONS = frozenset(
         "soft_time_limit",
         "unique",
         "unique_for",
+        "concurrency",
     }
 )
 
@@ -57,7 +59,7 @@ def backoff_seconds(attempt: int, *, base: float, cap: float, rand: float) -> fl
     """Delay before the attempt after ``attempt`` (1-based): ``base * 2**(attempt-1)`` capped at ``cap``,
     with "equal jitter": half the delay is fixed and half is ``rand`` (0..1) of it, so retries spread out
     but never come sooner than half the nominal delay."""
-    nominal = min(cap, base * 2 ** (attempt - 1))
+    nominal = min(cap, base * 2.0 ** (attempt - 1))
     return nominal / 2 + nominal / 2 * rand
 
 
@@ -69,14 +71,6 @@ def _check_number(job_name: str, option: str, value: Any, *, minimum: float, all
             f"@job {job_name!r}: {option} must be {'>' if not allow_zero else '>='} {minimum}, got {value!r}"
         )
     return float(value)
-
-
-def _check_priority(where: str, priority: Any) -> int:
-    if isinstance(priority, bool) or not isinstance(priority, int):
-        raise TypeError(f"{where}: priority must be an int, got {priority!r}")
-    if not PRIORITY_MIN <= priority <= PRIORITY_MAX:
-        raise ValueError(f"{where}: priority must be between {PRIORITY_MIN} and {PRIORITY_MAX}, got {priority}")
-    return priority
 
 
 def _aware(where: str, value: datetime) -> datetime:
@@ -196,7 +190,7 @@ class Job:
         self.queue: str | None = options.get("queue")
         if self.queue is not None and (not isinstance(self.queue, str) or not self.queue):
             raise TypeError(f"@job {name!r}: queue must be a non-empty string, got {self.queue!r}")
-        self.priority = _check_priority(f"@job {name!r}", options.get("priority", 0))
+        self.priority = check_priority(f"@job {name!r}", options.get("priority", 0), bad_value=ImproperlyConfigured)
         max_attempts = options.get("max_attempts", 1)
         if isinstance(max_attempts, bool) or not isinstance(max_attempts, int):
             raise TypeError(f"@job {name!r}: max_attempts must be an int, got {max_attempts!r}")
@@ -248,6 +242,15 @@ class Job:
             raise TypeError(f"@job {name!r}: unique must be True or False, got {self.unique!r}")
         if unique_for is not None and not self.unique:
             raise ImproperlyConfigured(f"@job {name!r}: unique_for needs unique=True (or leave unique out)")
+        concurrency = options.get("concurrency")
+        if concurrency is not None:
+            if isinstance(concurrency, bool) or not isinstance(concurrency, int):
+                raise TypeError(f"@job {name!r}: concurrency must be an int, got {concurrency!r}")
+            if concurrency < 1:
+                raise ImproperlyConfigured(
+                    f"@job {name!r}: concurrency must be at least 1 (leave it out for no limit), got {concurrency}"
+                )
+        self.concurrency: int | None = concurrency
         self.bind = options.get("bind", False)
         if not isinstance(self.bind, bool):
             raise TypeError(f"@job {name!r}: bind must be True or False")
@@ -465,7 +468,7 @@ class Job:
             raise ValueError(
                 f"{where}: unknown queue {queue!r}; add it to DJTASKS['QUEUES'] (known: {', '.join(known)})"
             )
-        priority = self.priority if priority is None else _check_priority(where, priority)
+        priority = self.priority if priority is None else check_priority(where, priority)
         if job_id is None:
             job_id = uuid7()
         elif not isinstance(job_id, uuid.UUID):
@@ -517,7 +520,9 @@ def job(func: Callable[..., Any] | None = None, **options: Any) -> Any:
     ``TimeLimitExceeded``), ``soft_time_limit`` (seconds, below ``time_limit``; raises
     ``SoftTimeLimitExceeded`` inside the job so it can clean up), ``unique`` (``.delay()`` inserts nothing
     while a job with the same name and arguments is queued or running, and returns that job's result),
-    ``unique_for`` (seconds: finished jobs enqueued that recently count too; implies ``unique``).
+    ``unique_for`` (seconds: finished jobs enqueued that recently count too; implies ``unique``),
+    ``concurrency`` (at most this many of this job running at once across all workers, e.g. 1 for a report
+    that must not overlap itself).
     A bad option raises ``TypeError`` or ``ImproperlyConfigured`` naming the job and the option.
     """
 
@@ -538,4 +543,4 @@ def job(func: Callable[..., Any] | None = None, **options: Any) -> Any:
 from .results import JobResult  # noqa: E402 - results imports nothing from here at import time
 
 # Enqueues go to Django's connection for DJTASKS["DATABASE"], looked up per statement (per thread).
-_django_store = Store.for_django()
+_django_store = django_store()

@@ -214,6 +214,44 @@ class Group(models.Model):
         return f"group {self.id} ({self.total - self.remaining}/{self.total} succeeded)"
 
 
+class Queue(models.Model):
+    """Run-time options of a queue (``kind="queue"``) or of a job name with ``@job(concurrency=...)``
+    (``kind="job"``). Workers read these rows, not the settings: ``DJTASKS['QUEUES']`` gives the defaults,
+    written when a worker starts, and an option changed at run time (admin, ``manage.py djtasks
+    queue|pause|resume``, ``djtasks.pause_queue``) is listed in ``overrides`` and wins over the settings
+    until it is reset. ``rate_tat`` is the rate limiter's state (see ``djtasks.flow``); a limited queue's
+    claims lock its row, so they never overshoot."""
+
+    KINDS = [("queue", "queue"), ("job", "job")]
+
+    kind = models.CharField(max_length=8, choices=KINDS, default="queue", editable=False)
+    name = models.CharField(max_length=255, editable=False)
+    concurrency = models.IntegerField(
+        null=True, blank=True, help_text="at most this many jobs running at once across all workers; blank: no limit"
+    )
+    rate_limit = models.CharField(
+        max_length=32, blank=True, default="", help_text="at most this many starts per window, e.g. 100/m, 10/s, 500/h"
+    )
+    paused = models.BooleanField(default=False, help_text="nothing starts; running jobs finish; enqueueing works")
+    overrides = models.JSONField(default=list, blank=True, editable=False)
+    rate_tat = models.DateTimeField(null=True, blank=True, editable=False)
+    updated_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        db_table = "djtasks_queue"
+        constraints = [
+            models.UniqueConstraint(fields=["kind", "name"], name="djtasks_queue_kind_name"),
+            models.CheckConstraint(condition=Q(kind__in=["queue", "job"]), name="djtasks_queue_kind"),
+            models.CheckConstraint(
+                condition=Q(concurrency__isnull=True) | Q(concurrency__gte=1), name="djtasks_queue_concurrency"
+            ),
+        ]
+        permissions = [("pause_queue", "Can pause and resume queues")]
+
+    def __str__(self) -> str:
+        return self.name if self.kind == "queue" else f"job {self.name}"
+
+
 class QueueDashboard(Job):
     """No data of its own: gives the queue dashboard its place in the admin's app list (see admin/dashboard.py)."""
 

@@ -14,8 +14,8 @@ from collections.abc import Iterable, Iterator
 from django.db import DatabaseError
 from django.utils import timezone
 
+from .cursors import django_store
 from .ids import uuid7
-from .store import Store
 
 BATCH_SIZE = 1000  # ids per statement
 
@@ -51,7 +51,7 @@ def cancel_jobs(ids: Iterable[uuid.UUID | str], *, terminate: bool = False) -> d
 
     Returns ``{job_id: status}`` for the jobs it changed (``"cancelled"`` or ``"running"``).
     """
-    store = Store.for_django()
+    store = django_store()
     changed: dict[uuid.UUID, str] = {}
     for batch in _batches(ids):
         changed.update(store.job_cancel_many(now=timezone.now(), ids=batch, terminate=terminate))
@@ -67,7 +67,7 @@ def retry_jobs(ids: Iterable[uuid.UUID | str]) -> set[uuid.UUID]:
     active job, are left alone, and so is a workflow step cancelled before its input arrived (its parent never
     succeeded). A retried workflow step runs alone: the steps after it stay cancelled. Returns the ids retried.
     """
-    store = Store.for_django()
+    store = django_store()
     retried: set[uuid.UUID] = set()
     for batch in _batches(ids):
         retried |= store.job_retry_many(now=timezone.now(), ids=batch)
@@ -79,7 +79,7 @@ def requeue_jobs(ids: Iterable[uuid.UUID | str]) -> dict[uuid.UUID, uuid.UUID]:
     priority, arguments and ``max_attempts``, a new id, no history, due now, outside any group or chain.
     The original stays as it is. Returns ``{original_id: new_id}`` for the copies made.
     """
-    store = Store.for_django()
+    store = django_store()
     copies: dict[uuid.UUID, uuid.UUID] = {}
     for batch in _batches(ids):
         new_ids = [uuid7() for _ in batch]
@@ -91,7 +91,7 @@ def requeue_jobs(ids: Iterable[uuid.UUID | str]) -> dict[uuid.UUID, uuid.UUID]:
 def delete_jobs(ids: Iterable[uuid.UUID | str]) -> set[uuid.UUID]:
     """Delete jobs, except running ones (cancel those first, or their worker would finish a missing row).
     Deleting a workflow step that has not run cancels the steps after it. Returns the ids deleted."""
-    store = Store.for_django()
+    store = django_store()
     deleted: set[uuid.UUID] = set()
     for batch in _batches(ids):
         deleted |= store.job_delete_many(ids=batch, now=timezone.now())
@@ -104,7 +104,7 @@ def cancel_requested(job_id: uuid.UUID) -> bool:
     A database error answers False (not known to be cancelled) rather than failing the job that asked.
     """
     try:
-        return Store.for_django().job_cancel_requested(job_id)
+        return django_store().job_cancel_requested(job_id)
     except DatabaseError as exc:
         logger.warning("job %s: could not read cancel_requested (%s)", job_id, exc)
         return False
@@ -117,6 +117,6 @@ def set_progress(job_id: uuid.UUID, attempt: int, progress: str) -> None:
     database error is logged, never raised: progress must not fail the job that reports it.
     """
     try:
-        Store.for_django().job_progress_set(id=job_id, attempt=attempt, progress=progress)
+        django_store().job_progress_set(id=job_id, attempt=attempt, progress=progress)
     except DatabaseError as exc:
         logger.warning("job %s: could not store progress (%s)", job_id, exc)

@@ -43,9 +43,9 @@ class JobResult:
     def refresh(self) -> JobResult:
         """Read the row again. Raises ``LookupError`` if no such job exists (never enqueued, rolled back,
         or pruned)."""
-        from .store import Store
+        from .cursors import django_store
 
-        row = Store.for_django().job_get(self.id)
+        row = django_store().job_get(self.id)
         if row is None:
             raise LookupError(f"no job {self.id}: never enqueued, rolled back, or pruned after RESULT_TTL")
         self._row = row
@@ -71,7 +71,7 @@ class JobResult:
     @property
     def attempts(self) -> int:
         """Attempts started so far (the first run is attempt 1)."""
-        return self._data()["attempt"]
+        return int(self._data()["attempt"])
 
     @property
     def progress(self) -> Any:
@@ -198,9 +198,9 @@ class GroupResult:
         return hash(self.id)
 
     def _store(self) -> Any:
-        from .store import Store
+        from .cursors import django_store
 
-        return Store.for_django()
+        return django_store()
 
     def refresh(self) -> GroupResult:
         """Read the group's row again. Raises ``LookupError`` if there is no such group."""
@@ -222,15 +222,16 @@ class GroupResult:
 
     @property
     def total(self) -> int:
-        return self._data()["total"]
+        return int(self._data()["total"])
 
     @property
     def remaining(self) -> int:
         """Members that have not succeeded yet (reads the row again)."""
-        return self.refresh()._data()["remaining"]
+        return int(self.refresh()._data()["remaining"])
 
     def _counts(self) -> dict[str, int]:
-        return self._store().group_status_count(self.id)
+        counts: dict[str, int] = self._store().group_status_count(self.id)
+        return counts
 
     def ready(self) -> bool:
         """True once every member succeeded, failed or was cancelled."""

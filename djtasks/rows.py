@@ -1,10 +1,12 @@
 """The rows that cross threads and processes on the hot path, typed, and the one way to build an error entry.
 
-A ``ClaimedJob`` goes from the claim (``Store.job_claim_many``) through the producer to a job thread; an
-``Outcome`` from the job thread through the completer to ``Store.job_finish_many``; a ``StartMark`` from the
-ledger through the completer to the same statement. ``ErrorEntry`` is one element of a job's ``errors``
-list: Python builds every one with ``error_entry()``, including the templates the SQL queries merge the
-per-row fields into (``jsonb ||``), so no class path is spelled out in SQL.
+The producer claims ``ClaimedJob`` rows (``store.job_claim_many``), hands them to job threads (``executor``),
+which turn each into an ``Outcome``; the completer records outcomes in batches (``store.job_finish_many``),
+fenced by ``id`` and ``attempt``, together with the ``StartMark`` rows the ledger hands it (jobs whose function
+started). ``djtasks.testing`` runs the same path in one thread. Column values are as the database returns them;
+``args``, ``kwargs``, ``result`` and ``error`` are JSON text (``serialization``). ``ErrorEntry`` is one element of
+a job's ``errors`` list: Python builds every one with ``error_entry()``, including the templates the SQL queries
+merge the per-row fields into (``jsonb ||``), so no class path is spelled out in SQL.
 """
 
 from __future__ import annotations
@@ -15,37 +17,46 @@ from typing import NotRequired, TypedDict
 from uuid import UUID
 
 
-class ClaimedJob(TypedDict):
-    """One row returned by ``job_claim_many``; ``status`` is ``running`` (claimed) or ``cancelled`` (expired)."""
+class JobAttempt(TypedDict):
+    """What identifies one attempt of a job: enough to fence its outcome."""
 
     id: UUID
+    attempt: int
+    # Part of a workflow (chain, group, chord): its outcome is recorded with its hand-off. Missing means
+    # "maybe", so a row of unknown origin takes the careful path.
+    workflow: NotRequired[bool]
+
+
+class ClaimedJob(JobAttempt):
+    """A job row as claimed by a worker (``job_claim_many``, ``job_claim_limited_many``): ``status`` is
+    ``running`` (claimed; its function may not have started yet) or ``cancelled`` (it had expired)."""
+
     name: str
     queue: str
     priority: int
     status: str
     args: str  # JSON text
     kwargs: str  # JSON text
-    attempt: int
     max_attempts: int
     enqueued_at: datetime
     run_at: datetime
     time_limit: float | None
     soft_time_limit: float | None
-    workflow: NotRequired[bool]  # part of a chain, group or chord (its outcome is recorded with its hand-off)
 
 
-class Outcome(TypedDict):
-    """What became of one attempt, for ``job_finish_many`` (``result``/``error`` as JSON text)."""
+class Outcome(JobAttempt):
+    """How one attempt ended: ``status`` is ``succeeded``, ``failed``, ``cancelled``, or ``queued`` again
+    (a retry, due at ``run_at``); ``result`` and ``error`` are JSON text or ``None``. ``started_at`` is when its
+    function started (``None`` when it never did, e.g. expired or cancelled before its start)."""
 
-    id: UUID
-    attempt: int
     status: str
     started_at: datetime | None
     finished_at: datetime
     result: str | None
     error: str | None
     run_at: datetime | None
-    workflow: NotRequired[bool]  # the claimed row is part of a workflow: recorded with its hand-off
+    # A job of a limited queue or job name: the queue whose workers to wake once it is written (flow control).
+    notify: NotRequired[str]
 
 
 class StartMark(TypedDict):

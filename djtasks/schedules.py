@@ -11,15 +11,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
 
 from . import durations, serialization
 from .cron import CATCH_UP_POLICIES, CATCH_UP_SKIP, Timing, require_aware, validate_cron, zone
-
-if TYPE_CHECKING:
-    from .jobs import Job
+from .priority import check_priority
 
 SOURCE_CODE = "code"
 SOURCE_SETTINGS = "settings"
@@ -108,9 +106,7 @@ def build(
     if queue is not None and (not isinstance(queue, str) or not queue):
         raise ValueError(f"queue must be a non-empty string, got {queue!r}")
     if priority is not None:
-        from .jobs import _check_priority
-
-        _check_priority("schedule", priority)
+        check_priority("schedule", priority)
     if catch_up not in CATCH_UP_POLICIES:
         raise ValueError(f"catch_up must be one of {', '.join(map(repr, CATCH_UP_POLICIES))}, got {catch_up!r}")
     expires_s = None
@@ -163,78 +159,6 @@ class CodeSchedules:
 
 
 code_schedules = CodeSchedules()
-
-
-def periodic(
-    job: Job | str | None = None,
-    *,
-    cron: str | None = None,
-    every: float | timedelta | None = None,
-    at: datetime | None = None,
-    tz: str | None = None,
-    name: str | None = None,
-    args: Iterable[Any] | None = None,
-    kwargs: dict[str, Any] | None = None,
-    queue: str | None = None,
-    priority: int | None = None,
-    catch_up: str = CATCH_UP_SKIP,
-    expires: float | timedelta | None = None,
-    unique: bool = False,
-) -> Any:
-    """Run a job periodically: ``@periodic(cron="*/5 * * * *", tz="Europe/Paris")`` stacked above ``@job``, or
-    ``periodic(some_job, every=timedelta(minutes=5))``.
-
-    Timing, exactly one of: ``cron`` (5 fields, read in ``tz``, default ``settings.TIME_ZONE``), ``every``
-    (seconds or a timedelta, at least 1 s; ticks are multiples of it since the Unix epoch) or ``at`` (an aware
-    datetime: once). Options: ``name`` (default: the job's name; needed to give one job two schedules),
-    ``args``/``kwargs`` for the job, ``queue``/``priority`` (default: the job's), ``catch_up`` (``"skip"``:
-    after downtime fire once, then resume; ``"all"``: one job per missed tick), ``expires`` (seconds or timedelta
-    after its tick by which the job must have started, or it is cancelled), ``unique`` (no new fire while the
-    previous one is queued or running). Returns the job unchanged. Turn a schedule off in the admin (it stays
-    off across restarts); a definition deleted from the code has its row disabled. A bad option raises ``ImproperlyConfigured`` naming the schedule.
-    """
-    options = {
-        "cron": cron,
-        "every": every,
-        "at": at,
-        "tz": tz,
-        "args": args,
-        "kwargs": kwargs,
-        "queue": queue,
-        "priority": priority,
-        "catch_up": catch_up,
-        "expires": expires,
-        "unique": unique,
-    }
-
-    def register(target: Job | str) -> Job | str:
-        from .jobs import Job
-        from .registry import registry
-
-        if isinstance(target, Job):
-            job_name = target.name
-        elif isinstance(target, str):
-            if target not in registry:
-                raise ImproperlyConfigured(
-                    f"periodic({target!r}): no job named {target!r} is registered; pass the @job function itself, "
-                    "or import its module first"
-                )
-            job_name = target
-        else:
-            raise TypeError(
-                f"@periodic expects a @job (put @periodic above @job) or a registered job name, got {target!r}"
-            )
-        schedule_name = name or job_name
-        try:
-            definition = build(schedule_name, job_name, source=SOURCE_CODE, origin=target, **options)
-        except (ValueError, TypeError) as exc:
-            raise ImproperlyConfigured(f"periodic schedule {schedule_name!r}: {exc}") from None
-        code_schedules.add(definition)
-        return target
-
-    if job is not None:
-        return register(job)
-    return register
 
 
 def parse_settings(raw: Any) -> dict[str, ScheduleDef]:

@@ -1,6 +1,6 @@
 """The only module that executes SQL. One method per named query in ``sql/queries.sql``.
 
-A ``Store`` wraps a way to get a cursor: ``Store.for_django()`` uses Django's connection for the configured
+A ``Store`` wraps a way to get a cursor: ``cursors.django_store()`` uses Django's connection for the configured
 alias, so enqueueing joins the caller's transaction; workers build one on their own psycopg connection
 (``Store(conn.cursor)``) in autocommit mode, where each named query is one statement and one transaction.
 """
@@ -13,15 +13,15 @@ from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 from functools import cache
-from pathlib import Path
-from typing import Any
+from importlib.resources import files
+from typing import Any, cast
 from uuid import UUID
 
 from . import serialization
 from .exceptions import JobCancelled, JobExpired, WorkerLost
 from .rows import ClaimedJob, Outcome, PeriodicJob, ScheduleRow, StartMark, TerminateRequest, error_entry
 
-QUERIES_PATH = Path(__file__).with_name("sql") / "queries.sql"
+QUERIES_RESOURCE = ("djtasks", "sql/queries.sql")  # read with importlib.resources: works from a wheel or a zip
 _NAME_RE = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)
 UNIQUE_INSERT_TRIES = 3  # job_insert_unique rounds before giving up on a key held by an invisible job
 
@@ -29,14 +29,19 @@ UNIQUE_INSERT_TRIES = 3  # job_insert_unique rounds before giving up on a key he
 @cache
 def queries() -> dict[str, str]:
     """Parse ``queries.sql`` into ``{name: sql}`` (read once per process)."""
-    text = QUERIES_PATH.read_text()
+    package, resource = QUERIES_RESOURCE
+    return parse_queries(files(package).joinpath(resource).read_text(encoding="utf-8"), f"{package}/{resource}")
+
+
+def parse_queries(text: str, source: str) -> dict[str, str]:
+    """``{name: sql}`` from named-query text (``-- name: x`` then ``--`` comment lines, then the statement)."""
     parts = _NAME_RE.split(text)
     found: dict[str, str] = {}
     for name, body in zip(parts[1::2], parts[2::2], strict=False):
         lines = [line for line in body.strip().splitlines() if not line.startswith("--")]
         sql = "\n".join(lines).strip().rstrip(";")
         if name in found:
-            raise ValueError(f"query {name!r} is defined twice in {QUERIES_PATH}")
+            raise ValueError(f"query {name!r} is defined twice in {source}")
         found[name] = sql
     return found
 
@@ -67,21 +72,6 @@ class Store:
         self._cursor = cursor_factory
         self._execute_prepared = execute_prepared or self._execute_no_rows
         self._atomic = atomic or contextlib.nullcontext
-
-    @classmethod
-    def for_django(cls, alias: str | None = None) -> Store:
-        """A store on Django's connection for ``alias`` (default: ``DJTASKS['DATABASE']``)."""
-        from django.db import transaction
-
-        from . import cursors
-
-        def atomic() -> AbstractContextManager[Any]:
-            return transaction.atomic(using=cursors.django_connection(alias).alias)
-
-        # Looked up per query: Django's connections are per thread, and a Store may be shared.
-        return cls(
-            lambda: cursors.cursor(alias), lambda sql, params: cursors.execute_prepared(sql, params, alias), atomic
-        )
 
     def _execute(self, name: str, params: dict[str, Any]) -> list[dict[str, Any]]:
         with self._cursor() as cur:
@@ -220,13 +210,71 @@ class Store:
         """Store a running attempt's progress (JSON text); False if the attempt no longer runs."""
         with self._cursor() as cur:
             cur.execute(queries()["job_progress_set"], {"id": id, "attempt": attempt, "progress": progress})
-            return cur.rowcount > 0
+            return bool(cur.rowcount > 0)
 
     # -- jobs: hot path -------------------------------------------------------------------------------
     def job_claim_many(self, *, now: datetime, worker_id: UUID, queues: Sequence[str], limit: int) -> list[ClaimedJob]:
         params = {"now": now, "worker_id": worker_id, "queues": list(queues), "limit": limit}
-        rows: list[Any] = self._execute("job_claim_many", {**params, "expired_error": _entry(JobExpired, now)})
+        rows = cast(
+            "list[ClaimedJob]", self._execute("job_claim_many", {**params, "expired_error": _entry(JobExpired, now)})
+        )
         # UPDATE ... RETURNING does not keep the candidates' order: restore it, so jobs start by priority.
+        rows.sort(key=lambda r: (-r["priority"], r["run_at"], r["id"]))
+        return rows
+
+    def job_claim_skipping_many(
+        self, *, now: datetime, worker_id: UUID, queues: Sequence[str], limit: int, skip_names: Sequence[str]
+    ) -> list[ClaimedJob]:
+        """``job_claim_many`` leaving out jobs named in ``skip_names`` (job names with a concurrency limit,
+        which only a limited claim may start): ``job_claim_limited_many`` run alone, without locks."""
+        params = {
+            "now": now,
+            "worker_id": worker_id,
+            "queues": list(queues),
+            "caps": [limit] * len(queues),
+            "names_only": [False] * len(queues),
+            "open_names": [],
+            "name_caps": [],
+            "full_names": list(skip_names),
+            "rated_queues": [],
+            "intervals": [],
+            "limit": limit,
+            "expired_error": _entry(JobExpired, now),
+        }
+        rows = cast("list[ClaimedJob]", self._execute("job_claim_limited_many", params))
+        rows.sort(key=lambda r: (-r["priority"], r["run_at"], r["id"]))
+        return rows
+
+    def job_claim_limited_many(
+        self,
+        *,
+        queues: Sequence[str],
+        jobs: Sequence[str],
+        plan: Callable[[list[dict[str, Any]], dict[tuple[str, str], int]], dict[str, Any] | None],
+    ) -> list[ClaimedJob]:
+        """Claim jobs of limited queues and job names in one transaction: lock their ``djtasks_queue`` rows
+        (``queue_lock_many``), count what runs (``job_running_count_many``), ask ``plan(locked_rows,
+        {(kind, name): running})`` for the parameters of ``job_claim_limited_many`` (``None``: claim
+        nothing), claim. Claims of the same queue or job name wait for each other on the row locks, so two
+        workers claiming at once cannot overshoot a limit; the lock is held for three short statements.
+
+        Needs a psycopg connection (a worker's): the statements go in pipeline mode, two round trips in all
+        (BEGIN, lock and count; then claim and COMMIT). The count still runs after the lock is granted: the
+        server runs a pipeline's statements one after the other."""
+        names = {"queues": list(queues), "jobs": list(jobs)}
+        params = None
+        with self._cursor() as cur, cur.connection.cursor() as counts, cur.connection.pipeline() as pipeline:
+            with cur.connection.transaction():
+                cur.execute(queries()["queue_lock_many"], names)
+                counts.execute(queries()["job_running_count_many"], names)
+                pipeline.sync()
+                locked = _rows(cur)
+                running = {(row["kind"], row["name"]): row["running"] for row in _rows(counts)}
+                params = plan(locked, running)
+                if params is not None:
+                    params = {**params, "expired_error": _entry(JobExpired, params["now"])}
+                    cur.execute(queries()["job_claim_limited_many"], params)
+            rows = cast("list[ClaimedJob]", _rows(cur)) if params is not None else []
         rows.sort(key=lambda r: (-r["priority"], r["run_at"], r["id"]))
         return rows
 
@@ -246,7 +294,7 @@ class Store:
             return self._job_finish_many(worker_id, outcomes, marks)
         with self._atomic():
             written = self._job_finish_many(worker_id, outcomes, marks)
-            now = max(o["finished_at"] or o["run_at"] for o in outcomes)
+            now = max(o["finished_at"] for o in outcomes)
             self.job_handoff_many(now=now, ids=[i for i in workflow if i in written])
         return written
 
@@ -280,8 +328,12 @@ class Store:
             self.job_handoff_many(now=now, ids=[row["id"] for row in rows if row["status"] == "cancelled"])
         return {row["id"]: row["status"] for row in rows}
 
-    def job_next_run_at(self, *, queues: Sequence[str], horizon: datetime) -> datetime | None:
-        return self._execute("job_next_run_at", {"queues": list(queues), "horizon": horizon})[0]["run_at"]
+    def job_next_run_at(
+        self, *, queues: Sequence[str], horizon: datetime, skip_names: Sequence[str] = ()
+    ) -> datetime | None:
+        params = {"queues": list(queues), "horizon": horizon, "skip_names": list(skip_names)}
+        run_at: datetime | None = self._execute("job_next_run_at", params)[0]["run_at"]
+        return run_at
 
     # -- jobs: operator actions --------------------------------------------------------------------------
     def job_cancel_many(self, *, now: datetime, ids: Sequence[UUID], terminate: bool = False) -> dict[UUID, str]:
@@ -312,13 +364,13 @@ class Store:
         """Delete one batch of finished jobs; returns how many were deleted."""
         with self._cursor() as cur:
             cur.execute(queries()["job_prune_many"], {"statuses": list(statuses), "before": before, "limit": limit})
-            return cur.rowcount
+            return int(cur.rowcount)
 
     def group_prune_many(self, *, before: datetime, limit: int) -> int:
         """Delete one batch of groups made before ``before`` whose members are all gone; returns how many."""
         with self._cursor() as cur:
             cur.execute(queries()["group_prune_many"], {"before": before, "limit": limit})
-            return cur.rowcount
+            return int(cur.rowcount)
 
     def job_retry_many(self, *, now: datetime, ids: Sequence[UUID]) -> set[UUID]:
         """Failed/cancelled jobs back to ``queued`` (due ``now``, one more attempt allowed); NOTIFYs their
@@ -351,34 +403,6 @@ class Store:
                     self.job_cancel_many(now=now, ids=pending)
             return {row["id"] for row in self._execute("job_delete_many", {"ids": list(ids)})}
 
-    def job_fill_synthetic(
-        self,
-        *,
-        now: datetime,
-        first: int,
-        last: int,
-        total: int,
-        names: Sequence[str],
-        queues: Sequence[str],
-        worker_id: UUID,
-    ) -> None:
-        """Benchmarks only: insert synthetic jobs number ``first..last`` (1-based) of ``total``, spread over the
-        day before ``now``; ``names[k]`` runs on ``queues[k]``."""
-        params = {
-            "now": now,
-            "first": first,
-            "last": last,
-            "total": total,
-            "names": list(names),
-            "queues": list(queues),
-            "worker_id": worker_id,
-        }
-        self._execute("job_fill_synthetic", params)
-
-    def job_table_analyze(self) -> None:
-        """VACUUM (ANALYZE) the job table; must run outside a transaction."""
-        self._execute("job_table_analyze", {})
-
     # -- jobs: reads ----------------------------------------------------------------------------------
     def job_get(self, job_id: UUID) -> dict[str, Any] | None:
         rows = self._execute("job_get", {"id": job_id})
@@ -386,7 +410,8 @@ class Store:
 
     def job_count_estimate(self) -> int | None:
         """The planner's row count of the job table, or ``None`` before its first ANALYZE."""
-        return self._execute("job_count_estimate", {})[0]["estimate"]
+        estimate: int | None = self._execute("job_count_estimate", {})[0]["estimate"]
+        return estimate
 
     # -- queue dashboard --------------------------------------------------------------------------------
     def queue_stats_waiting(self, *, now: datetime) -> list[dict[str, Any]]:
@@ -411,6 +436,58 @@ class Store:
 
     def queue_listen(self) -> None:
         self._execute("queue_listen", {})
+
+    def queue_notify_many(self, *, queues: Sequence[str]) -> None:
+        """Wake the workers of these queues (a job of a limited queue finished: a slot is free)."""
+        if queues:
+            self._execute("queue_notify_many", {"queues": list(queues)})
+
+    # -- queue options (flow control) -----------------------------------------------------------------
+    def queue_sync_many(self, *, now: datetime, options: Sequence[dict[str, Any]]) -> list[tuple[str, str]]:
+        """Write default options (``kind, name, concurrency, rate_limit, paused``) but those overridden at run
+        time; delete job-name rows not in ``options``. Returns the ``(kind, name)`` rows changed."""
+        rows = self._execute(
+            "queue_sync_many",
+            {
+                "now": now,
+                "kinds": [o["kind"] for o in options],
+                "names": [o["name"] for o in options],
+                "concurrencies": [o["concurrency"] for o in options],
+                "rate_limits": [o["rate_limit"] for o in options],
+                "pauseds": [o["paused"] for o in options],
+            },
+        )
+        return [(row["kind"], row["name"]) for row in rows]
+
+    def queue_set(
+        self,
+        *,
+        now: datetime,
+        name: str,
+        values: dict[str, Any],
+        overridden: Sequence[str],
+        reset: Sequence[str],
+    ) -> dict[str, Any]:
+        """Write the options in ``overridden`` (run-time values) and ``reset`` (back to ``values``, the
+        settings'); ``values`` holds all three options for a row created now. Returns the row after."""
+        params = {
+            "now": now,
+            "name": name,
+            "concurrency": values["concurrency"],
+            "rate_limit": values["rate_limit"],
+            "paused": values["paused"],
+            "overridden": list(overridden),
+            "reset": list(reset),
+            "changed": [*overridden, *reset],
+        }
+        return self._execute("queue_set", params)[0]
+
+    def queue_options_list(self) -> list[dict[str, Any]]:
+        """Every ``djtasks_queue`` row (``overrides`` as JSON text)."""
+        return self._execute("queue_options_list", {})
+
+    def queue_options_listen(self) -> None:
+        self._execute("queue_options_listen", {})
 
     # -- workers --------------------------------------------------------------------------------------
     def worker_register(
@@ -520,7 +597,8 @@ class Store:
         self._execute("schedule_record_fire", {"id": id, "fired_at": fired_at, "job_id": job_id, "status": status})
 
     def schedule_next_fire_at(self) -> datetime | None:
-        return self._execute("schedule_next_fire_at", {})[0]["next_fire_at"]
+        next_fire_at: datetime | None = self._execute("schedule_next_fire_at", {})[0]["next_fire_at"]
+        return next_fire_at
 
     def schedule_listen(self) -> None:
         self._execute("schedule_listen", {})
@@ -546,7 +624,7 @@ class Store:
         ``(id, attempt)`` in ``started``) count the attempt, the others go back uncharged. One row per dead
         worker without jobs and per rescued job: ``worker_id, job_id, status, attempt, charged``."""
         started = list(started)
-        params = {"now": now, "cutoff": cutoff, "worker_ids": list(worker_ids), "reason": reason}
+        params: dict[str, Any] = {"now": now, "cutoff": cutoff, "worker_ids": list(worker_ids), "reason": reason}
         params.update(
             started_ids=[job_id for job_id, _ in started],
             started_attempts=[attempt for _, attempt in started],

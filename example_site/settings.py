@@ -1,7 +1,8 @@
 """Settings of the djtasks demo site, read from the environment (django-environ).
 
 DATABASE_URL, SECRET_KEY, DEBUG and ALLOWED_HOSTS come from the environment (or a .env file). Without
-DATABASE_URL the site uses a private PostgreSQL cluster under .local/, which ``manage.py demo`` starts.
+DATABASE_URL the site uses a private PostgreSQL cluster under .local/ (``DJTASKS_DEMO_DIR``), which
+``manage.py demo`` starts.
 """
 
 from __future__ import annotations
@@ -11,15 +12,15 @@ from pathlib import Path
 
 import environ
 
-from djtasks.localpg import LocalPostgres
+from devtools.localpg import LocalPostgres
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-LOCAL_DIR = BASE_DIR / ".local"
-LOCAL_PGDATA = LOCAL_DIR / "pgdata"
 LOCAL_DB_NAME = "djtasks_demo"
 
 env = environ.Env(DEBUG=(bool, False))
 environ.Env.read_env(BASE_DIR / ".env")
+LOCAL_DIR = Path(env("DJTASKS_DEMO_DIR", default=str(BASE_DIR / ".local")))  # the demo's state (tests move it)
+LOCAL_PGDATA = LOCAL_DIR / "pgdata"
 
 
 def _secret_key() -> str:

@@ -54,7 +54,7 @@ def prepare_database() -> None:
     import psycopg
 
     if not os.environ.get("DATABASE_URL"):
-        from djtasks.localpg import throwaway_cluster
+        from devtools.localpg import throwaway_cluster
 
         throwaway_cluster("djtasks_bench", durable=True)
     base = os.environ["DATABASE_URL"]

@@ -14,8 +14,9 @@ from functools import cached_property
 from typing import Any
 
 from django.core.paginator import Paginator
+from django.db.models import QuerySet
 
-from ..store import Store
+from ..cursors import django_store
 
 EXACT_COUNT_BELOW = 10_000  # estimates under this are replaced by an exact COUNT(*)
 
@@ -40,11 +41,10 @@ class EstimatedCountPaginator(Paginator):
     @cached_property
     def count(self) -> int:
         queryset = self.object_list
-        query = getattr(queryset, "query", None)
-        if query is None:  # not a QuerySet: a list
+        if not isinstance(queryset, QuerySet):  # a list
             return len(queryset)
-        if not query.where:
-            estimate = Store.for_django(queryset.db).job_count_estimate()
+        if not queryset.query.where:
+            estimate = django_store(queryset.db).job_count_estimate()
             if estimate is None:  # never analyzed: the planner still has a size-based guess
                 estimate = _plan_rows(queryset)
         else:
@@ -52,4 +52,4 @@ class EstimatedCountPaginator(Paginator):
         if estimate is None or estimate < EXACT_COUNT_BELOW:
             return queryset.count()
         self.estimated = True
-        return estimate
+        return int(estimate)

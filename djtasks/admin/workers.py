@@ -30,7 +30,7 @@ def _alive_since() -> Any:
 
 def is_alive(worker: Worker) -> bool:
     """A worker is alive while its last heartbeat is at most ``WORKER_TIMEOUT`` old."""
-    return worker.heartbeat_at >= _alive_since()
+    return bool(worker.heartbeat_at >= _alive_since())
 
 
 class AliveFilter(admin.SimpleListFilter):
@@ -82,9 +82,10 @@ class WorkerAdmin(admin.ModelAdmin):
             .annotate(n=Count("*"))
             .values("n")
         )
-        return (
+        rows: QuerySet[Worker] = (
             super().get_queryset(request).annotate(running=Coalesce(Subquery(running, output_field=IntegerField()), 0))
         )
+        return rows
 
     @admin.display(description="state")
     def state(self, worker: Worker) -> str:

@@ -10,7 +10,7 @@ winner rolls back, the row is unchanged and a later pass fires the tick. So a ti
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -21,6 +21,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from .. import cron, serialization
 from ..conf import djtasks_settings
+from ..cursors import django_store
 from ..exceptions import NotRegistered
 from ..ids import uuid7
 from ..registry import registry
@@ -76,7 +77,7 @@ def _is_connection_error(exc: BaseException) -> bool:
     )
 
 
-def timing_of(row: ScheduleRow) -> cron.Timing:
+def timing_of(row: Mapping[str, Any]) -> cron.Timing:
     """The ``Timing`` of a schedule row (``ValueError`` if the row's timing is unusable)."""
     return cron.Timing.make(cron=row["cron"] or None, every=row["interval_seconds"], at=row["at"], tz=row["timezone"])
 
@@ -114,7 +115,8 @@ class Scheduler:
         """On a worker-style ``WorkerConnection`` (autocommit psycopg; a fire is one explicit transaction)."""
 
         def atomic() -> AbstractContextManager[Any]:
-            return conn.connection.transaction()  # looked up per fire: the connection may have been reopened
+            transaction: AbstractContextManager[Any] = conn.connection.transaction()
+            return transaction  # looked up per fire: the connection may have been reopened
 
         return cls(conn.store, atomic)
 
@@ -124,7 +126,7 @@ class Scheduler:
         from django.db import transaction
 
         alias = alias or djtasks_settings.DATABASE
-        return cls(Store.for_django(alias), lambda: transaction.atomic(using=alias))
+        return cls(django_store(alias), lambda: transaction.atomic(using=alias))
 
     # -- sync -----------------------------------------------------------------------------------------
     def sync(self, now: datetime, definitions: Iterable[ScheduleDef] | None = None) -> SyncResult:
@@ -144,7 +146,7 @@ class Scheduler:
                 f"periodic schedule(s) {', '.join(unknown)} name jobs that no @job registered (system check djtasks.E006)"
             )
         default_tz = settings.TIME_ZONE or "UTC"
-        rows = []
+        rows: list[dict[str, Any]] = []
         for d in definitions:
             timing = d.timing(default_tz)
             rows.append(
@@ -200,7 +202,9 @@ class Scheduler:
 
     def fire(self, row: ScheduleRow, now: datetime) -> FireOutcome | None:
         """Fire the due tick ``row["next_fire_at"]`` of one schedule row; ``None`` if another scheduler won it."""
-        due: datetime = row["next_fire_at"]
+        due = row["next_fire_at"]
+        if due is None:  # schedule_due_many returns only rows with a due tick
+            return None
         error = ""
         try:
             timing = timing_of(row)

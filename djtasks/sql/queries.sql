@@ -66,6 +66,88 @@ RETURNING j.id, j.name, j.queue, j.priority, j.status, j.args::text AS args, j.k
           j.attempt, j.max_attempts, j.enqueued_at, j.run_at, j.time_limit, j.soft_time_limit,
           (j.on_success IS NOT NULL OR j.group_id IS NOT NULL) AS workflow;
 
+-- name: queue_lock_many
+-- Open a limited claim (in its transaction): lock the rows of these limited queues and job names, always in one order so claims never deadlock, and read their options as they are now.
+SELECT kind, name, concurrency, rate_limit, paused, rate_tat
+FROM djtasks_queue
+WHERE (kind = 'queue' AND name = ANY(%(queues)s::text[])) OR (kind = 'job' AND name = ANY(%(jobs)s::text[]))
+ORDER BY kind, name
+FOR UPDATE;
+
+-- name: job_running_count_many
+-- In a limited claim, after queue_lock_many: jobs running per queue and per job name. A statement of its own,
+-- so its snapshot is taken after the lock was granted and counts the jobs the previous lock holder claimed.
+SELECT 'queue' AS kind, queue AS name, count(*) AS running
+FROM djtasks_job
+WHERE status = 'running' AND queue = ANY(%(queues)s::text[])
+GROUP BY queue
+UNION ALL
+SELECT 'job' AS kind, name, count(*) AS running
+FROM djtasks_job
+WHERE status = 'running' AND name = ANY(%(jobs)s::text[])
+GROUP BY name;
+
+-- name: job_claim_limited_many
+-- In a limited claim, after the counts: claim at most cap jobs of each queue (names_only: only jobs of the limited names) and name_cap of each limited job name, then move each rate-limited queue's limiter on by the jobs it started.
+-- Candidates a name's cap leaves out still count against their queue's cap: a claim may take fewer jobs than allowed, never more.
+-- Also run alone (no locks) for the unlimited queues while some job name has a limit: every limited name in
+-- full_names, no caps, no rated queues; job_claim_many stays as it is for everyone else. Its UPDATE and
+-- RETURNING are job_claim_many's (claimed_at set, started_at NULL until the function starts; %(expired_error)s
+-- the JobExpired entry): keep them the same.
+WITH candidates AS (
+    SELECT c.id, c.name, c.priority, c.run_at
+    FROM unnest(%(queues)s::text[], %(caps)s::int[], %(names_only)s::boolean[]) AS q(name, cap, names_only)
+    CROSS JOIN LATERAL (
+        SELECT id, name, priority, run_at
+        FROM djtasks_job
+        WHERE status = 'queued' AND queue = q.name AND run_at <= %(now)s
+          AND NOT (name = ANY(%(full_names)s::text[]))
+          AND (NOT q.names_only OR name = ANY(%(open_names)s::text[]))
+        ORDER BY priority DESC, run_at, id
+        LIMIT q.cap
+        FOR UPDATE SKIP LOCKED
+    ) AS c
+),
+chosen AS (
+    SELECT r.id
+    FROM (
+        SELECT c.*, row_number() OVER (PARTITION BY c.name ORDER BY c.priority DESC, c.run_at, c.id) AS nth
+        FROM candidates AS c
+    ) AS r
+    LEFT JOIN unnest(%(open_names)s::text[], %(name_caps)s::int[]) AS n(name, cap) ON n.name = r.name
+    WHERE n.cap IS NULL OR r.nth <= n.cap
+    ORDER BY r.priority DESC, r.run_at, r.id
+    LIMIT %(limit)s
+),
+claimed AS (
+    UPDATE djtasks_job AS j
+    SET status = CASE WHEN j.expires_at <= %(now)s THEN 'cancelled' ELSE 'running' END,
+        attempt = CASE WHEN j.expires_at <= %(now)s THEN j.attempt ELSE j.attempt + 1 END,
+        worker_id = CASE WHEN j.expires_at <= %(now)s THEN NULL ELSE %(worker_id)s::uuid END,
+        claimed_at = CASE WHEN j.expires_at <= %(now)s THEN j.claimed_at ELSE %(now)s END,
+        started_at = CASE WHEN j.expires_at <= %(now)s THEN j.started_at END,
+        finished_at = CASE WHEN j.expires_at <= %(now)s THEN %(now)s END,
+        errors = CASE WHEN j.expires_at <= %(now)s
+            THEN j.errors || jsonb_build_array(%(expired_error)s::jsonb || jsonb_build_object(
+                'message', 'expired at ' || j.expires_at::text || ' before a worker started it',
+                'attempt', j.attempt))
+            ELSE j.errors END
+    FROM chosen AS c
+    WHERE j.id = c.id
+    RETURNING j.id, j.name, j.queue, j.priority, j.status, j.args::text AS args, j.kwargs::text AS kwargs,
+              j.attempt, j.max_attempts, j.enqueued_at, j.run_at, j.time_limit, j.soft_time_limit,
+              (j.on_success IS NOT NULL OR j.group_id IS NOT NULL) AS workflow
+),
+paced AS (
+    UPDATE djtasks_queue AS q
+    SET rate_tat = greatest(q.rate_tat, %(now)s) + s.started * r.interval_s * interval '1 second'
+    FROM (SELECT queue, count(*) AS started FROM claimed WHERE status = 'running' GROUP BY queue) AS s
+    JOIN unnest(%(rated_queues)s::text[], %(intervals)s::double precision[]) AS r(name, interval_s) ON r.name = s.queue
+    WHERE q.kind = 'queue' AND q.name = s.queue
+    RETURNING q.name
+)
+SELECT * FROM claimed;
+
 -- name: job_finish_many
 -- Record a batch of outcomes and start marks; fenced so a result from an attempt this worker no longer owns changes nothing.
 -- A job asked to cancel is never retried: one that raised (or would retry) ends cancelled. A start mark
@@ -118,6 +200,63 @@ notified AS (
 )
 SELECT r.id, r.status FROM released AS r CROSS JOIN notified;
 
+-- name: queue_sync_many
+-- Write the settings' queue options and the @job concurrency limits into djtasks_queue; an option an operator changed at run time (listed in overrides) keeps its value. Limits of job names no longer defined go; workers hear of changes.
+WITH wanted AS (
+    SELECT *
+    FROM unnest(%(kinds)s::text[], %(names)s::text[], %(concurrencies)s::int[], %(rate_limits)s::text[],
+                %(pauseds)s::boolean[]) AS w(kind, name, concurrency, rate_limit, paused)
+),
+saved AS (
+    INSERT INTO djtasks_queue AS q (kind, name, concurrency, rate_limit, paused, overrides, updated_at)
+    SELECT w.kind, w.name, w.concurrency, w.rate_limit, w.paused, '[]'::jsonb, %(now)s FROM wanted AS w
+    ON CONFLICT (kind, name) DO UPDATE SET
+        concurrency = CASE WHEN q.overrides ? 'concurrency' THEN q.concurrency ELSE EXCLUDED.concurrency END,
+        rate_limit = CASE WHEN q.overrides ? 'rate_limit' THEN q.rate_limit ELSE EXCLUDED.rate_limit END,
+        paused = CASE WHEN q.overrides ? 'paused' THEN q.paused ELSE EXCLUDED.paused END,
+        updated_at = EXCLUDED.updated_at
+    WHERE (NOT q.overrides ? 'concurrency' AND q.concurrency IS DISTINCT FROM EXCLUDED.concurrency)
+       OR (NOT q.overrides ? 'rate_limit' AND q.rate_limit IS DISTINCT FROM EXCLUDED.rate_limit)
+       OR (NOT q.overrides ? 'paused' AND q.paused IS DISTINCT FROM EXCLUDED.paused)
+    RETURNING q.kind, q.name
+),
+gone AS (
+    DELETE FROM djtasks_queue
+    WHERE kind = 'job' AND NOT (name = ANY(SELECT name FROM wanted WHERE kind = 'job'))
+    RETURNING kind, name
+)
+SELECT c.kind, c.name, pg_notify('djtasks_queue', c.name)
+FROM (SELECT kind, name FROM saved UNION ALL SELECT kind, name FROM gone) AS c;
+
+-- name: queue_set
+-- An operator's change to a queue's options: write the options in changed (set ones join overrides, reset ones leave it and take the settings' value); workers hear of it when the transaction commits.
+WITH saved AS (
+    INSERT INTO djtasks_queue AS q (kind, name, concurrency, rate_limit, paused, overrides, updated_at)
+    VALUES ('queue', %(name)s, %(concurrency)s, %(rate_limit)s, %(paused)s, to_jsonb(%(overridden)s::text[]), %(now)s)
+    ON CONFLICT (kind, name) DO UPDATE SET
+        concurrency = CASE WHEN 'concurrency' = ANY(%(changed)s::text[]) THEN EXCLUDED.concurrency ELSE q.concurrency END,
+        rate_limit = CASE WHEN 'rate_limit' = ANY(%(changed)s::text[]) THEN EXCLUDED.rate_limit ELSE q.rate_limit END,
+        paused = CASE WHEN 'paused' = ANY(%(changed)s::text[]) THEN EXCLUDED.paused ELSE q.paused END,
+        overrides = (
+            SELECT coalesce(jsonb_agg(u.o ORDER BY u.o), '[]'::jsonb)
+            FROM (SELECT jsonb_array_elements_text(q.overrides) UNION SELECT unnest(%(overridden)s::text[])) AS u(o)
+            WHERE NOT (u.o = ANY(%(reset)s::text[]))
+        ),
+        updated_at = EXCLUDED.updated_at
+    RETURNING q.name, q.concurrency, q.rate_limit, q.paused, q.overrides::text AS overrides
+)
+SELECT s.*, pg_notify('djtasks_queue', s.name) FROM saved AS s;
+
+-- name: queue_options_list
+-- Every queue's and limited job name's run-time options (workers, the dashboard, manage.py djtasks status).
+SELECT kind, name, concurrency, rate_limit, paused, overrides::text AS overrides, rate_tat, updated_at
+FROM djtasks_queue
+ORDER BY kind, name;
+
+-- name: queue_options_listen
+-- Subscribe this connection to option changes (payload: the queue or job name).
+LISTEN djtasks_queue;
+
 -- name: job_get
 -- One job by id, for JobResult.
 SELECT id, name, queue, priority, status, args::text AS args, kwargs::text AS kwargs, run_at, enqueued_at,
@@ -132,9 +271,11 @@ WHERE j.id = %(id)s;
 -- name: job_next_run_at
 -- The earliest waiting job due before %(horizon)s in these queues, so an idle worker sleeps just that long
 -- (beyond the horizon it sleeps a poll interval anyway, so later jobs need not be looked at).
+-- Jobs of job names at their concurrency limit (skip_names) are left out: a finishing one wakes the workers.
 SELECT min(run_at) AS run_at
 FROM djtasks_job
-WHERE status = 'queued' AND queue = ANY(%(queues)s::text[]) AND run_at <= %(horizon)s;
+WHERE status = 'queued' AND queue = ANY(%(queues)s::text[]) AND run_at <= %(horizon)s
+  AND NOT (name = ANY(%(skip_names)s::text[]));
 
 -- name: worker_register
 -- Announce a worker process (again, if it was declared dead while alive); its id fences every job it claims.
@@ -411,48 +552,6 @@ SELECT w.id, w.hostname, w.pid, w.queues::text AS queues, w.concurrency, w.start
         WHERE j.status = 'running' AND j.worker_id = w.id AND j.started_at IS NULL) AS claimed
 FROM djtasks_worker AS w
 ORDER BY w.hostname, w.pid;
-
--- name: job_fill_synthetic
--- Benchmarks only: synthetic jobs number %(first)s..%(last)s of %(total)s enqueued over the day before %(now)s: 2% failed,
--- 1% cancelled, 1% due and 1% scheduled, one in 20,000 running, the rest succeeded. Ids are UUIDv7 by enqueue time.
-INSERT INTO djtasks_job (
-    id, name, queue, priority, status, args, kwargs, run_at, enqueued_at, started_at, finished_at,
-    attempt, max_attempts, worker_id, result, errors, cancel_requested
-)
-SELECT (lpad(to_hex((extract(epoch FROM s.enqueued_at) * 1000)::bigint), 12, '0') || '7'
-        || substr(s.h, 1, 3) || '8' || substr(s.h, 4, 15))::uuid,
-       s.name, s.queue, (s.i %% 3) - 1, s.status,
-       jsonb_build_array(s.i, 'synthetic'), jsonb_build_object('user_id', s.i),
-       CASE WHEN s.status = 'queued' AND s.i %% 100 = 4 THEN %(now)s + interval '1 hour' ELSE s.enqueued_at END,
-       s.enqueued_at,
-       CASE WHEN s.status IN ('queued', 'cancelled') THEN NULL ELSE s.enqueued_at + interval '50 ms' END,
-       CASE WHEN s.status IN ('queued', 'running') THEN NULL
-            ELSE s.enqueued_at + interval '50 ms' + (s.i %% 997) * interval '1 ms' END,
-       CASE WHEN s.status IN ('queued', 'cancelled') THEN 0 ELSE 1 END, 1,
-       CASE WHEN s.status = 'running' THEN %(worker_id)s::uuid END,
-       CASE WHEN s.status = 'succeeded' THEN jsonb_build_object('ok', true, 'n', s.i) END,
-       CASE WHEN s.status = 'failed' THEN jsonb_build_array(jsonb_build_object(
-           'type', 'builtins.ValueError', 'message', 'synthetic failure ' || s.i, 'attempt', 1,
-           'at', s.enqueued_at, 'traceback', repeat('  File "app/tasks.py", line 42, in job' || chr(10), 8)))
-            ELSE '[]'::jsonb END,
-       false
-FROM (
-    SELECT g.i,
-           md5(g.i::text) AS h,
-           %(now)s - interval '24 hours' * (1 - g.i::float8 / %(total)s) AS enqueued_at,
-           (%(names)s::text[])[1 + (g.i * 7919) %% cardinality(%(names)s::text[])] AS name,
-           (%(queues)s::text[])[1 + (g.i * 7919) %% cardinality(%(queues)s::text[])] AS queue,
-           CASE WHEN g.i %% 20000 = 5 THEN 'running'
-                WHEN g.i %% 100 IN (0, 1) THEN 'failed'
-                WHEN g.i %% 100 = 2 THEN 'cancelled'
-                WHEN g.i %% 100 IN (3, 4) THEN 'queued'
-                ELSE 'succeeded' END AS status
-    FROM generate_series(%(first)s::bigint, %(last)s::bigint) AS g(i)
-) AS s;
-
--- name: job_table_analyze
--- Refresh the planner's statistics and visibility map of djtasks_job (autovacuum does this on a live table).
-VACUUM (ANALYZE) djtasks_job;
 
 -- name: job_cancel_requested
 -- Whether a cancel was requested for one job (JobContext.is_cancelled()).

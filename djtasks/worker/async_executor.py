@@ -26,7 +26,7 @@ import threading
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
-from typing import Any
+from datetime import datetime
 from uuid import UUID
 
 from asgiref.sync import sync_to_async
@@ -34,7 +34,8 @@ from django import db
 from django.utils import timezone
 
 from ..exceptions import SoftTimeLimitExceeded
-from .executor import (
+from ..rows import ClaimedJob, Outcome
+from .outcomes import (
     JobRuntime,
     Prepared,
     conclude,
@@ -51,8 +52,10 @@ logger = logging.getLogger("djtasks.worker")
 DEFAULT_ASYNC_CONCURRENCY = 100  # async jobs running at once per worker process
 
 
-async def invoke(row: dict[str, Any], prepared: Prepared, runtime: JobRuntime | None) -> dict[str, Any]:
-    """Await the job's coroutine under its time limits; the outcome, not yet concluded."""
+async def invoke(
+    row: ClaimedJob, prepared: Prepared, runtime: JobRuntime | None, clock: Callable[[], datetime] | None = None
+) -> Outcome:
+    """Await the job's coroutine under its time limits; the outcome (dated by ``clock``), not yet concluded."""
     job = prepared.job
     hard, soft = time_limits(row, job)
     # The hard limit only: the job-thread soft limit injects an exception into a thread, which on the loop
@@ -78,12 +81,12 @@ async def invoke(row: dict[str, Any], prepared: Prepared, runtime: JobRuntime | 
                         raise  # the job's own TimeoutError
                     logger.warning("job %s %s: soft time limit of %g s exceeded; cancelled", row["id"], job.name, soft)
                     raise SoftTimeLimitExceeded(f"soft time limit of {soft:g} s exceeded") from None
-        return success_outcome(row, prepared, value)
+        return success_outcome(row, prepared, value, clock)
     except BaseException as exc:  # noqa: BLE001 - as for sync jobs, nothing a job raises escapes
-        return error_outcome(row, job, exc)
+        return error_outcome(row, job, exc, clock)
 
 
-def _after_job(row: dict[str, Any], prepared: Prepared, outcome: dict[str, Any]) -> dict[str, Any]:
+def _after_job(row: ClaimedJob, prepared: Prepared, outcome: Outcome) -> Outcome:
     """On the thread-sensitive thread: signals, then Django's per-request connection hygiene."""
     try:
         flush_progress(prepared.ctx)
@@ -93,10 +96,10 @@ def _after_job(row: dict[str, Any], prepared: Prepared, outcome: dict[str, Any])
         db.close_old_connections()
 
 
-def run_coroutine_here(row: dict[str, Any], prepared: Prepared, runtime: JobRuntime | None) -> dict[str, Any]:
+def run_coroutine_here(row: ClaimedJob, prepared: Prepared, runtime: JobRuntime | None) -> Outcome:
     """Run an async job to completion in this (job) thread, on a loop of its own."""
 
-    async def whole() -> dict[str, Any]:
+    async def whole() -> Outcome:
         outcome = await invoke(row, prepared, runtime)
         return await sync_to_async(_after_job, thread_sensitive=True)(row, prepared, outcome)
 
@@ -112,8 +115,8 @@ class AsyncJobs:
         *,
         runtime: JobRuntime | None,
         worker_id: UUID | None,
-        began: Callable[[dict[str, Any]], Any],
-        ended: Callable[[Any, Any, float], None],
+        began: Callable[[ClaimedJob], ClaimedJob | None],
+        ended: Callable[[ClaimedJob | None, Outcome | None, float], None],
     ) -> None:
         self.concurrency = concurrency
         self.runtime = runtime
@@ -131,18 +134,18 @@ class AsyncJobs:
         self._slots = asyncio.Semaphore(self.concurrency)
         self.loop.run_forever()
 
-    def submit(self, row: dict[str, Any]) -> None:
+    def submit(self, row: ClaimedJob) -> None:
         self.loop.call_soon_threadsafe(self._spawn, row)
 
-    def _spawn(self, row: dict[str, Any]) -> None:
+    def _spawn(self, row: ClaimedJob) -> None:
         task = self.loop.create_task(self._run(row), name=f"djtasks-job-{row['id']}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _run(self, row: dict[str, Any]) -> None:
+    async def _run(self, queued: ClaimedJob) -> None:
         assert self._slots is not None
         async with self._slots:
-            row = self.began(row)  # the claim to run, listed as started; None: it must not start (stopping)
+            row = self.began(queued)  # the claim to run, listed as started; None: it must not start (stopping)
             if row is None:
                 self.ended(None, None, 0.0)
                 return

@@ -16,7 +16,7 @@ from uuid import UUID
 
 from ..exceptions import NotRegistered, TimeLimitExceeded
 from ..ids import uuid7
-from ..rows import Outcome
+from ..rows import JobAttempt, Outcome
 from . import link
 from .executor import cancelled_outcome, failure_outcome, lookup
 from .process import WorkerConfig, main
@@ -48,9 +48,9 @@ class Kill:
     jobs: list[RunningJob] = field(default_factory=list)
 
     def outcomes(self, pid: int | None, now: datetime) -> list[Outcome]:
-        found = []
+        found: list[Outcome] = []
         for job in self.jobs:
-            row = {"id": job.id, "attempt": job.attempt}  # all an outcome needs of its job
+            row: JobAttempt = {"id": job.id, "attempt": job.attempt}  # all an outcome needs of its job
             if self.reason == TIME_LIMIT:
                 exc = TimeLimitExceeded(
                     f"ran past its time_limit of {job.time_limit:g} s; its worker process (pid {pid}) was killed"

@@ -62,6 +62,7 @@ class Completer(threading.Thread):
         self.on_done = on_done
         self.resubmit = resubmit  # jobs the ledger holds again once settled (claimed anew while running)
         self.fenced = 0
+        self.wakes = False  # some outcomes carry "notify": a queue to wake once they are written
 
     def put(self, outcome: Outcome) -> None:
         """Queue an outcome (its job is ``finished`` in the ledger already)."""
@@ -110,6 +111,18 @@ class Completer(threading.Thread):
                 self._write(batch, marks)
         self.db.close()
 
+    def _wake_limited(self, batch: list[Outcome]) -> None:
+        """NOTIFY the queues whose limit a finished job freed a slot of (``outcome["notify"]``, set by the
+        worker process for limited queues and job names only), so a worker waiting on the limit claims now."""
+        queues = {o["notify"] for o in batch if o.get("notify")}
+        if not queues:
+            return
+        try:
+            self.db.store.queue_notify_many(queues=sorted(queues))
+        except psycopg.Error as exc:  # the waiting workers' poll interval is the fallback
+            logger.warning("could not wake the workers of %s (%s)", sorted(queues), exc)
+            self.db.reset()
+
     def _finish(self, batch: list[Outcome], marks: list[StartMark], *, replacement: bool = False) -> set[UUID]:
         """Write a batch, retrying while the database is away. An outcome the database refuses for another
         reason (it should not happen: results are JSON already) is written alone, and if it still fails the
@@ -138,6 +151,8 @@ class Completer(threading.Thread):
                     return set()  # cannot even fail it: shutdown hands it back to the queue
                 outcome = failure_outcome(batch[0], exc, timezone.now(), retry_in=None)
                 outcome["started_at"] = batch[0]["started_at"]
+                if "notify" in batch[0]:
+                    outcome["notify"] = batch[0]["notify"]
                 return self._finish([outcome], [], replacement=True)
 
     def _write(self, batch: list[Outcome], marks: list[StartMark]) -> None:
@@ -155,3 +170,5 @@ class Completer(threading.Thread):
             if again:
                 self.resubmit(again)
             self.on_done(len(batch))
+        if self.wakes and batch:  # only once a job of a limited queue ran here: the plain path does no extra work
+            self._wake_limited(batch)  # after on_done: this process's own producer need not wait for it

@@ -26,9 +26,10 @@ logger = logging.getLogger("djtasks.worker")
 
 
 def _set_async_exc(thread_id: int, exc: type[BaseException] | None) -> int:
-    return ctypes.pythonapi.PyThreadState_SetAsyncExc(
+    changed = ctypes.pythonapi.PyThreadState_SetAsyncExc(
         ctypes.c_ulong(thread_id), ctypes.py_object(exc) if exc is not None else None
     )
+    return int(changed)
 
 
 class SoftLimitGuard:

@@ -251,10 +251,18 @@ class WorkerProcess:
     def _job_ended(self, row: ClaimedJob, outcome: Outcome, seconds: float) -> None:
         self.durations.observe(row["name"], seconds)
         outcome["started_at"] = self.ledger.started_at(row["id"])
+        flow = self.producer.flow
+        # A limited queue's slot frees for the whole fleet: wake its workers once the outcome is written.
+        wake = (flow.notify or flow.job_limits) and flow.wakes_others(row)
+        if wake:
+            outcome["notify"] = wake
+            self.completer.wakes = True
         unfinished = self.ledger.finish(row["id"])  # before put(): a finished job gets no start mark
         self.completer.put(outcome)
-        if unfinished == self.producer.low_water():
-            self.producer.wake()  # the jobs claimed ahead are running low: claim the next batch now
+        if wake or unfinished == self.producer.low_water():
+            # The jobs claimed ahead are running low: claim the next batch now. Or a limited job ended:
+            # limited jobs are never claimed ahead, so its thread is idle until the producer claims.
+            self.producer.wake()
         limit = self.config.max_memory_per_child
         if limit is not None and (used := rss_mb()) > limit:
             self.recycle(f"memory {used:.0f} MB > --max-memory-per-child {limit:g} MB")

@@ -3,6 +3,9 @@
 It sleeps until something can have changed: a NOTIFY for one of its queues (sent when an enqueueing
 transaction commits), a slot freed by a finished job, the next scheduled job becoming due, or the poll
 interval (the fallback for notifications missed while reconnecting, and the only wake-up without LISTEN).
+Paused queues are not claimed from; limited ones go through ``FlowControl`` (see ``flowcontrol.py``): a full
+limit is waited out asleep, woken by a finishing job of that queue (its worker NOTIFYs) or, for a rate limit,
+after the time the limiter names.
 
 After losing the database it reconnects with backoff. A claim whose answer was lost may still have been
 committed, leaving jobs ``running`` under this worker that it never received; the first thing it does on
@@ -16,6 +19,7 @@ import logging
 import threading
 from collections.abc import Callable, Sequence
 from datetime import timedelta
+from typing import Any
 from uuid import UUID
 
 from django.utils import timezone
@@ -23,6 +27,7 @@ from django.utils import timezone
 from ..rows import ClaimedJob
 from ..status import JobStatus
 from .db import CONNECTION_ERRORS, WorkerConnection
+from .flowcontrol import REFRESH_S, FlowControl
 from .ledger import Ledger
 from .prefetch import PREFETCH_MAX, Durations
 from .waits import Backoff, WakePipe, wait_for_wake
@@ -72,6 +77,9 @@ class Producer:
         self.budget = budget  # jobs it may still claim; None = no limit
         self.exhausted = False  # stopped because the budget is spent
         self._reconnected = False
+        self.flow = FlowControl(queues)
+        self._options_refresh_s = REFRESH_S if listen else min(REFRESH_S, max(poll_interval, 1.0))
+        self._synced = False
 
     # -- called from other threads --------------------------------------------------------------------
     def wake(self) -> None:
@@ -119,6 +127,7 @@ class Producer:
                 self.db.reset()
                 self._listening = False
                 self._reconnected = True
+                self.flow.stale = True  # option changes may have been missed
                 self.stopping.wait(pause)
         # The wake-up pipe stays open: job threads and the completer may still wake it.
         self.db.close()
@@ -136,9 +145,14 @@ class Producer:
             conn = self.db.connection
             # Notifications that arrive while a query runs go to this handler instead of piling up in
             # psycopg's backlog; the wait below reads them straight off the socket.
-            conn.add_notify_handler(lambda _n: None)
+            conn.add_notify_handler(self._on_notify)
             self.db.store.queue_listen()
+            self.db.store.queue_options_listen()
             self._listening = True
+
+    def _on_notify(self, notify: Any) -> None:
+        if notify.channel == "djtasks_queue":
+            self.flow.stale = True
 
     def _claim_once(self) -> float | None:
         """Claim what fits; return how long to sleep, or None to claim again at once."""
@@ -152,8 +166,35 @@ class Producer:
             # Jobs claimed ahead are still waiting for a thread: claim again once more slots are free,
             # in one larger statement rather than many small ones.
             return self.poll_interval
+        store = self.db.store
+        if not self._synced:
+            self.flow.sync(store, timezone.now())
+            self._synced = True
+        if self.flow.stale or self.flow.age() >= self._options_refresh_s:
+            self.flow.refresh(store)
+        flow = self.flow
         now = timezone.now()
-        rows = self.db.store.job_claim_many(now=now, worker_id=self.worker_id, queues=self.queues, limit=free)
+        rows: list[ClaimedJob] = []
+        limited = None
+        more = False  # it took all it asked for: claim again at once, there may be more waiting
+        if flow.any_limited:
+            # Before the unlimited queues, so a backlog there never keeps a limited queue from its threads.
+            # Never claimed ahead: only as many as there are idle threads, and each job starts at once.
+            idle = min(free, self.slots - self.ledger.unfinished)
+            if idle > 0:
+                limited = flow.claim(store, now=now, worker_id=self.worker_id, free=idle)
+                rows = limited.rows
+                more = bool(rows) and len(rows) == idle
+        left = free - len(rows)
+        if flow.fast and left > 0:
+            if flow.job_limits:  # jobs with @job(concurrency=) are the limited claim's
+                plain = store.job_claim_skipping_many(
+                    now=now, worker_id=self.worker_id, queues=flow.fast, limit=left, skip_names=list(flow.job_limits)
+                )
+            else:
+                plain = store.job_claim_many(now=now, worker_id=self.worker_id, queues=flow.fast, limit=left)
+            more = more or len(plain) == left
+            rows += plain
         if rows:
             self._last_names = {row["name"] for row in rows}
             self._expired += [row["id"] for row in rows if row["status"] != JobStatus.RUNNING and row["workflow"]]
@@ -176,15 +217,31 @@ class Producer:
             self.exhausted = True
             self.stopping.set()
             return None
-        if len(rows) == free:
-            return None  # we took all we could: there may be more waiting
+        if more:
+            return None
+        # A limited queue that is full is left out: only a finishing job (a NOTIFY) or its rate limiter's
+        # next start (limited.wait) can change that, so looking at its due jobs would only spin.
+        watched = flow.fast + (limited.open_queues if limited is not None else [])
+        sleep = self.poll_interval
+        if limited is not None and limited.wait is not None:
+            sleep = min(sleep, limited.wait)
+        if not watched:
+            return sleep
         horizon = now + timedelta(seconds=self.poll_interval)
-        next_run_at = self.db.store.job_next_run_at(queues=self.queues, horizon=horizon)
+        # Jobs of a job name at its limit are due but cannot start: looking at them would spin as well.
+        skip = limited.full_names if limited is not None else list(flow.job_limits)
+        next_run_at = store.job_next_run_at(queues=watched, horizon=horizon, skip_names=skip)
         if next_run_at is None:
-            return self.poll_interval
-        return max(0.0, min(self.poll_interval, (next_run_at - timezone.now()).total_seconds()))
+            return sleep
+        return max(0.0, min(sleep, (next_run_at - timezone.now()).total_seconds()))
 
     def _wait(self, timeout: float) -> None:
         # With no free slot a notification could not be acted on: leave it queued on the socket.
         conn = self.db.connection if self._listening and self.free > 0 else None
-        wait_for_wake(self._wake, conn, timeout)
+        # A wake-up is all a queue notification means (the claim finds what is due); an options one
+        # (channel djtasks_queue) makes the next claim re-read the options first.
+        wait_for_wake(self._wake, conn, timeout, on_notify=self._on_channel)
+
+    def _on_channel(self, channel: str) -> None:
+        if channel == "djtasks_queue":
+            self.flow.stale = True

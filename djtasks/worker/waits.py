@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import select
+from collections.abc import Callable
 from typing import Any
 
 RECONNECT_START_S = 0.2  # first pause after losing the database; doubles on each failure ...
@@ -62,21 +63,24 @@ class WakePipe:
         os.close(self._w)
 
 
-def drain_notifications(conn: Any) -> None:
+def drain_notifications(conn: Any, on_notify: Callable[[str], None] | None = None) -> None:
     """Read and discard the notifications waiting on a LISTENing psycopg connection: to djtasks a
-    notification only means "look again"."""
+    notification mostly means "look again"; ``on_notify(channel)``, if given, sees each one's channel."""
     pgconn = conn.pgconn
     pgconn.consume_input()
-    while pgconn.notifies() is not None:
-        pass
+    while (notify := pgconn.notifies()) is not None:
+        if on_notify is not None:
+            on_notify(notify.relname.decode())
 
 
-def wait_for_wake(pipe: WakePipe, conn: Any | None, timeout: float) -> None:
+def wait_for_wake(
+    pipe: WakePipe, conn: Any | None, timeout: float, on_notify: Callable[[str], None] | None = None
+) -> None:
     """Sleep up to ``timeout`` seconds, until ``pipe`` is woken or ``conn`` (a LISTENing psycopg connection,
-    or None) receives a notification; both are drained."""
+    or None) receives a notification; both are drained (``on_notify``: see ``drain_notifications``)."""
     watched = [pipe.fileno()] if conn is None else [pipe.fileno(), conn.fileno()]
     readable, _, _ = select.select(watched, [], [], timeout)
     if pipe.fileno() in readable:
         pipe.drain()
     if conn is not None and conn.fileno() in readable:
-        drain_notifications(conn)
+        drain_notifications(conn, on_notify)

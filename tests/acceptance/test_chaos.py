@@ -15,7 +15,7 @@ from collections import Counter
 import pytest
 from django.db import OperationalError, connection
 
-from djtasks.localpg import LocalPostgres
+from devtools.localpg import LocalPostgres
 from djtasks.models import Job, Worker
 from tests.acceptance.support import side_effects, statuses, worker_children
 from tests.conftest import wait_until

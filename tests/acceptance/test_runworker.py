@@ -12,9 +12,9 @@ import pytest
 from django.utils import timezone
 
 from djtasks import JobResult
+from djtasks.cursors import django_store
 from djtasks.ids import uuid7
 from djtasks.models import Job, Worker
-from djtasks.store import Store
 from tests.conftest import wait_until
 from tests.testapp import tasks
 from tests.testapp.models import Execution
@@ -85,7 +85,7 @@ def test_ctrl_c_sigint_to_the_process_group_stops_cleanly(start_worker):
 def test_unknown_job_fails_and_worker_keeps_going(start_worker):
     now = timezone.now()
     bogus = uuid7()
-    Store.for_django().job_insert(
+    django_store().job_insert(
         now=now,
         id=bogus,
         name="not.a.registered.job",

@@ -11,8 +11,8 @@ import time
 import pytest
 from django.db import OperationalError, connection
 
+from devtools.localpg import LocalPostgres
 from djtasks import JobStatus, chain, chord
-from djtasks.localpg import LocalPostgres
 from djtasks.models import Job, Worker
 from tests.acceptance.support import side_effects, statuses, worker_children
 from tests.conftest import wait_until

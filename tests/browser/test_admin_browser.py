@@ -14,9 +14,9 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.utils import timezone
 
+from djtasks.cursors import django_store
 from djtasks.ids import uuid7
-from djtasks.models import Job, Worker
-from djtasks.store import Store
+from djtasks.models import Job, Schedule, Worker
 from tests.browser.conftest import ARTIFACTS
 from tests.conftest import wait_until
 
@@ -26,14 +26,14 @@ JOBS = 16
 JOB_SECONDS = 0.5  # with 2 threads: about 4 s of draining, several dashboard refreshes
 
 
-def enqueue(name: str, *args: object, count: int = 1) -> list:
+def enqueue(name: str, *args: object, count: int = 1, queue: str = "default") -> list:
     """Insert jobs of the example site by name (this process does not import the example site's jobs)."""
     now = timezone.now()
     rows = [
         {
             "id": uuid7(),
             "name": name,
-            "queue": "default",
+            "queue": queue,
             "priority": 0,
             "args": json.dumps(list(args)),
             "kwargs": "{}",
@@ -43,7 +43,7 @@ def enqueue(name: str, *args: object, count: int = 1) -> list:
         }
         for _ in range(count)
     ]
-    Store.for_django().job_insert_many(now=now, jobs=rows)
+    django_store().job_insert_many(now=now, jobs=rows)
     return [row["id"] for row in rows]
 
 
@@ -112,3 +112,91 @@ def test_operator_watches_the_queue_drain_then_retries_a_failed_job(browser_page
     page.screenshot(path=str(ARTIFACTS / "job_list.png"), full_page=True)
     page.goto(f"{live_site}/admin/djtasks/worker/")
     assert page.locator("#result_list").inner_text().count("alive") == 1
+
+
+def test_operator_pauses_a_queue_sets_a_limit_and_resumes_it(browser_page, live_site, start_site_worker):
+    from djtasks.models import Queue
+
+    page = browser_page
+    log_in(page, live_site)
+    page.goto(f"{live_site}/admin/djtasks/queuedashboard/?refresh=300")
+    page.click("#djtasks-pause-slow")
+    page.locator("ul.messagelist").wait_for()
+    assert "Queue slow paused." in page.locator("ul.messagelist").inner_text()
+    assert page.locator("tr[data-queue='slow'] .state").inner_text() == "paused"
+    [job] = enqueue("example_site.demo.tasks.add", 1, 2, 0, queue="slow")
+    start_site_worker("--processes", "1", "--threads", "2", "--queues", "default,slow")
+    wait_until(lambda: Worker.objects.count() == 1, timeout=60, message="the worker")
+    time.sleep(2)
+    assert Job.objects.get(id=job).status == "queued", "a job of a paused queue started"
+
+    # The limits form: a bad value is refused with the queue and the value named, a good one saved.
+    page.click("tr[data-queue='slow'] a.djtasks-edit-limits")
+    page.fill("#id_concurrency", "0")
+    page.click("input[name=_save]")
+    assert "queue 'slow': concurrency must be a positive int or none, got 0" in page.locator(".errorlist").inner_text()
+    page.fill("#id_concurrency", "2")
+    page.click("input[name=_save]")
+    page.wait_for_url("**/queuedashboard/")
+    assert "2 at once" in page.locator("tr[data-queue='slow'] td.limit").inner_text()
+    assert Queue.objects.get(name="slow").concurrency == 2
+
+    page.click("#djtasks-resume-slow")
+    page.locator("ul.messagelist").wait_for()
+    wait_until(lambda: Job.objects.get(id=job).status == "succeeded", timeout=30, message="the resumed job")
+    page.screenshot(path=str(ARTIFACTS / "dashboard_flow_control.png"), full_page=True)
+
+
+OVERFLOW_JS = """() => {
+    const page = document.documentElement.scrollWidth - window.innerWidth;
+    const boxes = [...document.querySelectorAll('#changelist .results, #content, #content-main, .djtasks-dashboard')]
+        .map(el => ({what: el.id || el.className, over: el.scrollWidth - el.clientWidth}))
+        .filter(b => b.over > 0);
+    return {page, boxes};
+}"""
+
+
+def test_admin_pages_fit_a_1280_pixel_screen(browser_page, live_site):
+    """At 1280 x 800 the dashboard, the job list, the schedules and the workers need no horizontal scrolling,
+    neither of the page nor of the list (which would hide columns behind a scroll bar)."""
+    page = browser_page
+    page.set_viewport_size({"width": 1280, "height": 800})
+    log_in(page, live_site)
+    page.wait_for_url(f"{live_site}/admin/")
+    enqueue("example_site.demo.tasks.add", 1, 2, 0.5, count=3)
+    failing = enqueue("example_site.demo.tasks.fail_once", 20, 22)[0]
+    Job.objects.filter(id=failing).update(
+        status="failed",
+        attempt=1,
+        started_at=timezone.now(),
+        finished_at=timezone.now(),
+        errors=[{"type": "builtins.RuntimeError", "message": "x" * 300, "traceback": "", "attempt": 1}],
+    )
+    now = timezone.now()
+    Schedule.objects.create(
+        name="nightly-report-for-every-customer",
+        job_name="example_site.demo.tasks.fail_once",
+        cron="*/15 2 * * 1-5",
+        timezone="America/Argentina/Buenos_Aires",
+        next_fire_at=now,
+        last_fire_at=now,
+        last_job_id=failing,
+        last_status="skipped: the previous job is still queued or running",
+        source="settings",
+    )
+    Schedule.objects.create(name="demo-heartbeat", job_name="example_site.demo.tasks.heartbeat", interval_seconds=30)
+    pages = {
+        "dashboard": "/admin/djtasks/queuedashboard/",
+        "job_list": "/admin/djtasks/job/",
+        "schedules": "/admin/djtasks/schedule/",
+        "workers": "/admin/djtasks/worker/",
+    }
+    overflowing = {}
+    for name, path in pages.items():
+        page.goto(live_site + path)
+        page.wait_for_load_state("networkidle")
+        page.screenshot(path=str(ARTIFACTS / f"{name}_1280x800.png"), full_page=False)
+        found = page.evaluate(OVERFLOW_JS)
+        if found["page"] > 0 or found["boxes"]:
+            overflowing[name] = found
+    assert not overflowing, f"horizontal overflow at 1280 px: {overflowing}"

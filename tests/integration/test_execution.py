@@ -65,11 +65,11 @@ def test_ctx_retry_requeues_with_countdown():
 
 
 def test_unknown_job_name_fails_clearly_and_the_next_job_runs():
-    from djtasks.store import Store
+    from djtasks.cursors import django_store
 
     bogus = uuid7()
     now = timezone.now()
-    Store.for_django().job_insert(
+    django_store().job_insert(
         now=now,
         id=bogus,
         name="nobody.registered.this",

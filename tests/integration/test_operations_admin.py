@@ -11,10 +11,10 @@ import pytest
 from django.utils import timezone
 
 from djtasks import JobResult, JobStatus
+from djtasks.cursors import django_store
 from djtasks.dashboard import summary
 from djtasks.models import Job, Worker
 from djtasks.operations import delete_jobs, requeue_jobs, retry_jobs
-from djtasks.store import Store
 from djtasks.worker.db import WorkerConnection
 from tests.conftest import drain
 from tests.integration.admin_helpers import make_job
@@ -107,7 +107,7 @@ def test_count_estimate_is_the_planners_or_none_before_any_analyze():
     # The estimate after an ANALYZE of a million rows is checked by bench/admin_timing.py. Not here: an ANALYZE
     # outlives the test (pg_class stats are not rolled back or flushed) and would change later tests' plans.
     tasks.add.bulk_delay([(i, i) for i in range(50)])
-    estimate = Store.for_django().job_count_estimate()
+    estimate = django_store().job_count_estimate()
     assert estimate is None or estimate >= 0
 
 

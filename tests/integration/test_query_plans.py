@@ -98,8 +98,38 @@ def test_claim_walks_the_claim_index_and_never_sorts_the_backlog(big_table, queu
 
 
 def test_next_run_at_uses_the_claim_index(big_table):
-    nodes = plan_nodes(big_table, "job_next_run_at", {"queues": ["default"], "horizon": timezone.now()})
+    nodes = plan_nodes(
+        big_table, "job_next_run_at", {"queues": ["default"], "horizon": timezone.now(), "skip_names": []}
+    )
     assert "djtasks_job_claim" in used_indexes(nodes), scans_of_job_table(nodes)
+    assert_no_full_scan(nodes)
+
+
+def test_limited_claim_walks_the_claim_index_and_counts_through_the_running_index(big_table):
+    nodes = plan_nodes(
+        big_table,
+        "job_claim_limited_many",
+        {
+            "now": timezone.now(),
+            "worker_id": uuid.uuid4(),
+            "queues": ["default", "other"],
+            "caps": [3, 10],
+            "names_only": [False, True],
+            "open_names": ["tests.testapp.tasks.add"],
+            "name_caps": [1],
+            "full_names": ["tests.testapp.tasks.echo"],
+            "rated_queues": ["default"],
+            "intervals": [0.1],
+            "limit": 10,
+            "expired_error": "{}",
+        },
+    )
+    assert "djtasks_job_claim" in used_indexes(nodes), scans_of_job_table(nodes)
+    assert_no_full_scan(nodes)
+    nodes = plan_nodes(
+        big_table, "job_running_count_many", {"queues": ["default"], "jobs": ["tests.testapp.tasks.add"]}
+    )
+    assert used_indexes(nodes) == {"djtasks_job_running"}, scans_of_job_table(nodes)
     assert_no_full_scan(nodes)
 
 

@@ -80,3 +80,18 @@ def test_system_check_flags_job_on_unknown_queue():
         errors = [e for e in run_checks() if e.id.startswith("djtasks")]
     # tests.testapp.tasks.on_other uses queue "other"
     assert any(e.id == "djtasks.E004" and "'other'" in e.msg for e in errors)
+
+
+def test_the_lazy_settings_declare_every_setting_with_its_type():
+    """``djtasks_settings.X`` is typed for type checkers by annotations on the lazy object: they must match the
+    settings dataclass, and reading each gives the parsed value."""
+    import typing
+
+    from djtasks.conf import DjtasksSettings, _LazySettings
+
+    declared = typing.get_type_hints(_LazySettings)
+    fields = typing.get_type_hints(DjtasksSettings)
+    assert {k: v for k, v in declared.items() if k.isupper()} == fields
+    assert declared["rescue_interval"] is float and declared["prepared_statements"] is bool
+    for name in [*fields, "rescue_interval", "prepared_statements"]:
+        assert getattr(djtasks_settings, name) == getattr(djtasks_settings.get(), name)

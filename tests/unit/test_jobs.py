@@ -30,8 +30,15 @@ def test_direct_call_runs_inline():
 @pytest.mark.parametrize(
     ("options", "error", "message"),
     [
-        ({"priority": 101}, ValueError, "priority must be between"),
+        ({"priority": 101}, ImproperlyConfigured, "priority must be between"),
+        ({"priority": -101}, ImproperlyConfigured, "priority must be between"),
         ({"priority": "high"}, TypeError, "priority must be an int"),
+        ({"max_attempts": "3"}, TypeError, "max_attempts must be an int"),
+        ({"retry_backoff_max": 0}, ImproperlyConfigured, "retry_backoff_max"),
+        ({"time_limit": 0}, ImproperlyConfigured, "time_limit"),
+        ({"time_limit": "long"}, TypeError, "time_limit"),
+        ({"time_limit": 10, "soft_time_limit": 20}, ImproperlyConfigured, "soft_time_limit"),
+        ({"name": 7}, TypeError, "name must be a string"),
         ({"max_attempts": 0}, ImproperlyConfigured, "max_attempts must be at least 1"),
         ({"retry_backoff": -1}, ImproperlyConfigured, "retry_backoff"),
         ({"retry_backoff": "fast"}, TypeError, "retry_backoff"),
@@ -43,8 +50,11 @@ def test_direct_call_runs_inline():
 )
 def test_bad_options_raise_naming_job_and_option(options, error, message):
     with pytest.raises(error, match=message) as info:
-        job(name="tests.bad", **options)(lambda: None)
-    assert "tests.bad" in str(info.value)
+        job(**{"name": "tests.bad", **options})(lambda: None)
+    # DESIGN's promise: a bad @job option is ImproperlyConfigured or TypeError, never another kind.
+    assert type(info.value) in (ImproperlyConfigured, TypeError)
+    if "name" not in options:
+        assert "tests.bad" in str(info.value)
     assert "tests.bad" not in registry
 
 

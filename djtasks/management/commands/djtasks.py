@@ -34,6 +34,22 @@ def add_prune_arguments(parser: CommandParser) -> None:
     """``prune`` takes no arguments: the TTLs come from the DJTASKS settings."""
 
 
+def add_pause_arguments(parser: CommandParser) -> None:
+    parser.add_argument("queue", help="a queue of DJTASKS['QUEUES']")
+
+
+def add_queue_arguments(parser: CommandParser) -> None:
+    parser.add_argument("queue", nargs="?", help="the queue to change (without one: list every queue's options)")
+    parser.add_argument("--concurrency", metavar="N", help="at most N running at once, fleet-wide; 'none': no limit")
+    parser.add_argument("--rate-limit", metavar="RATE", help="e.g. 100/m, 10/s, 500/h; 'none': no limit")
+    parser.add_argument(
+        "--reset",
+        nargs="*",
+        metavar="OPTION",
+        help="hand options (concurrency, rate_limit, paused; all without a name) back to DJTASKS['QUEUES']",
+    )
+
+
 # name -> (help, function adding its arguments)
 SUBCOMMANDS = {
     "prune": (
@@ -43,6 +59,12 @@ SUBCOMMANDS = {
     "status": (
         "per-queue counts, last hour's throughput and failures, and workers: what the admin's dashboard shows",
         add_status_arguments,
+    ),
+    "pause": ("pause a queue across all workers: nothing of it starts; running jobs finish", add_pause_arguments),
+    "resume": ("resume a paused queue", add_pause_arguments),
+    "queue": (
+        "show queues' run-time options, or change one queue's limits (they override DJTASKS['QUEUES'] until reset)",
+        add_queue_arguments,
     ),
     "cancel": (
         "cancel jobs: queued ones never run; running ones are asked to stop (ctx.is_cancelled()) or, with "
@@ -75,10 +97,10 @@ class Command(BaseCommand):
     def handle_prune(self, **options: Any) -> None:
         from django.utils import timezone
 
+        from djtasks.cursors import django_store
         from djtasks.maintenance.pruner import prune_all
-        from djtasks.store import Store
 
-        result = prune_all(timezone.now(), Store.for_django())
+        result = prune_all(timezone.now(), django_store())
         self.stdout.write(f"deleted {result.succeeded} succeeded/cancelled and {result.failed} failed job(s)")
 
     def handle_cancel(self, *, ids: list[str], terminate: bool, **options: Any) -> None:
@@ -98,3 +120,49 @@ class Command(BaseCommand):
                 self.stdout.write(f"{job_id} not cancelled: no such job, or already finished")
         if not changed:
             raise CommandError("no job was cancelled")
+
+    def _queue_change(self, queue: str, **changes: Any) -> Any:
+        from djtasks.queues import QueueOptionError, set_queue_options
+
+        try:
+            return set_queue_options(queue, **changes)
+        except QueueOptionError as exc:
+            raise CommandError(str(exc)) from None
+
+    def handle_pause(self, *, queue: str, **options: Any) -> None:
+        self._queue_change(queue, paused=True)
+        self.stdout.write(f"queue {queue} paused: no job of it starts until 'manage.py djtasks resume {queue}'")
+
+    def handle_resume(self, *, queue: str, **options: Any) -> None:
+        self._queue_change(queue, paused=False)
+        self.stdout.write(f"queue {queue} resumed")
+
+    def handle_queue(
+        self,
+        *,
+        queue: str | None,
+        concurrency: str | None,
+        rate_limit: str | None,
+        reset: list[str] | None,
+        **options: Any,
+    ) -> None:
+        from djtasks.dashboard import format_limits
+        from djtasks.queues import flow_state
+
+        changes: dict[str, Any] = {}
+        if concurrency is not None:
+            changes["concurrency"] = concurrency
+        if rate_limit is not None:
+            changes["rate_limit"] = rate_limit
+        if reset is not None:
+            changes["reset"] = reset or "all"
+        if queue is None:
+            if changes:
+                raise CommandError("name the queue to change: manage.py djtasks queue QUEUE --concurrency N")
+            state = flow_state()
+            for queue_state in state.queues.values():
+                self.stdout.write(format_limits(queue_state))
+            for limit in state.jobs:
+                self.stdout.write(f"job {limit.name}: concurrency={limit.concurrency} (@job(concurrency=...))")
+            return
+        self.stdout.write(format_limits(self._queue_change(queue, **changes)))

