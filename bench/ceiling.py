@@ -56,7 +56,8 @@ def _drain_loop(params: dict[str, Any], batch: int, barrier: Any, out: Any) -> N
         barrier.wait(START_TIMEOUT_S)
         started = time.time()
         while True:
-            cur.execute(claim_sql, {"now": datetime.now(UTC), "worker_id": worker_id, "queues": QUEUES, "limit": batch})
+            claim = {"now": datetime.now(UTC), "worker_id": worker_id, "queues": QUEUES, "limit": batch}
+            cur.execute(claim_sql, {**claim, "expired_error": "{}"})  # no job here expires
             rows = cur.fetchall()
             if not rows:
                 break
@@ -76,6 +77,10 @@ def _drain_loop(params: dict[str, Any], batch: int, barrier: Any, out: Any) -> N
                     "errors": [None] * n,
                     "run_ats": [None] * n,
                     "finished_ats": [finished] * n,
+                    "started_ats": [finished] * n,
+                    "mark_ids": [],  # no job runs long enough for a start mark of its own
+                    "mark_attempts": [],
+                    "mark_started_ats": [],
                 },
             )
             done += len(cur.fetchall())

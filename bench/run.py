@@ -47,7 +47,7 @@ from bench.tasks import noop
 from djtasks.models import Job, Worker
 
 DRAIN_POLL_S = 0.005  # how often the drain watcher asks "anything left?"; bounds the end-time error
-PICKUP_POLL_S = 0.0005  # how often the pick-up watcher looks for the job's started_at
+PICKUP_POLL_S = 0.0005  # how often the pick-up watcher looks for the job's claimed_at
 PICKUP_GAP_S = 0.01  # pause between pick-up samples, so each finds an idle worker
 PICKUP_TIMEOUT_S = 30.0
 WORKER_START_TIMEOUT_S = 60.0
@@ -140,7 +140,7 @@ def running_worker(processes: int, threads: int) -> Iterator[subprocess.Popen[by
 def wait_drained(worker: subprocess.Popen[bytes], since: datetime, n: int) -> dict[str, float]:
     """Watch until no job is queued or running; the drain runs from the first claim to that moment.
 
-    The start is the earliest ``started_at`` (the claim time the worker wrote), so worker start-up is not
+    The start is the earliest ``claimed_at`` (the claim time the worker wrote), so worker start-up is not
     counted; the end is when the watcher saw the last outcome committed, so a completer that holds
     outcomes back is counted. The watcher polls every ``DRAIN_POLL_S``.
     """
@@ -152,8 +152,8 @@ def wait_drained(worker: subprocess.Popen[bytes], since: datetime, n: int) -> di
             raise SystemExit(f"drain did not finish within {DRAIN_TIMEOUT_S:.0f} s")
         time.sleep(DRAIN_POLL_S)
     ended = time.time()
-    drained = Job.objects.filter(started_at__gte=since)
-    first = drained.aggregate(first=Min("started_at"))["first"]
+    drained = Job.objects.filter(claimed_at__gte=since)
+    first = drained.aggregate(first=Min("claimed_at"))["first"]
     succeeded = drained.filter(status="succeeded").count()
     if succeeded != n:
         raise SystemExit(f"drain: {succeeded} of {n} jobs succeeded")
@@ -163,18 +163,18 @@ def wait_drained(worker: subprocess.Popen[bytes], since: datetime, n: int) -> di
 
 def measure_pickup(samples: int) -> dict[str, float]:
     """Idle pick-up latency: from just before the enqueueing transaction's COMMIT to the job's claim
-    (``started_at``), one job at a time, ``samples`` times. A worker must be running and idle."""
+    (``claimed_at``), one job at a time, ``samples`` times. A worker must be running and idle."""
     latencies = []
     for _ in range(samples):
         with transaction.atomic():
             result = noop.delay()
             committed = timezone.now()  # just before COMMIT: the latency includes the commit itself
         deadline = time.monotonic() + PICKUP_TIMEOUT_S
-        while (job := Job.objects.filter(id=result.id).values("started_at").first())["started_at"] is None:
+        while (job := Job.objects.filter(id=result.id).values("claimed_at").first())["claimed_at"] is None:
             if time.monotonic() > deadline:
                 raise SystemExit("pick-up: the worker did not start a job within 30 s")
             time.sleep(PICKUP_POLL_S)
-        latencies.append((job["started_at"] - committed).total_seconds())
+        latencies.append((job["claimed_at"] - committed).total_seconds())
         time.sleep(PICKUP_GAP_S)
     return {
         "p50_ms": statistics.median(latencies) * 1000,

@@ -9,6 +9,17 @@ def noop() -> None:
 
 
 @job
+def sleep_for(seconds: float, marker: str = "") -> None:
+    """Sleeps; first creates the file ``marker`` (if given), so a script sees it started without the database."""
+    import time
+    from pathlib import Path
+
+    if marker:
+        Path(marker).touch()
+    time.sleep(seconds)
+
+
+@job
 def step(value: int = 0) -> int:
     """A chain step or chord header job: returns its input plus one."""
     return value + 1

@@ -54,7 +54,7 @@ from .cursors import django_store
 from .exceptions import NotRegistered
 from .jobs import DEFAULT_RETRY_BACKOFF_MAX_S, DEFAULT_RETRY_DELAY_S, Job
 from .registry import registry
-from .status import JobStatus
+from .status import JobStatus, shown_status
 
 STATUSES = {
     JobStatus.WAITING: TaskResultStatus.READY,  # a workflow step whose input is not ready: not started either
@@ -175,7 +175,7 @@ class TaskJob(Job):
         errors = fields.pop("raw_errors", None)
         if errors is None:
             errors = _errors(row)
-        status = JobStatus(row["status"])
+        status = shown_status(row["status"], row.get("started_at"))  # claimed ahead, not started: READY
         run_at, enqueued_at = row.get("run_at"), row.get("enqueued_at")
         deferred = run_at is not None and enqueued_at is not None and run_at > enqueued_at
         task = self.task

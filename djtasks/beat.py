@@ -9,21 +9,17 @@ in a thread of the supervisor, away from the worker processes' hot path.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
-import select
 import threading
 
 from django.utils import timezone
 
 from .maintenance.scheduler import Scheduler
 from .worker.db import CONNECTION_ERRORS, WorkerConnection
+from .worker.waits import Backoff, WakePipe, wait_for_wake
 
 logger = logging.getLogger("djtasks.beat")
-
-RECONNECT_START_S = 0.2  # first pause after losing the database; doubles up to RECONNECT_MAX_S
-RECONNECT_MAX_S = 5.0
 
 
 class Beat:
@@ -37,35 +33,34 @@ class Beat:
         self.synced = False
         self._db: WorkerConnection | None = None
         self._listening = False
-        self._wake_r, self._wake_w = os.pipe()
-        os.set_blocking(self._wake_r, False)
-        os.set_blocking(self._wake_w, False)
+        self._wake = WakePipe()
 
     def stop(self) -> None:
         self.stopping.set()
-        with contextlib.suppress(BlockingIOError, OSError):  # full pipe: a wake-up is pending; closed: done
-            os.write(self._wake_w, b"\0")
+        self._wake.wake()
 
     def run(self) -> None:
         """Loop until ``stop()``; database outages are waited out with backoff."""
         logger.info("beat: started (pid %s)", os.getpid())
-        pause = RECONNECT_START_S
+        backoff = Backoff()
         try:
             while not self.stopping.is_set():
                 try:
                     timeout = self._pass()
-                    pause = RECONNECT_START_S
+                    backoff.reset()
                     if timeout > 0:
-                        self._wait(timeout)
+                        wait_for_wake(
+                            self._wake, self._db.connection if self._listening and self._db else None, timeout
+                        )
                 except CONNECTION_ERRORS as exc:
+                    pause = backoff.next()
                     logger.warning("beat lost the database (%s); reconnecting in %.1f s", exc, pause)
                     self._close()
                     self.stopping.wait(pause)
-                    pause = min(pause * 2, RECONNECT_MAX_S)
         finally:
             self._close()
-            os.close(self._wake_r)
-            os.close(self._wake_w)
+            # Not closed: stop() may still be called from another thread, and a closed descriptor number
+            # could by then belong to another file.
             logger.info("beat: stopped")
 
     def _pass(self) -> float:
@@ -95,22 +90,6 @@ class Beat:
         if result.failed:  # do not spin on a schedule that keeps failing
             timeout = self.reload_interval
         return max(0.0, timeout)
-
-    def _wait(self, timeout: float) -> None:
-        watched = [self._wake_r]
-        conn = self._db.connection if self._db is not None and self._listening else None
-        if conn is not None:
-            watched.append(conn.fileno())
-        readable, _, _ = select.select(watched, [], [], timeout)
-        if self._wake_r in readable:
-            with contextlib.suppress(BlockingIOError):
-                while os.read(self._wake_r, 4096):
-                    pass
-        if conn is not None and conn.fileno() in readable:
-            pgconn = conn.pgconn
-            pgconn.consume_input()
-            while pgconn.notifies() is not None:
-                pass  # a schedule changed: the next pass re-reads them all
 
     def _close(self) -> None:
         db, self._db = self._db, None

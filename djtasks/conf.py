@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import fnmatch
 from dataclasses import dataclass, field
-from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 
+from . import durations
 from .flow import Limits, RateLimit, parse_rate
 from .inputs import QUEUE_MAX_CHARS
 from .priority import PRIORITY_MAX, PRIORITY_MIN
@@ -135,12 +135,12 @@ class SettingError(ImproperlyConfigured):
 
 def duration_seconds(value: Any, what: str) -> float:
     """Seconds from an int, a float or a timedelta; negative values and other types are rejected."""
-    if isinstance(value, timedelta):
-        seconds = value.total_seconds()
-    elif isinstance(value, (int, float)) and not isinstance(value, bool):
-        seconds = float(value)
-    else:
-        raise SettingError(what, f"expected seconds (int or float) or a timedelta, got {type(value).__name__}")
+    try:
+        seconds = durations.seconds(value, what)
+    except TypeError:
+        raise SettingError(
+            what, f"expected seconds (int or float) or a timedelta, got {type(value).__name__}"
+        ) from None
     if seconds < 0:
         raise SettingError(what, f"must not be negative, got {seconds}")
     return seconds

@@ -29,6 +29,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import CroniterBadDateError, CroniterError, croniter
 
+from . import durations
+
 MIN_INTERVAL_S = 1.0
 MAX_TICKS_PER_FIRE = 100  # catch_up="all" enqueues at most this many missed ticks per fire; the rest next pass
 FOLD_MARGIN = timedelta(hours=4)  # > the largest DST shift (2 h at Antarctica/Troll): where a repeated tick hides
@@ -87,12 +89,10 @@ def zone(name: str) -> ZoneInfo:
 
 def interval_micros(every: float | timedelta) -> int:
     """An interval in whole microseconds; ``ValueError`` below ``MIN_INTERVAL_S``."""
-    if isinstance(every, timedelta):
-        seconds = every.total_seconds()
-    elif isinstance(every, (int, float)) and not isinstance(every, bool):
-        seconds = float(every)
-    else:
-        raise ValueError(f"every must be seconds (int or float) or a timedelta, got {type(every).__name__}")
+    try:
+        seconds = durations.seconds(every, "every")
+    except TypeError as exc:
+        raise ValueError(str(exc)) from None
     if not seconds >= MIN_INTERVAL_S:  # also rejects NaN
         raise ValueError(f"every must be at least {MIN_INTERVAL_S:g} second(s), got {seconds:g}")
     return round(seconds * 1_000_000)

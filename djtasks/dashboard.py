@@ -53,7 +53,8 @@ class QueueSummary:
     queued: int = 0  # due now, waiting for a worker
     scheduled: int = 0  # queued with run_at in the future (countdown, eta, retry backoff)
     waiting: int = 0  # workflow steps whose input is not ready (their parent job or group has not succeeded)
-    running: int = 0
+    running: int = 0  # started: their function runs
+    claimed: int = 0  # claimed ahead by a worker, waiting there for a free thread (not running yet)
     succeeded: int = 0  # in the window
     failed: int = 0  # in the window
     cancelled: int = 0  # in the window
@@ -70,9 +71,15 @@ class QueueSummary:
         return ", ".join(parts) or "none"
 
     @property
+    def holding(self) -> int:
+        """Jobs holding a slot of the queue's ``concurrency``: every ``running`` row, started or only claimed
+        (as the limited claim counts them; a limited queue is never claimed ahead, so claimed ones start at once)."""
+        return self.running + self.claimed
+
+    @property
     def fullness(self) -> float | None:
-        """Running jobs as a fraction of ``concurrency`` (``None`` without a concurrency limit)."""
-        return self.running / self.concurrency if self.concurrency else None
+        """Slot-holding jobs (``holding``) as a fraction of ``concurrency`` (``None`` without a concurrency limit)."""
+        return self.holding / self.concurrency if self.concurrency else None
 
     @property
     def failure_rate(self) -> float | None:
@@ -97,6 +104,7 @@ class WorkerSummary:
     heartbeat_at: datetime
     running: int
     alive: bool
+    claimed: int = 0  # jobs it holds claimed ahead, not started
 
 
 @dataclass
@@ -181,7 +189,8 @@ def summary(now: datetime | None = None, store: Store | None = None) -> Summary:
     for row in store.queue_stats_workflow_waiting():
         get(row["queue"]).waiting = row["waiting"]
     for row in store.queue_stats_running():
-        get(row["queue"]).running = row["running"]
+        q = get(row["queue"])
+        q.running, q.claimed = row["running"], row["claimed"]
     for row in store.queue_stats_finished(now=now, since=since, bucket=BUCKET, origin=since):
         q = get(row["queue"])
         index = min(int((row["bucket"] - since) / BUCKET), len(q.buckets) - 1)
@@ -209,6 +218,7 @@ def summary(now: datetime | None = None, store: Store | None = None) -> Summary:
                 heartbeat_at=row["heartbeat_at"],
                 running=row["running"],
                 alive=alive,
+                claimed=row["claimed"],
             )
         )
         if alive:
@@ -224,7 +234,7 @@ def summary(now: datetime | None = None, store: Store | None = None) -> Summary:
 def _total(queues: list[QueueSummary], since: datetime, workers: list[WorkerSummary]) -> QueueSummary:
     total = QueueSummary(ALL_QUEUES, buckets=_empty_buckets(since))
     for q in queues:
-        for attr in ("queued", "scheduled", "waiting", "running", "succeeded", "failed", "cancelled"):
+        for attr in ("queued", "scheduled", "waiting", "running", "claimed", "succeeded", "failed", "cancelled"):
             setattr(total, attr, getattr(total, attr) + getattr(q, attr))
         if q.oldest_wait_s is not None:
             total.oldest_wait_s = max(total.oldest_wait_s or 0.0, q.oldest_wait_s)
@@ -260,9 +270,10 @@ def format_rate(rate: float | None) -> str:
 
 COLUMNS: tuple[tuple[str, Callable[[QueueSummary], str]], ...] = (
     ("queue", lambda q: q.name + ("" if q.configured else " (not configured)") + (" (paused)" if q.paused else "")),
-    ("queued", lambda q: str(q.queued)),
+    ("queued", lambda q: str(q.queued) + (f" +{q.claimed} claimed" if q.claimed else "")),
     ("scheduled", lambda q: str(q.scheduled)),
-    ("running", lambda q: str(q.running) + (f"/{q.concurrency}" if q.concurrency is not None else "")),
+    # A limited queue: the slots held (started or claimed, as its limit counts them) out of its limit.
+    ("running", lambda q: f"{q.holding}/{q.concurrency}" if q.concurrency is not None else str(q.running)),
     ("failed/1h", lambda q: str(q.failed)),
     ("succeeded/1h", lambda q: str(q.succeeded)),
     ("fail rate", lambda q: format_rate(q.failure_rate)),

@@ -9,10 +9,10 @@ names the call (``where``) and the option.
 
 from __future__ import annotations
 
-import math
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from . import durations
 from .serialization import check_text
 
 NAME_MAX_CHARS = 255  # djtasks_job.name
@@ -61,10 +61,10 @@ def check_datetime(where: str, value: datetime) -> datetime:
 
 def _seconds_ahead(where: str, option: str, value: Any, now: datetime) -> datetime:
     """``now`` plus ``value`` seconds (a number or a timedelta), refusing what is not finite or too far."""
-    if isinstance(value, timedelta):
-        value = value.total_seconds()
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise TypeError(f"{where}: {option} must be a number of seconds (finite) or a timedelta, got {value!r:.80}")
+    try:
+        value = durations.seconds(value, f"{where}: {option}")
+    except TypeError:
+        raise TypeError(f"{where}: {option} must be a number of seconds (finite) or a timedelta, got {value!r:.80}") from None
     if value > (LATEST - now).total_seconds():
         raise ValueError(f"{where}: {option} of {value:g} s is too far ahead: the time must be before {LATEST.date()}")
     return now + timedelta(seconds=value)

@@ -21,6 +21,9 @@ ACTIVE = Q(status__in=["queued", "running"])
 # A partial unique index cannot change its predicate without a rebuild; a waiting workflow step is outside it.
 FINISHED = Q(status__in=["succeeded", "failed", "cancelled"])
 PROBLEMS = Q(status__in=["failed", "cancelled"])
+# A running row is owned by a worker; its function runs only once started_at is set (claimed ahead before).
+STARTED = Q(status="running", started_at__isnull=False)
+CLAIMED = Q(status="running", started_at__isnull=True)
 
 
 class Job(models.Model):
@@ -33,6 +36,9 @@ class Job(models.Model):
     kwargs = models.JSONField(default=dict)
     run_at = models.DateTimeField()
     enqueued_at = models.DateTimeField()
+    claimed_at = models.DateTimeField(
+        null=True, blank=True, help_text="when a worker took it; started_at is when its function started"
+    )
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     expires_at = models.DateTimeField(null=True, blank=True)

@@ -10,7 +10,7 @@ from asgiref.sync import sync_to_async
 
 from . import serialization
 from .exceptions import JobCancelled, JobFailed
-from .status import JobStatus
+from .status import JobStatus, shown_status
 
 GET_POLL_START_S = 0.01  # first wait between reads in get(); doubles up to GET_POLL_MAX_S
 GET_POLL_MAX_S = 0.5
@@ -31,7 +31,7 @@ class JobResult:
         self.deduplicated = deduplicated
 
     def __repr__(self) -> str:
-        return f"<JobResult {self.id} {self._row['status'] if self._row else '?'}>"
+        return f"<JobResult {self.id} {self.status if self._row else '?'}>"
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, JobResult) and other.id == self.id
@@ -63,7 +63,10 @@ class JobResult:
 
     @property
     def status(self) -> JobStatus:
-        return JobStatus(self._data()["status"])
+        """``queued``, ``running``, ``succeeded``, ``failed`` or ``cancelled``. A job a worker has claimed
+        ahead but not started yet is ``queued``: ``running`` means its function runs."""
+        row = self._data()
+        return shown_status(row["status"], row["started_at"])
 
     @property
     def attempts(self) -> int:

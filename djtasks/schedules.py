@@ -15,7 +15,7 @@ from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
 
-from . import inputs, serialization
+from . import durations, inputs, serialization
 from .cron import CATCH_UP_POLICIES, CATCH_UP_SKIP, Timing, require_aware, validate_cron, zone
 from .priority import check_priority
 
@@ -54,11 +54,10 @@ class ScheduleDef:
 
 
 def _seconds(value: Any, what: str) -> float:
-    if isinstance(value, timedelta):
-        return value.total_seconds()
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    raise ValueError(f"{what} must be seconds (int or float) or a timedelta, got {type(value).__name__}")
+    try:
+        return durations.seconds(value, what)
+    except TypeError as exc:
+        raise ValueError(str(exc)) from None
 
 
 def build(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from enum import StrEnum
 
 
@@ -19,3 +20,12 @@ class JobStatus(StrEnum):
 
 
 FINAL_STATUSES = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED})
+
+
+def shown_status(status: str, started_at: datetime | None) -> JobStatus:
+    """The status a job has for its users. In the table a job a worker claimed ahead is ``running`` (owned by
+    that worker, fenced by its id) with ``started_at`` NULL until its function starts: to everyone else it
+    is still waiting, so ``queued``."""
+    if status == JobStatus.RUNNING and started_at is None:
+        return JobStatus.QUEUED
+    return JobStatus(status)

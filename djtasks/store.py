@@ -17,7 +17,9 @@ from importlib.resources import files
 from typing import Any, cast
 from uuid import UUID
 
-from .rows import ClaimedJob, Outcome
+from . import serialization
+from .exceptions import JobCancelled, JobExpired, WorkerLost
+from .rows import ClaimedJob, Outcome, PeriodicJob, ScheduleRow, StartMark, TerminateRequest, error_entry
 
 QUERIES_RESOURCE = ("djtasks", "sql/queries.sql")  # read with importlib.resources: works from a wheel or a zip
 _NAME_RE = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)
@@ -42,6 +44,11 @@ def parse_queries(text: str, source: str) -> dict[str, str]:
             raise ValueError(f"query {name!r} is defined twice in {source}")
         found[name] = sql
     return found
+
+
+def _entry(kind: type[BaseException], now: datetime, message: str = "") -> str:
+    """An error entry template (JSON) that a query completes per row with ``jsonb ||``."""
+    return serialization.dumps(error_entry(kind, at=now, message=message), "error")
 
 
 def _rows(cursor: Any) -> list[dict[str, Any]]:
@@ -179,7 +186,8 @@ class Store:
         finished. Jobs outside workflows in ``ids`` are ignored. Returns the counts and completed groups."""
         if not ids:
             return {"released": 0, "cancelled": 0, "completed": []}
-        row = self._execute("job_handoff_many", {"now": now, "ids": list(ids)})[0]
+        params = {"now": now, "ids": list(ids), "cancelled_error": _entry(JobCancelled, now)}
+        row = self._execute("job_handoff_many", params)[0]
         if row["completed"]:
             self._execute("group_release_many", {"now": now, "ids": list(row["completed"])})
         return row
@@ -210,11 +218,9 @@ class Store:
 
     # -- jobs: hot path -------------------------------------------------------------------------------
     def job_claim_many(self, *, now: datetime, worker_id: UUID, queues: Sequence[str], limit: int) -> list[ClaimedJob]:
+        params = {"now": now, "worker_id": worker_id, "queues": list(queues), "limit": limit}
         rows = cast(
-            "list[ClaimedJob]",
-            self._execute(
-                "job_claim_many", {"now": now, "worker_id": worker_id, "queues": list(queues), "limit": limit}
-            ),
+            "list[ClaimedJob]", self._execute("job_claim_many", {**params, "expired_error": _entry(JobExpired, now)})
         )
         # UPDATE ... RETURNING does not keep the candidates' order: restore it, so jobs start by priority.
         rows.sort(key=lambda r: (-r["priority"], r["run_at"], r["id"]))
@@ -237,6 +243,7 @@ class Store:
             "rated_queues": [],
             "intervals": [],
             "limit": limit,
+            "expired_error": _entry(JobExpired, now),
         }
         rows = cast("list[ClaimedJob]", self._execute("job_claim_limited_many", params))
         rows.sort(key=lambda r: (-r["priority"], r["run_at"], r["id"]))
@@ -269,29 +276,33 @@ class Store:
                 running = {(row["kind"], row["name"]): row["running"] for row in _rows(counts)}
                 params = plan(locked, running)
                 if params is not None:
+                    params = {**params, "expired_error": _entry(JobExpired, params["now"])}
                     cur.execute(queries()["job_claim_limited_many"], params)
             rows = cast("list[ClaimedJob]", _rows(cur)) if params is not None else []
         rows.sort(key=lambda r: (-r["priority"], r["run_at"], r["id"]))
         return rows
 
-    def job_finish_many(self, *, worker_id: UUID, outcomes: Iterable[Outcome]) -> set[UUID]:
-        """Record outcomes (``id, attempt, status, result, error, run_at, finished_at``); returns the ids written.
+    def job_finish_many(
+        self, *, worker_id: UUID, outcomes: Iterable[Outcome], marks: Iterable[StartMark] = ()
+    ) -> set[UUID]:
+        """Record outcomes and start marks (jobs still running whose function started); returns the ids of the
+        outcomes written.
 
         An outcome whose claimed row was part of a workflow (``workflow``: true, or the key missing) is recorded
         in one transaction with its hand-off (``job_handoff_many``); a batch of plain jobs is one statement."""
-        outcomes = list(outcomes)
-        if not outcomes:
+        outcomes, marks = list(outcomes), list(marks)
+        if not outcomes and not marks:
             return set()
         workflow = [o["id"] for o in outcomes if o.get("workflow", True)]
         if not workflow:
-            return self._job_finish_many(worker_id, outcomes)
+            return self._job_finish_many(worker_id, outcomes, marks)
         with self._atomic():
-            written = self._job_finish_many(worker_id, outcomes)
+            written = self._job_finish_many(worker_id, outcomes, marks)
             now = max(o["finished_at"] for o in outcomes)
             self.job_handoff_many(now=now, ids=[i for i in workflow if i in written])
         return written
 
-    def _job_finish_many(self, worker_id: UUID, outcomes: list[Outcome]) -> set[UUID]:
+    def _job_finish_many(self, worker_id: UUID, outcomes: list[Outcome], marks: list[StartMark]) -> set[UUID]:
         rows = self._execute(
             "job_finish_many",
             {
@@ -303,6 +314,10 @@ class Store:
                 "errors": [o.get("error") for o in outcomes],
                 "run_ats": [o.get("run_at") for o in outcomes],
                 "finished_ats": [o.get("finished_at") for o in outcomes],
+                "started_ats": [o.get("started_at") for o in outcomes],
+                "mark_ids": [m["id"] for m in marks],
+                "mark_attempts": [m["attempt"] for m in marks],
+                "mark_started_ats": [m["started_at"] for m in marks],
             },
         )
         return {row["id"] for row in rows}
@@ -312,7 +327,8 @@ class Store:
         with a cancel request ends cancelled. Returns ``{id: status after}``."""
         with self._atomic():
             params = {"now": now, "worker_id": worker_id, "keep_ids": list(keep_ids)}
-            rows = self._execute("job_release_many", params)
+            error = _entry(JobCancelled, now, "cancelled: stopped before it finished")
+            rows = self._execute("job_release_many", {**params, "cancelled_error": error})
             self.job_handoff_many(now=now, ids=[row["id"] for row in rows if row["status"] == "cancelled"])
         return {row["id"]: row["status"] for row in rows}
 
@@ -330,7 +346,9 @@ class Store:
         if not ids:
             return {}
         with self._atomic():
-            rows = self._execute("job_cancel_many", {"now": now, "ids": list(ids), "terminate": terminate})
+            error = _entry(JobCancelled, now, "cancelled before it ran")
+            params = {"now": now, "ids": list(ids), "terminate": terminate, "cancelled_error": error}
+            rows = self._execute("job_cancel_many", params)
             self.job_handoff_many(now=now, ids=[row["id"] for row in rows if row["status"] == "cancelled"])
         return {row["id"]: row["status"] for row in rows}
 
@@ -338,11 +356,12 @@ class Store:
         rows = self._execute("job_cancel_requested", {"id": job_id})
         return bool(rows and rows[0]["cancel_requested"])
 
-    def job_terminate_requested_many(self, *, worker_ids: Sequence[UUID]) -> list[dict[str, Any]]:
+    def job_terminate_requested_many(self, *, worker_ids: Sequence[UUID]) -> list[TerminateRequest]:
         """Running jobs of these workers to be cancelled by killing their process: ``id, worker_id, attempt``."""
         if not worker_ids:
             return []
-        return self._execute("job_terminate_requested_many", {"worker_ids": list(worker_ids)})
+        rows: list[Any] = self._execute("job_terminate_requested_many", {"worker_ids": list(worker_ids)})
+        return rows
 
     # -- jobs: maintenance ----------------------------------------------------------------------------
     def job_prune_many(self, *, statuses: Sequence[str], before: datetime, limit: int) -> int:
@@ -535,8 +554,9 @@ class Store:
         """Disable code/settings schedules whose names are not in ``keep``; returns ``{name: source}``."""
         return {row["name"]: row["source"] for row in self._execute("schedule_orphan_many", {"names": list(keep)})}
 
-    def schedule_due_many(self, *, now: datetime, limit: int) -> list[dict[str, Any]]:
-        return self._execute("schedule_due_many", {"now": now, "limit": limit})
+    def schedule_due_many(self, *, now: datetime, limit: int) -> list[ScheduleRow]:
+        rows: list[Any] = self._execute("schedule_due_many", {"now": now, "limit": limit})
+        return rows
 
     def schedule_unplanned_many(self, *, limit: int) -> list[dict[str, Any]]:
         return self._execute("schedule_unplanned_many", {"limit": limit})
@@ -578,7 +598,7 @@ class Store:
         }
         return bool(self._execute("schedule_fire", params))
 
-    def job_insert_periodic_many(self, *, now: datetime, jobs: Sequence[dict[str, Any]]) -> list[UUID]:
+    def job_insert_periodic_many(self, *, now: datetime, jobs: Sequence[PeriodicJob]) -> list[UUID]:
         """Insert jobs (``job_insert_many``'s keys plus ``unique_key``); returns the ids actually inserted."""
         if not jobs:
             return []
@@ -624,16 +644,23 @@ class Store:
         cutoff: datetime | None = None,
         worker_ids: Sequence[UUID] = (),
         reason: str | None = None,
+        started: Iterable[tuple[UUID, int]] = (),
     ) -> list[dict[str, Any]]:
         """Declare dead the workers silent since before ``cutoff`` and those in ``worker_ids`` (``reason`` says
-        why); delete their rows and rescue their running jobs. One row per dead worker without jobs and per
-        rescued job: ``worker_id, job_id, status, attempt``, and for a job its ``name``, ``run_at`` and the
-        ``error`` entry added (JSON text)."""
+        why); delete their rows and rescue their running jobs: those that started (``started_at`` set, or
+        ``(id, attempt)`` in ``started``) count the attempt, the others go back uncharged. One row per dead
+        worker without jobs and per rescued job: ``worker_id, job_id, status, attempt, charged``, and for a job
+        its ``name``, ``run_at`` and the last ``error`` entry (JSON text; the new one when ``charged``)."""
+        started = list(started)
+        params: dict[str, Any] = {"now": now, "cutoff": cutoff, "worker_ids": list(worker_ids), "reason": reason}
+        params.update(
+            started_ids=[job_id for job_id, _ in started],
+            started_attempts=[attempt for _, attempt in started],
+            lost_error=_entry(WorkerLost, now),
+            cancelled_error=_entry(JobCancelled, now),
+        )
         with self._atomic():
-            rows = self._execute(
-                "worker_rescue_many",
-                {"now": now, "cutoff": cutoff, "worker_ids": list(worker_ids), "reason": reason},
-            )
+            rows = self._execute("worker_rescue_many", params)
             ended = [row["job_id"] for row in rows if row["job_id"] is not None and row["status"] != "queued"]
             self.job_handoff_many(now=now, ids=ended)
         return rows

@@ -6,18 +6,15 @@ soft limit raises ``SoftTimeLimitExceeded`` inside the job. A soft limit only ma
 
 from __future__ import annotations
 
-import math
-from datetime import timedelta
 from typing import Any
+
+from . import durations
 
 
 def _seconds(where: str, option: str, value: Any, bad_value: type[Exception]) -> float | None:
     if value is None:
         return None
-    if isinstance(value, timedelta):
-        value = value.total_seconds()
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise TypeError(f"{where}: {option} must be a number of seconds (or a timedelta), got {value!r}")
+    value = durations.seconds(value, f"{where}: {option}")
     if value <= 0:
         raise bad_value(f"{where}: {option} must be a positive number of seconds, got {value!r}")
     return float(value)

@@ -106,13 +106,14 @@ def _row(q: QueueSummary, *, queue: str | None) -> dict[str, Any]:
         "scheduled_url": _jobs_url(status="scheduled", queue=queue),
         "waiting_url": _jobs_url(status="waiting", queue=queue),
         "running_url": _jobs_url(status="running", queue=queue),
+        "claimed_url": _jobs_url(status="claimed", queue=queue),
         "failed_url": _jobs_url(status="failed", queue=queue),
         "succeeded_url": _jobs_url(status="succeeded", queue=queue),
         "oldest_wait": format_duration(q.oldest_wait_s),
         "failure_rate": format_rate(q.failure_rate),
         "throughput": f"{q.throughput_per_min:.1f}",
         "chart": chart_svg(q.buckets),
-        "fullness": "" if q.fullness is None else f"{q.running} of {q.concurrency}",
+        "fullness": "" if q.fullness is None else f"{q.holding} of {q.concurrency}",
     }
 
 

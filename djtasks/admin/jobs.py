@@ -28,9 +28,10 @@ from django.utils.safestring import mark_safe
 
 from ..conf import djtasks_settings
 from ..dashboard import format_duration
-from ..models import Job, Worker
+from ..models import CLAIMED, STARTED, Job, Worker
 from ..operations import BATCH_SIZE, cancel_jobs, delete_jobs, requeue_jobs, retry_jobs
 from ..registry import registry
+from ..status import shown_status
 from .pagination import EstimatedCountPaginator
 from .workflows import GroupFilter, progress_text, workflow
 
@@ -52,6 +53,7 @@ class StatusFilter(admin.SimpleListFilter):
             ("queued", "queued"),
             ("due", "queued, due now"),
             ("scheduled", "queued, scheduled later"),
+            ("claimed", "claimed ahead by a worker, not started"),
             ("running", "running"),
             ("succeeded", "succeeded"),
             ("failed", "failed"),
@@ -64,6 +66,10 @@ class StatusFilter(admin.SimpleListFilter):
             return queryset.filter(status="queued", run_at__lte=timezone.now())
         if value == "scheduled":
             return queryset.filter(status="queued", run_at__gt=timezone.now())
+        if value == "claimed":
+            return queryset.filter(CLAIMED)
+        if value == "running":
+            return queryset.filter(STARTED)
         if value:
             return queryset.filter(status=value)
         return queryset
@@ -163,12 +169,15 @@ class JobAdmin(admin.ModelAdmin):
 
     @admin.display(description="status")
     def status_badge(self, job: Job) -> str:
-        label = job.status
+        status = shown_status(job.status, job.started_at)
+        label = status.value
         if job.status == "queued" and job.run_at > timezone.now():
             label = "scheduled"
         elif job.status == "running" and job.cancel_requested:
             label = "cancelling"
-        return format_html('<span class="djtasks-status djtasks-{}">{}</span>', job.status, label)
+        elif job.status == "running" and status != job.status:
+            label = "claimed"  # by a worker, ahead: it waits for a free thread there
+        return format_html('<span class="djtasks-status djtasks-{}">{}</span>', status.value, label)
 
     @admin.display(description="attempts")
     def attempts(self, job: Job) -> str:

@@ -19,7 +19,7 @@ from django.utils.html import format_html, format_html_join
 
 from ..conf import djtasks_settings
 from ..dashboard import format_duration
-from ..models import Job, Worker
+from ..models import STARTED, Job, Worker
 
 CURRENT_JOBS_SHOWN = 50  # running jobs listed on a worker's page
 
@@ -76,7 +76,7 @@ class WorkerAdmin(admin.ModelAdmin):
     def get_queryset(self, request: HttpRequest) -> QuerySet[Worker]:
         # One subquery per worker row through the running-jobs index (status='running', worker_id).
         running = (
-            Job.objects.filter(status="running", worker_id=OuterRef("id"))
+            Job.objects.filter(STARTED, worker_id=OuterRef("id"))
             .order_by()
             .values("worker_id")
             .annotate(n=Count("*"))
@@ -117,7 +117,7 @@ class WorkerAdmin(admin.ModelAdmin):
 
     @admin.display(description="running now")
     def current_job_list(self, worker: Worker) -> str:
-        jobs = Job.objects.filter(status="running", worker_id=worker.id).order_by("started_at")[:CURRENT_JOBS_SHOWN]
+        jobs = Job.objects.filter(STARTED, worker_id=worker.id).order_by("started_at")[:CURRENT_JOBS_SHOWN]
         rows = [(reverse("admin:djtasks_job_change", args=[job.id]), job.name, job.id) for job in jobs]
         if not rows:
             return "—"

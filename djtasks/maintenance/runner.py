@@ -17,11 +17,11 @@ from typing import Any, Protocol
 from django.utils import timezone
 
 from ..worker.db import CONNECTION_ERRORS, WorkerConnection
+from ..worker.waits import Backoff
 
 logger = logging.getLogger("djtasks.maintenance")
 
 JITTER = 0.1  # +-10% on each interval, so supervisors started together do not contend in lock-step
-RECONNECT_MAX_S = 5.0
 
 
 class Service(Protocol):
@@ -59,7 +59,7 @@ class MaintenanceRunner(threading.Thread):
 
     def run(self) -> None:
         due = {service.name: time.monotonic() + service.interval * random.random() for service in self.services}
-        failures = 0
+        backoff = Backoff()  # after losing the database a service is tried again sooner than its interval
         while not self._stop_event.is_set():
             now = time.monotonic()
             for service in self.services:
@@ -68,12 +68,11 @@ class MaintenanceRunner(threading.Thread):
                 due[service.name] = now + service.interval * random.uniform(1 - JITTER, 1 + JITTER)
                 try:
                     self.run_service(service)
-                    failures = 0
+                    backoff.reset()
                 except CONNECTION_ERRORS as exc:
-                    failures += 1
                     logger.warning("maintenance %s: database unavailable (%s)", service.name, exc)
                     self.db.reset()
-                    due[service.name] = now + min(RECONNECT_MAX_S, service.interval * failures)
+                    due[service.name] = now + min(service.interval, backoff.next())
                 except Exception:
                     logger.exception("maintenance %s failed; trying again in %.1f s", service.name, service.interval)
                     self.db.reset()  # the session may hold the lock or be mid-transaction: start clean

@@ -10,7 +10,7 @@ winner rolls back, the row is unchanged and a later pass fires the tick. So a ti
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -26,6 +26,7 @@ from ..exceptions import NotRegistered
 from ..ids import uuid7
 from ..periodic import row_errors
 from ..registry import registry
+from ..rows import PeriodicJob, ScheduleRow
 from ..schedules import ScheduleDef, defined_schedules
 from ..store import Store
 
@@ -91,12 +92,12 @@ def _is_connection_error(exc: BaseException) -> bool:
     )
 
 
-def timing_of(row: dict[str, Any]) -> cron.Timing:
+def timing_of(row: Mapping[str, Any]) -> cron.Timing:
     """The ``Timing`` of a schedule row (``ValueError`` if the row's timing is unusable)."""
     return cron.Timing.make(cron=row["cron"] or None, every=row["interval_seconds"], at=row["at"], tz=row["timezone"])
 
 
-def row_of(obj: Any) -> dict[str, Any]:
+def row_of(obj: Any) -> ScheduleRow:
     """A ``Schedule`` model instance as the dict ``schedule_due_many`` returns (arguments as JSON text)."""
     return {
         "id": obj.pk,
@@ -245,9 +246,11 @@ class Scheduler:
                 )
                 result.planned.append(row["name"])
 
-    def fire(self, row: dict[str, Any], now: datetime) -> FireOutcome | None:
+    def fire(self, row: ScheduleRow, now: datetime) -> FireOutcome | None:
         """Fire the due tick ``row["next_fire_at"]`` of one schedule row; ``None`` if another scheduler won it."""
-        due: datetime = row["next_fire_at"]
+        due = row["next_fire_at"]
+        if due is None:  # schedule_due_many returns only rows with a due tick
+            return None
         error = ""
         try:
             timing = timing_of(row)
@@ -256,7 +259,7 @@ class Scheduler:
         else:
             expires = timedelta(seconds=row["expires_seconds"]) if row["expires_seconds"] else None
             plan = cron.plan(timing, due, now, catch_up=row["catch_up"], expires=expires, unique=row["unique"])
-        jobs: list[dict[str, Any]] = []
+        jobs: list[PeriodicJob] = []
         if not error:
             try:
                 jobs = self.jobs_for(row, plan.ticks)
@@ -293,7 +296,7 @@ class Scheduler:
         )
         return FireOutcome(row["name"], plan.ticks, tuple(inserted), status, plan.next_fire_at)
 
-    def run_now(self, row: dict[str, Any], now: datetime) -> FireOutcome:
+    def run_now(self, row: ScheduleRow, now: datetime) -> FireOutcome:
         """Enqueue a schedule's job at once, outside its timing (the admin's "run now"); ``next_fire_at`` is left
         as it is. A unique schedule whose previous job is still active enqueues nothing."""
         jobs = self.jobs_for(row, (now,))
@@ -306,7 +309,7 @@ class Scheduler:
         logger.info("beat: %r %s", row["name"], status)
         return FireOutcome(row["name"], (now,), tuple(inserted), status, row["next_fire_at"])
 
-    def jobs_for(self, row: dict[str, Any], ticks: Iterable[datetime]) -> list[dict[str, Any]]:
+    def jobs_for(self, row: ScheduleRow, ticks: Iterable[datetime]) -> list[PeriodicJob]:
         """Job rows for ticks of a schedule: ``run_at`` is the tick (so each tick's job can be told apart) and
         ``expires_at`` counts from it. ``NotRegistered``/``ValueError`` if the job or its queue is unknown."""
         job = registry.get(row["job_name"])

@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("djtasks", "0007_workflows"),
+        ("djtasks", "0008_claimed_at"),
     ]
 
     operations = [

@@ -31,7 +31,9 @@ SELECT pg_notify('djtasks', q.name) FROM unnest(%(queues)s::text[]) AS q(name);
 -- name: job_claim_many
 -- Claim up to %(limit)s due jobs for one worker, highest priority first; expired ones are cancelled instead.
 -- One index-ordered scan per queue (LATERAL) instead of sorting every waiting job of all queues: the claim
--- costs the same with a million jobs waiting or finished as with ten.
+-- costs the same with a million jobs waiting or finished as with ten. A claimed row is 'running' (owned by
+-- the worker, fenced by its id and attempt) with started_at NULL until its function starts: a rescue hands
+-- such a row back with the attempt restored. %(expired_error)s is the JobExpired entry (rows.error_entry).
 WITH candidates AS (
     SELECT c.id
     FROM unnest(%(queues)s::text[]) AS q(name)
@@ -50,13 +52,13 @@ UPDATE djtasks_job AS j
 SET status = CASE WHEN j.expires_at <= %(now)s THEN 'cancelled' ELSE 'running' END,
     attempt = CASE WHEN j.expires_at <= %(now)s THEN j.attempt ELSE j.attempt + 1 END,
     worker_id = CASE WHEN j.expires_at <= %(now)s THEN NULL ELSE %(worker_id)s::uuid END,
-    started_at = CASE WHEN j.expires_at <= %(now)s THEN j.started_at ELSE %(now)s END,
+    claimed_at = CASE WHEN j.expires_at <= %(now)s THEN j.claimed_at ELSE %(now)s END,
+    started_at = CASE WHEN j.expires_at <= %(now)s THEN j.started_at END,
     finished_at = CASE WHEN j.expires_at <= %(now)s THEN %(now)s END,
     errors = CASE WHEN j.expires_at <= %(now)s
-        THEN j.errors || jsonb_build_array(jsonb_build_object(
-            'type', 'djtasks.exceptions.JobExpired',
+        THEN j.errors || jsonb_build_array(%(expired_error)s::jsonb || jsonb_build_object(
             'message', 'expired at ' || j.expires_at::text || ' before a worker started it',
-            'traceback', '', 'attempt', j.attempt, 'at', %(now)s))
+            'attempt', j.attempt))
         ELSE j.errors END
 FROM candidates AS c
 WHERE j.id = c.id
@@ -90,7 +92,8 @@ GROUP BY name;
 -- Candidates a name's cap leaves out still count against their queue's cap: a claim may take fewer jobs than allowed, never more.
 -- Also run alone (no locks) for the unlimited queues while some job name has a limit: every limited name in
 -- full_names, no caps, no rated queues; job_claim_many stays as it is for everyone else. Its UPDATE and
--- RETURNING are job_claim_many's: keep them the same.
+-- RETURNING are job_claim_many's (claimed_at set, started_at NULL until the function starts; %(expired_error)s
+-- the JobExpired entry): keep them the same.
 WITH candidates AS (
     SELECT c.id, c.name, c.priority, c.run_at
     FROM unnest(%(queues)s::text[], %(caps)s::int[], %(names_only)s::boolean[]) AS q(name, cap, names_only)
@@ -121,13 +124,13 @@ claimed AS (
     SET status = CASE WHEN j.expires_at <= %(now)s THEN 'cancelled' ELSE 'running' END,
         attempt = CASE WHEN j.expires_at <= %(now)s THEN j.attempt ELSE j.attempt + 1 END,
         worker_id = CASE WHEN j.expires_at <= %(now)s THEN NULL ELSE %(worker_id)s::uuid END,
-        started_at = CASE WHEN j.expires_at <= %(now)s THEN j.started_at ELSE %(now)s END,
+        claimed_at = CASE WHEN j.expires_at <= %(now)s THEN j.claimed_at ELSE %(now)s END,
+        started_at = CASE WHEN j.expires_at <= %(now)s THEN j.started_at END,
         finished_at = CASE WHEN j.expires_at <= %(now)s THEN %(now)s END,
         errors = CASE WHEN j.expires_at <= %(now)s
-            THEN j.errors || jsonb_build_array(jsonb_build_object(
-                'type', 'djtasks.exceptions.JobExpired',
+            THEN j.errors || jsonb_build_array(%(expired_error)s::jsonb || jsonb_build_object(
                 'message', 'expired at ' || j.expires_at::text || ' before a worker started it',
-                'traceback', '', 'attempt', j.attempt, 'at', %(now)s))
+                'attempt', j.attempt))
             ELSE j.errors END
     FROM chosen AS c
     WHERE j.id = c.id
@@ -146,8 +149,19 @@ paced AS (
 SELECT * FROM claimed;
 
 -- name: job_finish_many
--- Record a batch of outcomes; fenced so a result from an attempt this worker no longer owns changes nothing.
--- A job asked to cancel is never retried: one that raised (or would retry) ends cancelled.
+-- Record a batch of outcomes and start marks; fenced so a result from an attempt this worker no longer owns changes nothing.
+-- A job asked to cancel is never retried: one that raised (or would retry) ends cancelled. A start mark
+-- (a job whose function started and still runs) sets started_at, so a rescue counts that attempt; an
+-- outcome carries its own started_at. The two sets are disjoint (the worker's ledger sees to it): one
+-- statement must not update a row twice.
+WITH marked AS (
+    UPDATE djtasks_job AS j
+    SET started_at = s.started_at
+    FROM unnest(%(mark_ids)s::uuid[], %(mark_attempts)s::int[], %(mark_started_ats)s::timestamptz[])
+        AS s(id, attempt, started_at)
+    WHERE j.id = s.id AND j.status = 'running' AND j.worker_id = %(worker_id)s::uuid AND j.attempt = s.attempt
+      AND j.started_at IS NULL
+)
 UPDATE djtasks_job AS j
 SET status = CASE WHEN j.cancel_requested AND o.status IN ('queued', 'failed') THEN 'cancelled' ELSE o.status END,
     result = o.result,
@@ -156,16 +170,17 @@ SET status = CASE WHEN j.cancel_requested AND o.status IN ('queued', 'failed') T
                   ELSE j.errors || jsonb_build_array(o.error || jsonb_build_object('worker_id', %(worker_id)s::text)) END,
     finished_at = CASE WHEN o.status = 'queued' AND NOT j.cancel_requested THEN NULL ELSE o.finished_at END,
     run_at = CASE WHEN j.cancel_requested THEN j.run_at ELSE COALESCE(o.run_at, j.run_at) END,
-    worker_id = CASE WHEN o.status = 'queued' AND NOT j.cancel_requested THEN NULL ELSE j.worker_id END
+    worker_id = CASE WHEN o.status = 'queued' AND NOT j.cancel_requested THEN NULL ELSE j.worker_id END,
+    started_at = COALESCE(j.started_at, o.started_at)
 FROM unnest(
     %(ids)s::uuid[], %(attempts)s::int[], %(statuses)s::text[], %(results)s::jsonb[], %(errors)s::jsonb[],
-    %(run_ats)s::timestamptz[], %(finished_ats)s::timestamptz[]
-) AS o(id, attempt, status, result, error, run_at, finished_at)
+    %(run_ats)s::timestamptz[], %(finished_ats)s::timestamptz[], %(started_ats)s::timestamptz[]
+) AS o(id, attempt, status, result, error, run_at, finished_at, started_at)
 WHERE j.id = o.id AND j.status = 'running' AND j.worker_id = %(worker_id)s::uuid AND j.attempt = o.attempt
 RETURNING j.id;
 
 -- name: job_release_many
--- Hand a worker's running jobs, but those in keep_ids, back to the queue without counting the attempt (shutdown, purposeful kill, lost claim answer); a job with a cancel request ends cancelled.
+-- Hand a worker's running jobs, but those in keep_ids, back to the queue without counting the attempt (shutdown, purposeful kill, lost claim answer); a job with a cancel request ends cancelled (%(cancelled_error)s).
 WITH released AS (
     UPDATE djtasks_job
     SET status = CASE WHEN cancel_requested THEN 'cancelled' ELSE 'queued' END,
@@ -174,9 +189,7 @@ WITH released AS (
         started_at = CASE WHEN cancel_requested THEN started_at END,
         finished_at = CASE WHEN cancel_requested THEN %(now)s END,
         errors = CASE WHEN cancel_requested
-            THEN errors || jsonb_build_array(jsonb_build_object(
-                'type', 'djtasks.exceptions.JobCancelled', 'message', 'cancelled: stopped before it finished',
-                'traceback', '', 'attempt', attempt, 'at', %(now)s))
+            THEN errors || jsonb_build_array(%(cancelled_error)s::jsonb || jsonb_build_object('attempt', attempt))
             ELSE errors END
     WHERE worker_id = %(worker_id)s::uuid AND status = 'running' AND NOT (id = ANY(%(keep_ids)s::uuid[]))
     RETURNING id, queue, status
@@ -283,7 +296,7 @@ DELETE FROM djtasks_worker WHERE id = %(id)s;
 LISTEN djtasks;
 
 -- name: job_cancel_many
--- Cancel jobs: queued and waiting ones at once (they never run), running ones by request (the job, or with terminate its supervisor, acts on it).
+-- Cancel jobs: queued and waiting ones at once (they never run; %(cancelled_error)s), running ones by request (the job, or with terminate its supervisor, acts on it).
 UPDATE djtasks_job
 SET status = CASE WHEN status IN ('queued', 'waiting') THEN 'cancelled' ELSE status END,
     finished_at = CASE WHEN status IN ('queued', 'waiting') THEN %(now)s ELSE finished_at END,
@@ -291,9 +304,7 @@ SET status = CASE WHEN status IN ('queued', 'waiting') THEN 'cancelled' ELSE sta
     cancel_requested = CASE WHEN status = 'running' THEN true ELSE cancel_requested END,
     terminate_requested = CASE WHEN status = 'running' AND %(terminate)s THEN true ELSE terminate_requested END,
     errors = CASE WHEN status IN ('queued', 'waiting')
-        THEN errors || jsonb_build_array(jsonb_build_object(
-            'type', 'djtasks.exceptions.JobCancelled', 'message', 'cancelled before it ran',
-            'traceback', '', 'attempt', attempt, 'at', %(now)s))
+        THEN errors || jsonb_build_array(%(cancelled_error)s::jsonb || jsonb_build_object('attempt', attempt))
         ELSE errors END
 WHERE id = ANY(%(ids)s::uuid[]) AND status IN ('queued', 'running', 'waiting')
 RETURNING id, status;
@@ -548,8 +559,9 @@ WHERE status = 'waiting'
 GROUP BY queue;
 
 -- name: queue_stats_running
--- Per queue: jobs running now (running-jobs index only).
-SELECT queue, count(*) AS running
+-- Per queue: jobs running now, and jobs claimed ahead by a worker but not started yet (running-jobs index only).
+SELECT queue, count(*) FILTER (WHERE started_at IS NOT NULL) AS running,
+       count(*) FILTER (WHERE started_at IS NULL) AS claimed
 FROM djtasks_job
 WHERE status = 'running'
 GROUP BY queue;
@@ -566,9 +578,12 @@ WHERE status IN ('succeeded', 'failed', 'cancelled') AND finished_at >= %(since)
 GROUP BY 1, 2;
 
 -- name: worker_list
--- Every registered worker process with how many jobs it runs now (alive or not is the caller's call).
+-- Every registered worker process with how many jobs it runs now and holds claimed ahead (alive or not is the caller's call).
 SELECT w.id, w.hostname, w.pid, w.queues::text AS queues, w.concurrency, w.started_at, w.heartbeat_at,
-       (SELECT count(*) FROM djtasks_job AS j WHERE j.status = 'running' AND j.worker_id = w.id) AS running
+       (SELECT count(*) FROM djtasks_job AS j
+        WHERE j.status = 'running' AND j.worker_id = w.id AND j.started_at IS NOT NULL) AS running,
+       (SELECT count(*) FROM djtasks_job AS j
+        WHERE j.status = 'running' AND j.worker_id = w.id AND j.started_at IS NULL) AS claimed
 FROM djtasks_worker AS w
 ORDER BY w.hostname, w.pid;
 
@@ -583,11 +598,14 @@ FROM djtasks_job
 WHERE status = 'running' AND terminate_requested AND worker_id = ANY(%(worker_ids)s::uuid[]);
 
 -- name: worker_rescue_many
--- Declare workers dead, delete their rows and re-queue their running jobs counting the attempt (failed with WorkerLost once attempts are spent; cancelled if a cancel was asked).
+-- Declare workers dead, delete their rows and rescue their running jobs: a started one counting the attempt (failed with WorkerLost once attempts are spent), one only claimed ahead handed back with the attempt restored; cancelled if a cancel was asked.
 -- Dead means: listed in worker_ids by the supervisor that saw the process die, or silent since before cutoff
 -- while the server has been up since before cutoff (after a server restart live workers get WORKER_TIMEOUT to
 -- reconnect, so an outage never turns into rescues). A running job whose worker has no row at all (declared
--- dead, then it claimed more and died) is rescued once it started before cutoff.
+-- dead, then it claimed more and died) is rescued once it was claimed before cutoff.
+-- Started means started_at is set (the worker writes it in batches) or the supervisor saw it start
+-- (started_ids/started_attempts, from the dead process's start board). %(lost_error)s and %(cancelled_error)s
+-- are the WorkerLost and JobCancelled entries (rows.error_entry); the query adds the reason and the attempt.
 WITH dead AS (
     DELETE FROM djtasks_worker
     WHERE id = ANY(%(worker_ids)s::uuid[])
@@ -599,36 +617,46 @@ lost AS (
            CASE WHEN j.worker_id = ANY(%(worker_ids)s::uuid[]) THEN %(reason)s::text
                 WHEN d.id IS NOT NULL THEN 'worker ' || d.hostname || ' pid ' || d.pid::text
                     || ' sent no heartbeat since ' || d.heartbeat_at::text
-                ELSE 'worker ' || j.worker_id::text || ' is gone (no worker row)' END AS reason
+                ELSE 'worker ' || j.worker_id::text || ' is gone (no worker row)' END AS reason,
+           (j.started_at IS NOT NULL OR (j.id, j.attempt) IN (
+               SELECT s.id, s.attempt FROM unnest(%(started_ids)s::uuid[], %(started_attempts)s::int[]) AS s(id, attempt)
+           )) AS charged
     FROM djtasks_job AS j
     LEFT JOIN dead AS d ON d.id = j.worker_id
     WHERE j.status = 'running'
       AND (d.id IS NOT NULL OR j.worker_id = ANY(%(worker_ids)s::uuid[])
-           OR (j.started_at < %(cutoff)s AND pg_postmaster_start_time() < %(cutoff)s
+           OR (j.claimed_at < %(cutoff)s AND pg_postmaster_start_time() < %(cutoff)s
                AND NOT EXISTS (SELECT 1 FROM djtasks_worker AS w WHERE w.id = j.worker_id)))
 ),
 rescued AS (
     UPDATE djtasks_job AS j
     SET status = CASE WHEN j.cancel_requested THEN 'cancelled'
-                      WHEN j.attempt < j.max_attempts THEN 'queued' ELSE 'failed' END,
-        worker_id = CASE WHEN j.cancel_requested OR j.attempt >= j.max_attempts THEN j.worker_id END,
-        run_at = CASE WHEN j.cancel_requested OR j.attempt >= j.max_attempts THEN j.run_at ELSE %(now)s END,
-        finished_at = CASE WHEN j.cancel_requested OR j.attempt >= j.max_attempts THEN %(now)s END,
-        errors = j.errors || jsonb_build_array(jsonb_build_object(
-            'type', CASE WHEN j.cancel_requested THEN 'djtasks.exceptions.JobCancelled'
-                         ELSE 'djtasks.exceptions.WorkerLost' END,
-            'message', l.reason, 'traceback', '', 'attempt', j.attempt, 'at', %(now)s,
-            'worker_id', j.worker_id::text))
+                      WHEN NOT l.charged OR j.attempt < j.max_attempts THEN 'queued' ELSE 'failed' END,
+        attempt = CASE WHEN l.charged OR j.cancel_requested THEN j.attempt ELSE j.attempt - 1 END,
+        worker_id = CASE WHEN j.cancel_requested OR (l.charged AND j.attempt >= j.max_attempts) THEN j.worker_id END,
+        started_at = CASE WHEN l.charged OR j.cancel_requested THEN j.started_at END,
+        run_at = CASE WHEN l.charged AND NOT j.cancel_requested AND j.attempt < j.max_attempts THEN %(now)s
+                      ELSE j.run_at END,
+        finished_at = CASE WHEN j.cancel_requested OR (l.charged AND j.attempt >= j.max_attempts) THEN %(now)s END,
+        errors = CASE WHEN j.cancel_requested
+                      THEN j.errors || jsonb_build_array(%(cancelled_error)s::jsonb
+                           || jsonb_build_object(
+                           'message', l.reason, 'attempt', j.attempt, 'worker_id', j.worker_id::text))
+                      WHEN l.charged
+                      THEN j.errors || jsonb_build_array(%(lost_error)s::jsonb
+                           || jsonb_build_object(
+                           'message', l.reason, 'attempt', j.attempt, 'worker_id', j.worker_id::text))
+                      ELSE j.errors END
     FROM lost AS l
     WHERE j.id = l.id AND j.status = 'running' AND j.worker_id = l.worker_id
-    RETURNING j.id, l.worker_id, j.status, j.attempt, j.queue, j.name, j.run_at, j.errors -> -1 AS error
+    RETURNING j.id, l.worker_id, j.status, j.attempt, j.queue, j.name, j.run_at, j.errors -> -1 AS error, l.charged
 ),
 notified AS (
     SELECT count(pg_notify('djtasks', q.queue)) AS n
     FROM (SELECT DISTINCT queue FROM rescued WHERE status = 'queued') AS q
 )
 SELECT COALESCE(d.id, r.worker_id) AS worker_id, r.id AS job_id, r.status, r.attempt, r.name, r.run_at,
-       r.error::text AS error
+       r.error::text AS error, r.charged
 FROM dead AS d
 FULL JOIN rescued AS r ON r.worker_id = d.id
 CROSS JOIN notified;
@@ -704,9 +732,8 @@ why AS (
 cancelled AS (
     UPDATE djtasks_job AS j
     SET status = 'cancelled', finished_at = %(now)s,
-        errors = j.errors || jsonb_build_array(jsonb_build_object(
-            'type', 'djtasks.exceptions.JobCancelled', 'message', 'cancelled: upstream ' || w.reason,
-            'traceback', '', 'attempt', j.attempt, 'at', %(now)s))
+        errors = j.errors || jsonb_build_array(%(cancelled_error)s::jsonb || jsonb_build_object(
+            'message', 'cancelled: upstream ' || w.reason, 'attempt', j.attempt))
     FROM why AS w
     WHERE j.id = w.id AND j.status = 'waiting'
     RETURNING j.id

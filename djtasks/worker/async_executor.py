@@ -116,8 +116,8 @@ class AsyncJobs:
         *,
         runtime: JobRuntime | None,
         worker_id: UUID | None,
-        began: Callable[[ClaimedJob], None],
-        ended: Callable[[ClaimedJob, Outcome, float], None],
+        began: Callable[[ClaimedJob], ClaimedJob | None],
+        ended: Callable[[ClaimedJob | None, Outcome | None, float], None],
     ) -> None:
         self.concurrency = concurrency
         self.runtime = runtime
@@ -143,10 +143,13 @@ class AsyncJobs:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _run(self, row: ClaimedJob) -> None:
+    async def _run(self, queued: ClaimedJob) -> None:
         assert self._slots is not None
         async with self._slots:
-            self.began(row)
+            row = self.began(queued)  # the claim to run, listed as started; None: it must not start (stopping)
+            if row is None:
+                self.ended(None, None, 0.0)
+                return
             started = time.perf_counter()
             try:
                 prepared = await sync_to_async(prepare, thread_sensitive=True)(row, self.worker_id)

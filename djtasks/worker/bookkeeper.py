@@ -16,14 +16,14 @@ from collections.abc import Callable
 from typing import Any
 from uuid import UUID
 
+from ..rows import TerminateRequest
 from ..store import Store
 from .db import CONNECTION_ERRORS, WorkerConnection
+from .waits import Backoff
 
 logger = logging.getLogger("djtasks.supervisor")
 
 TERMINATE_POLL_S = 0.5  # how often to look for cancel(terminate=True) requests of our processes
-RETRY_START_S = 0.2
-RETRY_MAX_S = 5.0
 
 Task = Callable[[Store], Any]
 
@@ -34,7 +34,7 @@ class Bookkeeper(threading.Thread):
         self.db = WorkerConnection(alias, role="supervisor")
         self.wake = wake
         self.worker_ids: tuple[UUID, ...] = ()  # replaced (never mutated) by the supervisor
-        self.terminate_requests: queue.Queue[dict[str, Any]] = queue.Queue()
+        self.terminate_requests: queue.Queue[TerminateRequest] = queue.Queue()
         self._tasks: queue.Queue[tuple[str, Task | None] | None] = queue.Queue()
         self._unfinished = 0
         self._cond = threading.Condition()
@@ -76,16 +76,16 @@ class Bookkeeper(threading.Thread):
         self.db.close()
 
     def _run_task(self, description: str, task: Task) -> None:
-        pause = RETRY_START_S
+        backoff = Backoff()
         while not self._giving_up.is_set():
             try:
                 task(self.db.store)
                 return
             except CONNECTION_ERRORS as exc:
+                pause = backoff.next()
                 logger.warning("supervisor: %s failed (%s); retrying in %.1f s", description, exc, pause)
                 self.db.reset()
                 self._giving_up.wait(pause)
-                pause = min(pause * 2, RETRY_MAX_S)
             except Exception:
                 logger.exception("supervisor: %s failed", description)
                 self.db.reset()

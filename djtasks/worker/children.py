@@ -1,5 +1,5 @@
-"""The supervisor's handle on one worker process: the process, the pipe it reports on, the jobs it runs,
-and, when the supervisor kills it on purpose, why."""
+"""The supervisor's handle on one worker process: the process, the pipe it reports on, the start board it
+lists started jobs on, the jobs with a time limit it runs, and, when the supervisor kills it on purpose, why."""
 
 from __future__ import annotations
 
@@ -20,6 +20,8 @@ from ..rows import JobAttempt, Outcome
 from . import link
 from .executor import cancelled_outcome, failure_outcome, lookup, report
 from .process import WorkerConfig, main
+from .producer import ledger_capacity
+from .startboard import StartBoard
 
 logger = logging.getLogger("djtasks.supervisor")
 
@@ -49,7 +51,7 @@ class Kill:
     def outcomes(self, pid: int | None, now: datetime) -> list[Outcome]:
         found: list[Outcome] = []
         for job in self.jobs:
-            row: JobAttempt = {"id": job.id, "attempt": job.attempt}
+            row: JobAttempt = {"id": job.id, "attempt": job.attempt}  # all an outcome needs of its job
             if self.reason == TIME_LIMIT:
                 exc = TimeLimitExceeded(
                     f"ran past its time_limit of {job.time_limit:g} s; its worker process (pid {pid}) was killed"
@@ -107,9 +109,10 @@ class Child:
         self.slot = slot
         self.worker_id = uuid7()
         reader, writer = ctx.Pipe(duplex=False)
+        self.board = StartBoard.shared(ctx, ledger_capacity(config.threads + config.async_concurrency))
         self.process = ctx.Process(
             target=main,
-            args=(config, self.worker_id, writer, os.getpid()),
+            args=(config, self.worker_id, writer, os.getpid(), (self.board.capacity, self.board.buffer)),
             name=f"djtasks-worker-{slot}",
             daemon=False,
         )
@@ -120,7 +123,7 @@ class Child:
         self.ready = False
         self.retiring: str | None = None  # why it recycles
         self.stopped: bool | None = None  # said goodbye; True if it handed back its jobs itself
-        self.jobs: dict[UUID, RunningJob] = {}
+        self.jobs: dict[UUID, RunningJob] = {}  # jobs with a time limit, as reported on the pipe
         self.kill_reason: Kill | None = None
         self.jobs_done = 0
 

@@ -15,16 +15,16 @@ from datetime import datetime
 from uuid import UUID
 
 from django import db
+from django.utils import timezone
 
 from ..exceptions import SoftTimeLimitExceeded
-from ..rows import ClaimedJob, Outcome
+from ..rows import ClaimedJob, Outcome, error_entry
 from .outcomes import (  # re-exported: the worker's modules and the tests import them from here
     CANCELLED_WHILE_RUNNING,
     JobRuntime,
     Prepared,
     cancelled_outcome,
     conclude,
-    error_entry,
     error_outcome,
     failure_outcome,
     flush_progress,
@@ -81,6 +81,20 @@ def execute(
     Django connections alone (``djtasks.testing`` runs jobs inside the test's transaction, which closing them
     would break).
     """
+    began = (clock or timezone.now)()  # a worker process overrides it with the start its ledger recorded
+    outcome = _execute(row, runtime, worker_id, clock, manage_connections)
+    if outcome.get("started_at") is None:
+        outcome["started_at"] = began
+    return outcome
+
+
+def _execute(
+    row: ClaimedJob,
+    runtime: JobRuntime | None,
+    worker_id: UUID | None,
+    clock: Callable[[], datetime] | None,
+    manage_connections: bool,
+) -> Outcome:
     if worker_id is None:
         worker_id = getattr(runtime, "id", None)
     prepared = prepare(row, worker_id, clock)

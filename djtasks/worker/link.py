@@ -1,7 +1,8 @@
 """What a worker process tells its supervisor, over a one-way pipe: which jobs it runs, and when it retires.
 
-The supervisor needs this to kill the process running an overdue job (hard time limits), to know what a
-dead process was running, and to start a replacement when a process recycles. Messages are tiny tuples
+The supervisor needs this to kill the process running an overdue job (hard time limits) and to start a
+replacement when a process recycles; which jobs a dead process had started it reads from the start board
+(``startboard.py``), which costs no message per job. Messages are tiny tuples
 (below the pipe's atomic write size), sent under a lock because several job threads report.
 The database stays the source of truth: a lost message only delays a time limit, never loses a job.
 """

@@ -20,10 +20,10 @@ from uuid import UUID
 from django.utils import timezone
 
 from .. import serialization, signals
-from ..exceptions import NotRegistered, Retry, SerializationError
+from ..exceptions import JobCancelled, NotRegistered, Retry, SerializationError
 from ..jobs import Job, JobContext
 from ..registry import registry
-from ..rows import ClaimedJob, JobAttempt, Outcome
+from ..rows import ClaimedJob, ErrorEntry, JobAttempt, Outcome, error_entry
 from ..status import JobStatus
 
 logger = logging.getLogger("djtasks.worker")
@@ -54,21 +54,22 @@ def _send(signal: Any, sender: Any, **kwargs: Any) -> None:
             logger.error("signal receiver %r failed: %r", receiver, response, exc_info=response)
 
 
-def error_entry(exc: BaseException, attempt: int, now: datetime, tb: str | None = None) -> dict[str, Any]:
-    """What the ``errors`` list keeps of one failed attempt. Whatever the exception's text holds, the entry
-    can be stored: a NUL or a lone surrogate in it is written out visibly (``storable_text``)."""
+def storable_error(exc: BaseException, attempt: int, now: datetime) -> ErrorEntry:
+    """``rows.error_entry`` of a job's exception, whatever its text holds: a NUL or a lone surrogate in the message
+    or traceback is written out visibly (``storable_text``), and an exception whose ``__str__`` fails is
+    recorded as unprintable, so the entry can always be stored."""
     kind = type(exc)
     try:
         message = str(exc)
     except Exception:  # noqa: BLE001 - an exception whose __str__ fails must still be recorded
         message = f"<unprintable {kind.__qualname__} object>"
-    return {
-        "type": serialization.storable_text(f"{kind.__module__}.{kind.__qualname__}"),
-        "message": serialization.storable_text(message),
-        "traceback": serialization.storable_text(tb if tb is not None else "".join(traceback.format_exception(exc))),
-        "attempt": attempt,
-        "at": now.isoformat(),
-    }
+    return error_entry(
+        exc,
+        at=now,
+        attempt=attempt,
+        message=serialization.storable_text(message),
+        traceback=serialization.storable_text("".join(traceback.format_exception(exc))),
+    )
 
 
 def _outcome(
@@ -84,6 +85,7 @@ def _outcome(
         "id": row["id"],
         "attempt": row["attempt"],
         "status": status.value,
+        "started_at": None,  # the worker process sets it: when the ledger started the job (else execute())
         "finished_at": now,
         "result": result,
         "error": error,
@@ -100,7 +102,7 @@ def failure_outcome(
     retry_in: float | None,
 ) -> Outcome:
     """A failed attempt: queued again ``retry_in`` seconds from ``now``, or failed for good when ``None``."""
-    error = serialization.dumps(error_entry(exc, row["attempt"], now), "error")
+    error = serialization.dumps(storable_error(exc, row["attempt"], now), "error")
     if retry_in is None:
         return _outcome(row, JobStatus.FAILED, now, error=error)
     return _outcome(row, JobStatus.QUEUED, now, error=error, run_at=now + timedelta(seconds=retry_in))
@@ -108,8 +110,7 @@ def failure_outcome(
 
 def cancelled_outcome(row: JobAttempt, message: str, now: datetime) -> Outcome:
     """A running attempt ended by a cancel (``row`` needs ``id`` and ``attempt``)."""
-    error: dict[str, Any] = {"type": "djtasks.exceptions.JobCancelled", "message": message, "traceback": ""}
-    error.update(attempt=row["attempt"], at=now.isoformat())
+    error = error_entry(JobCancelled, at=now, attempt=row["attempt"], message=message)
     return _outcome(row, JobStatus.CANCELLED, now, error=serialization.dumps(error, "error"))
 
 
@@ -274,8 +275,8 @@ def report_rescued(rows: list[dict[str, Any]]) -> None:
     if not (signals.job_retrying.receivers or signals.job_failed.receivers or signals.job_finished.receivers):
         return
     for row in rows:
-        if row.get("job_id") is None:
-            continue
+        if row.get("job_id") is None or not row.get("charged", True):
+            continue  # a job only claimed ahead went back uncharged: no attempt ended, nothing to signal
         name = row["name"]
         sender: Job | str = registry.get(name) if name in registry else name
         status = row["status"]
@@ -283,6 +284,7 @@ def report_rescued(rows: list[dict[str, Any]]) -> None:
             "id": row["job_id"],
             "attempt": row["attempt"],
             "status": status,
+            "started_at": None,  # a signal's outcome: not written back
             "finished_at": row["run_at"],
             "result": None,
             "error": row["error"],

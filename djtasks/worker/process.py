@@ -3,13 +3,18 @@ time limits, reporting the jobs it runs to its supervisor.
 
 How it stops:
 
-- warm (SIGTERM, or its supervisor died): stop claiming, let running jobs finish for up to
-  ``shutdown_timeout`` seconds, record their outcomes, then hand whatever still runs back to the queue
-  without counting the attempt. Nothing is lost and nothing stays ``running``.
+- warm (SIGTERM, or its supervisor died): stop claiming, hand the jobs claimed ahead (not started) back to
+  the queue at once, let running jobs finish for up to ``shutdown_timeout`` seconds, record their outcomes,
+  then hand whatever still runs back to the queue without counting the attempt. Nothing is lost and nothing
+  stays ``running``.
 - cold (SIGQUIT; the supervisor sends it on a second signal): the same without waiting for running jobs.
 - recycle (``max_jobs_per_child`` claimed, or ``max_memory_per_child`` exceeded): stop claiming and wait for
   the running jobs however long they take (they must not run twice), then exit; the supervisor has already
   started a replacement. A SIGTERM meanwhile turns it into a warm stop.
+
+Every job the process holds is in its ledger (``ledger.py``), from the claim to the recorded outcome; a
+job thread lists a job there as started (and on the start board its supervisor reads after a sudden death)
+just before calling it, so a process that dies is charged an attempt only for jobs it had started.
 
 Under a supervisor SIGINT is ignored: Ctrl-C reaches the whole process group, and the supervisor decides.
 """
@@ -42,10 +47,13 @@ from .completer import Completer
 from .db import CONNECTION_ERRORS, WorkerConnection
 from .executor import execute, failure_outcome, lookup
 from .heartbeat import Heartbeat, cap_switch_interval
+from .ledger import Ledger
 from .limits import SoftLimiter
 from .pool import JobThreads
 from .prefetch import Durations
-from .producer import Producer
+from .producer import Producer, ledger_capacity
+from .startboard import StartBoard
+from .waits import Backoff
 
 logger = logging.getLogger("djtasks.worker")
 
@@ -53,6 +61,7 @@ FLUSH_TIMEOUT_S = 30.0  # how long a warm stop waits for outcomes to reach the d
 COLD_FLUSH_TIMEOUT_S = 3.0
 RELEASE_TIMEOUT_S = 30.0  # how long a stop keeps trying to hand jobs back before leaving them to the rescuer
 COLD_RELEASE_TIMEOUT_S = 5.0
+EARLY_RELEASE_TIMEOUT_S = 2.0  # handing back the jobs claimed ahead at a stop; else the final release does it
 WAIT_SLICE_S = 0.1  # the stop waits for running jobs in slices, to notice a later signal
 MB = 1024 * 1024
 
@@ -92,8 +101,8 @@ class _JobScope:
 
     def __enter__(self) -> None:
         row = self.row
-        # The supervisor tracks a job only to enforce its hard limit: every other fate (a dead process, a
-        # terminate request) it reads from the database, so jobs without a limit cost no pipe messages.
+        # The supervisor is told of a job on the pipe only to enforce its hard limit: which jobs a dead
+        # process had started it reads from the start board, a terminate request from the database.
         if self.hard is None:
             if self.soft is not None:
                 self.guard = self.process.soft_limits.arm(f"job {row['id']} {row['name']}", self.soft)
@@ -126,14 +135,19 @@ class WorkerProcess:
         worker_id: UUID | None = None,
         conn: Connection | None = None,
         parent_pid: int | None = None,
+        board: StartBoard | None = None,
     ) -> None:
+        """``board``: the start board shared with the supervisor (None without one)."""
         self.config = config
         self.id: UUID = worker_id or uuid7()
         self.supervised = conn is not None
         self.link = link.SupervisorLink(conn)
+        self.ledger = Ledger(ledger_capacity(config.threads + config.async_concurrency), board)
         self.executor = JobThreads(config.threads, self._run_one)
         self.soft_limits = SoftLimiter()
-        self.completer = Completer(self.id, config.alias, on_done=self._outcomes_recorded)
+        self.completer = Completer(
+            self.id, config.alias, ledger=self.ledger, on_done=self._outcomes_recorded, resubmit=self._resubmit
+        )
         self.heartbeat = Heartbeat(
             self.id,
             config.heartbeat_interval,
@@ -143,7 +157,6 @@ class WorkerProcess:
             on_orphaned=self.request_stop,
         )
         self.durations = Durations()
-        self._waiting = 0  # submitted to the executor, not started yet
         self.producer = Producer(
             worker_id=self.id,
             queues=config.queues,
@@ -151,49 +164,45 @@ class WorkerProcess:
             submit=self._submit,
             poll_interval=config.poll_interval,
             listen=config.listen,
+            ledger=self.ledger,
             alias=config.alias,
-            known_ids=self._known_ids,
             budget=config.max_jobs_per_child,
             durations=self.durations,
-            waiting=lambda: self._waiting,
-            unfinished=lambda: len(self._running),
             extra_slots=self._async_slots,
         )
-        self._running: dict[UUID, int] = {}  # job id -> attempt, for jobs handed to the executor
-        self._lock = threading.Lock()
-        self._idle = threading.Condition(self._lock)
         self._stop_at: float | None = None  # monotonic time of the first stop request
         self._cold = False
         self.recycle_reason: str | None = None
-        self.jobs_done = 0
         self.async_jobs: AsyncJobs | None = None
         self._async_unfinished = 0  # async jobs handed to the event loop and not finished
+        self._async_lock = threading.Lock()
+
+    @property
+    def jobs_done(self) -> int:
+        return self.ledger.done
 
     # -- running jobs ---------------------------------------------------------------------------------
     def running(self, row: ClaimedJob, *, time_limit: float | None, soft_time_limit: float | None) -> _JobScope:
         """``JobRuntime`` for the executor."""
         return _JobScope(self, row, time_limit, soft_time_limit)
 
-    def _known_ids(self) -> set[UUID]:
-        # Running first, then pending outcomes: a job leaves _running only after its outcome was put.
-        with self._lock:
-            known = set(self._running)
-        return known | self.completer.pending_ids()
+    def _submit(self, rows: list[ClaimedJob]) -> None:
+        if self.ledger.claim(rows):
+            self.completer.wake()  # it sleeps for good while the ledger is empty; start marks may now fall due
+        self._resubmit(rows)
 
-    def _submit(self, row: ClaimedJob) -> None:
-        with self._lock:
-            self._running[row["id"]] = row["attempt"]
-            self._waiting += 1
-        job = registry.find(row["name"])
-        if job is None:  # a django.tasks task not imported yet (or a bad name: a job thread fails it)
-            with contextlib.suppress(NotRegistered):
-                job = lookup(row["name"])
-        if job is not None and job.is_async:
-            with self._lock:
-                self._async_unfinished += 1
-            self._async_jobs().submit(row)
-        else:
-            self.executor.submit(row)
+    def _resubmit(self, rows: list[ClaimedJob]) -> None:
+        for row in rows:
+            job = registry.find(row["name"])
+            if job is None:  # a django.tasks task not imported yet (or a bad name: a job thread fails it)
+                with contextlib.suppress(NotRegistered):
+                    job = lookup(row["name"])
+            if job is not None and job.is_async:
+                with self._async_lock:
+                    self._async_unfinished += 1
+                self._async_jobs().submit(row)
+            else:
+                self.executor.submit(row)
 
     def _async_slots(self) -> int:
         """Slots the producer may claim beyond the threads: as many as async jobs are unfinished, and as many
@@ -217,13 +226,16 @@ class WorkerProcess:
             )
         return self.async_jobs
 
-    def _async_job_ended(self, row: ClaimedJob, outcome: Outcome, seconds: float) -> None:
-        with self._lock:
+    def _async_job_ended(self, row: ClaimedJob | None, outcome: Outcome | None, seconds: float) -> None:
+        with self._async_lock:
             self._async_unfinished -= 1
-        self._job_ended(row, outcome, seconds)
+        if row is not None and outcome is not None:
+            self._job_ended(row, outcome, seconds)
 
-    def _run_one(self, row: ClaimedJob) -> None:
-        self._job_began(row)
+    def _run_one(self, queued: ClaimedJob) -> None:
+        row = self._job_began(queued)
+        if row is None:
+            return  # stopping: a job claimed ahead is handed back, not started
         started = time.perf_counter()
         try:
             outcome = execute(row, runtime=self)
@@ -232,24 +244,21 @@ class WorkerProcess:
             outcome = failure_outcome(row, exc, timezone.now(), retry_in=None)
         self._job_ended(row, outcome, time.perf_counter() - started)
 
-    def _job_began(self, row: ClaimedJob) -> None:
-        with self._lock:
-            self._waiting -= 1
+    def _job_began(self, queued: ClaimedJob) -> ClaimedJob | None:
+        """The claim to run (claimed anew: the new one), listed as started; None if it must not start."""
+        return self.ledger.start(queued["id"], timezone.now())
 
     def _job_ended(self, row: ClaimedJob, outcome: Outcome, seconds: float) -> None:
         self.durations.observe(row["name"], seconds)
+        outcome["started_at"] = self.ledger.started_at(row["id"])
         flow = self.producer.flow
         # A limited queue's slot frees for the whole fleet: wake its workers once the outcome is written.
         wake = (flow.notify or flow.job_limits) and flow.wakes_others(row)
         if wake:
             outcome["notify"] = wake
             self.completer.wakes = True
+        unfinished = self.ledger.finish(row["id"])  # before put(): a finished job gets no start mark
         self.completer.put(outcome)
-        with self._lock:
-            self._running.pop(row["id"], None)
-            self.jobs_done += 1
-            self._idle.notify_all()
-            unfinished = len(self._running)
         if wake or unfinished == self.producer.low_water():
             # The jobs claimed ahead are running low: claim the next batch now. Or a limited job ended:
             # limited jobs are never claimed ahead, so its thread is idle until the producer claims.
@@ -259,7 +268,7 @@ class WorkerProcess:
             self.recycle(f"memory {used:.0f} MB > --max-memory-per-child {limit:g} MB")
 
     def _outcomes_recorded(self, n: int) -> None:
-        self.producer.slot_freed(n)
+        self.producer.wake()  # their jobs left the ledger: room to claim
 
     # -- stopping -------------------------------------------------------------------------------------
     def recycle(self, reason: str) -> None:
@@ -296,7 +305,7 @@ class WorkerProcess:
     def _register(self) -> bool:
         """Register, retrying while the database is away; False if told to stop before it could."""
         registrar = WorkerConnection(self.config.alias, role="register")
-        pause = 0.2
+        backoff = Backoff()
         try:
             while True:
                 try:
@@ -306,10 +315,10 @@ class WorkerProcess:
                     if self.producer.stopping.is_set():
                         logger.warning("worker %s: stopping before it could register (%s)", self.id, exc)
                         return False
+                    pause = backoff.next()
                     logger.warning("cannot register worker (%s); retrying in %.1f s", exc, pause)
                     registrar.reset()
                     self.producer.stopping.wait(pause)
-                    pause = min(pause * 2, 5.0)
         finally:
             registrar.close()
 
@@ -344,55 +353,63 @@ class WorkerProcess:
         self._shutdown()
         return 0
 
-    def _wait_for_jobs(self) -> dict[UUID, int]:
-        """Wait for running jobs as the stop mode allows; returns those still running."""
-        with self._lock:
-            while self._running and not self._cold:
-                if self._stop_at is not None and time.monotonic() >= self._stop_at + self.config.shutdown_timeout:
-                    break
-                self._idle.wait(WAIT_SLICE_S)
-            return dict(self._running)
+    def _wait_for_jobs(self) -> int:
+        """Wait for running jobs as the stop mode allows; returns how many still run."""
+        while self.ledger.running and not self._cold:
+            if self._stop_at is not None and time.monotonic() >= self._stop_at + self.config.shutdown_timeout:
+                break
+            self.ledger.wait(lambda ledger: ledger.running == 0, WAIT_SLICE_S)  # in slices, to notice a signal
+        return self.ledger.running
 
     def _shutdown(self) -> None:
+        # Not in the signal handlers: they run on the main thread, which may hold the ledger's lock.
+        claimed_ahead = self.ledger.waiting
+        self.ledger.stop_starting()
+        if claimed_ahead:
+            # They never started: hand them back now, for other workers, rather than after the running jobs.
+            self._release(keep_ids=self.ledger.known_ids(), deadline=time.monotonic() + EARLY_RELEASE_TIMEOUT_S)
         unfinished = self._wait_for_jobs()
         if unfinished:
             logger.warning(
                 "worker %s: %d job(s) still running (%s); releasing them to the queue",
                 self.id,
-                len(unfinished),
+                unfinished,
                 "cold stop" if self._cold else f"after {self.config.shutdown_timeout:.0f} s",
             )
         self.completer.flush(COLD_FLUSH_TIMEOUT_S if self._cold else FLUSH_TIMEOUT_S)
-        self._leave(time.monotonic() + (COLD_RELEASE_TIMEOUT_S if self._cold else RELEASE_TIMEOUT_S))
+        released = self._release(
+            keep_ids=(), deadline=time.monotonic() + (COLD_RELEASE_TIMEOUT_S if self._cold else RELEASE_TIMEOUT_S)
+        )
+        self.link.send(link.STOPPED, released=released)
         self.completer.stop()
         self.heartbeat.stop()
         self.soft_limits.stop()
         self.completer.join(5)
         logger.info("worker %s stopped after %d job(s)", self.id, self.jobs_done)
 
-    def _leave(self, deadline: float) -> None:
-        """Hand back what still runs (attempt not counted) and delete the worker row. If the database stays
-        away past ``deadline``, the supervisor keeps trying (or, without one, the rescuer does it later)."""
+    def _release(self, *, keep_ids: set[UUID] | tuple[()], deadline: float) -> bool:
+        """Hand back this worker's running rows but ``keep_ids`` (attempt not counted); with none kept, also
+        delete the worker row (it leaves). If the database stays away past ``deadline``, False: the supervisor
+        keeps trying (or, without one, the rescuer does it later)."""
         db = WorkerConnection(self.config.alias, role="shutdown")
-        pause = 0.2
-        released = False
-        while not released:
-            try:
-                db.store.job_release_many(now=timezone.now(), worker_id=self.id, keep_ids=())
-                db.store.worker_delete(id=self.id)
-                released = True
-            except CONNECTION_ERRORS as exc:
-                db.reset()
-                if time.monotonic() + pause > deadline:
-                    logger.error(
-                        "worker %s: database unavailable at shutdown (%s); leaving it to the supervisor", self.id, exc
-                    )
-                    break
-                logger.warning("shutdown: database unavailable (%s); retrying in %.1f s", exc, pause)
-                time.sleep(pause)
-                pause = min(pause * 2, 2.0)
-        db.close()
-        self.link.send(link.STOPPED, released=released)
+        backoff = Backoff(cap=2.0)
+        try:
+            while True:
+                try:
+                    db.store.job_release_many(now=timezone.now(), worker_id=self.id, keep_ids=keep_ids)
+                    if not keep_ids:
+                        db.store.worker_delete(id=self.id)
+                    return True
+                except CONNECTION_ERRORS as exc:
+                    db.reset()
+                    pause = backoff.next()
+                    if time.monotonic() + pause > deadline:
+                        logger.error("worker %s: database unavailable at shutdown (%s)", self.id, exc)
+                        return False
+                    logger.warning("shutdown: database unavailable (%s); retrying in %.1f s", exc, pause)
+                    time.sleep(pause)
+        finally:
+            db.close()
 
 
 def main(
@@ -400,8 +417,10 @@ def main(
     worker_id: UUID | None = None,
     conn: Connection | None = None,
     parent_pid: int | None = None,
+    board: tuple[int, Any] | None = None,
 ) -> None:
-    """Entry point of a worker process started by the supervisor (multiprocessing, spawn)."""
+    """Entry point of a worker process started by the supervisor (multiprocessing, spawn); ``board`` is the
+    start board's ``(capacity, shared buffer)``."""
     # A stop signal during start-up (Django setup takes a while) is kept and acted on once running, so
     # the process still stops cleanly rather than dying on the default action.
     early: list[int] = []
@@ -415,7 +434,8 @@ def main(
     from .logs import configure_logging
 
     configure_logging(config.log_level)
-    code = WorkerProcess(config, worker_id=worker_id, conn=conn, parent_pid=parent_pid).run(early)
+    start_board = StartBoard(*board) if board is not None else None
+    code = WorkerProcess(config, worker_id=worker_id, conn=conn, parent_pid=parent_pid, board=start_board).run(early)
     logging.shutdown()
     # Job threads still running past the shutdown timeout were released to the queue; do not wait for them.
     os._exit(code)

@@ -15,12 +15,9 @@ With a ``budget`` (``--max-jobs-per-child``) it claims at most that many jobs in
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
-import select
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Any
 from uuid import UUID
@@ -31,12 +28,16 @@ from ..rows import ClaimedJob
 from ..status import JobStatus
 from .db import CONNECTION_ERRORS, WorkerConnection
 from .flowcontrol import REFRESH_S, FlowControl
-from .prefetch import Durations
+from .ledger import Ledger
+from .prefetch import PREFETCH_MAX, Durations
+from .waits import Backoff, WakePipe, wait_for_wake
 
 logger = logging.getLogger("djtasks.worker")
 
-RECONNECT_START_S = 0.2  # first pause after losing the database; doubles up to RECONNECT_MAX_S
-RECONNECT_MAX_S = 5.0
+
+def ledger_capacity(slots: int) -> int:
+    """The most jobs a producer ever holds at once with ``slots`` threads and async slots (``Producer.limits``)."""
+    return slots + 2 * PREFETCH_MAX
 
 
 class Producer:
@@ -46,17 +47,17 @@ class Producer:
         worker_id: UUID,
         queues: Sequence[str],
         slots: int,
-        submit: Callable[[ClaimedJob], None],
+        submit: Callable[[list[ClaimedJob]], None],
         poll_interval: float,
         listen: bool,
+        ledger: Ledger,
         alias: str | None = None,
-        known_ids: Callable[[], Iterable[UUID]] = tuple,
         budget: int | None = None,
         durations: Durations | None = None,
-        waiting: Callable[[], int] = lambda: 0,
-        unfinished: Callable[[], int] | None = None,
         extra_slots: Callable[[], int] = lambda: 0,
     ) -> None:
+        """``submit(jobs)`` enters claimed jobs in ``ledger`` and hands them to the job threads; every count
+        the producer's limits need it reads from ``ledger``."""
         self.worker_id = worker_id
         self.queues = list(queues)
         self.slots = slots
@@ -64,22 +65,15 @@ class Producer:
         self.submit = submit
         self.poll_interval = poll_interval
         self.listen = listen
+        self.ledger = ledger
         # Claims need no durable commit: a claim lost in a server crash leaves its jobs queued (see db.py).
         self.db = WorkerConnection(alias, role="producer", prepare=True, durable=False)
         self.stopping = threading.Event()
         self.durations = durations or Durations()
-        self.waiting = waiting  # claimed jobs not started yet (in the executor's queue)
-        # claimed jobs not finished running (waiting or executing); default: all not yet recorded
-        self._outstanding = 0  # claimed jobs whose outcome is not recorded yet
-        self.unfinished = unfinished if unfinished is not None else lambda: self._outstanding
         self._last_names: set[str] = set()
         self._expired: list[UUID] = []  # workflow jobs the claim expired, whose hand-off is not written yet
-        self._lock = threading.Lock()
-        self._wake_r, self._wake_w = os.pipe()
-        os.set_blocking(self._wake_r, False)
-        os.set_blocking(self._wake_w, False)
+        self._wake = WakePipe()
         self._listening = False
-        self.known_ids = known_ids
         self.budget = budget  # jobs it may still claim; None = no limit
         self.exhausted = False  # stopped because the budget is spent
         self._reconnected = False
@@ -89,15 +83,7 @@ class Producer:
 
     # -- called from other threads --------------------------------------------------------------------
     def wake(self) -> None:
-        # BlockingIOError: the pipe is full, a wake-up is already pending. OSError: closed at exit, when a late
-        # signal or job may still call this; nothing needs waking any more.
-        with contextlib.suppress(OSError):
-            os.write(self._wake_w, b"\0")
-
-    def slot_freed(self, n: int = 1) -> None:
-        with self._lock:
-            self._outstanding -= n
-        self.wake()
+        self._wake.wake()
 
     def stop(self) -> None:
         self.stopping.set()
@@ -106,8 +92,9 @@ class Producer:
     def limits(self) -> tuple[int, int]:
         """``(in_process, outstanding)``: how many claimed jobs may be unfinished (threads plus the prefetch
         that recent run times allow) and how many may await their recorded outcome. The second is larger by
-        one prefetch, so the next claim overlaps with the writing of the last batch's outcomes; without
-        prefetch both equal the threads, and a process never has more jobs ``running`` than threads."""
+        one prefetch, so the next claim overlaps with the writing of the last batch's outcomes. Jobs claimed
+        ahead are held ``running`` in the database but not started (``started_at`` NULL); at most ``slots``
+        of them have started at any moment."""
         prefetch = self.durations.prefetch(self.slots, self._last_names)
         slots = self.slots + self.extra_slots()
         return slots + prefetch, slots + 2 * prefetch
@@ -120,36 +107,34 @@ class Producer:
     @property
     def free(self) -> int:
         in_process, outstanding = self.limits()
-        with self._lock:
-            return min(in_process - self.unfinished(), outstanding - self._outstanding)
+        return min(in_process - self.ledger.unfinished, outstanding - self.ledger.outstanding)
 
     # -- the loop -------------------------------------------------------------------------------------
     def run(self) -> None:
-        pause = RECONNECT_START_S
+        backoff = Backoff()
         while not self.stopping.is_set():
             try:
                 if self._reconnected:
                     self._release_strays()
                 self._ensure_listening()
                 timeout = self._claim_once()
-                pause = RECONNECT_START_S
+                backoff.reset()
                 if timeout is not None:
                     self._wait(timeout)
             except CONNECTION_ERRORS as exc:
+                pause = backoff.next()
                 logger.warning("producer lost the database (%s); reconnecting in %.1f s", exc, pause)
                 self.db.reset()
                 self._listening = False
                 self._reconnected = True
                 self.flow.stale = True  # option changes may have been missed
                 self.stopping.wait(pause)
-                pause = min(pause * 2, RECONNECT_MAX_S)
-        # The wake-up pipe stays open: job threads still finishing call slot_freed(), and a closed
-        # descriptor number could by then belong to another file (a database socket).
+        # The wake-up pipe stays open: job threads and the completer may still wake it.
         self.db.close()
 
     def _release_strays(self) -> None:
         released = self.db.store.job_release_many(
-            now=timezone.now(), worker_id=self.worker_id, keep_ids=set(self.known_ids())
+            now=timezone.now(), worker_id=self.worker_id, keep_ids=self.ledger.known_ids()
         )
         self._reconnected = False
         if released:
@@ -177,7 +162,7 @@ class Producer:
             free = min(free, self.budget)
         if free <= 0:
             return self.poll_interval
-        if free < self.slots and free * 2 < in_process and self.waiting() > 0:
+        if free < self.slots and free * 2 < in_process and self.ledger.waiting > 0:
             # Jobs claimed ahead are still waiting for a thread: claim again once more slots are free,
             # in one larger statement rather than many small ones.
             return self.poll_interval
@@ -195,7 +180,7 @@ class Producer:
         if flow.any_limited:
             # Before the unlimited queues, so a backlog there never keeps a limited queue from its threads.
             # Never claimed ahead: only as many as there are idle threads, and each job starts at once.
-            idle = min(free, self.slots - self.unfinished())
+            idle = min(free, self.slots - self.ledger.unfinished)
             if idle > 0:
                 limited = flow.claim(store, now=now, worker_id=self.worker_id, free=idle)
                 rows = limited.rows
@@ -218,15 +203,16 @@ class Producer:
             # (kept here and written again after a lost connection; idempotent for a cancelled job).
             self.db.store.job_handoff_many(now=now, ids=self._expired)
             self._expired = []
+        claimed = []
         for row in rows:
             if row["status"] != JobStatus.RUNNING:  # expired before it started: the claim cancelled it
                 logger.info("job %s %s expired before it started", row["id"], row["name"])
-                continue
-            with self._lock:
-                self._outstanding += 1
-            if self.budget is not None:
-                self.budget -= 1
-            self.submit(row)
+            else:
+                claimed.append(row)
+        if self.budget is not None:
+            self.budget -= len(claimed)
+        if claimed:
+            self.submit(claimed)
         if self.budget == 0:
             self.exhausted = True
             self.stopping.set()
@@ -250,22 +236,12 @@ class Producer:
         return max(0.0, min(sleep, (next_run_at - timezone.now()).total_seconds()))
 
     def _wait(self, timeout: float) -> None:
-        watched = [self._wake_r]
+        # With no free slot a notification could not be acted on: leave it queued on the socket.
         conn = self.db.connection if self._listening and self.free > 0 else None
-        if conn is not None:
-            watched.append(conn.fileno())
-        readable, _, _ = select.select(watched, [], [], timeout)
-        if self._wake_r in readable:
-            try:
-                while os.read(self._wake_r, 4096):
-                    pass
-            except BlockingIOError:
-                pass
-        if conn is not None and conn.fileno() in readable:
-            pgconn = conn.pgconn
-            pgconn.consume_input()
-            # A wake-up is all a queue notification means (the claim finds what is due); an options one
-            # makes the next claim re-read the options first.
-            while (notify := pgconn.notifies()) is not None:
-                if notify.relname == b"djtasks_queue":
-                    self.flow.stale = True
+        # A wake-up is all a queue notification means (the claim finds what is due); an options one
+        # (channel djtasks_queue) makes the next claim re-read the options first.
+        wait_for_wake(self._wake, conn, timeout, on_notify=self._on_channel)
+
+    def _on_channel(self, channel: str) -> None:
+        if channel == "djtasks_queue":
+            self.flow.stale = True

@@ -13,8 +13,10 @@ What happens to the jobs of a process that ends:
 - it stopped by itself (warm or cold stop, recycling): it handed its unfinished jobs back and said so;
 - the supervisor killed it on purpose: the overdue job gets ``TimeLimitExceeded`` (retried while attempts
   remain), a terminated job ends ``cancelled``, and its other jobs go back to the queue, attempt not counted;
-- it died (a segfault in a job, ``os._exit``, the OOM killer, a SIGKILL): its running jobs are lost attempts
-  (``WorkerLost``), re-queued while attempts remain; a replacement starts at once. Only a process that dies
+- it died (a segfault in a job, ``os._exit``, the OOM killer, a SIGKILL): the jobs it had started (listed on
+  its start board, or marked started in the database) are lost attempts (``WorkerLost``), re-queued while
+  attempts remain; the jobs it had only claimed ahead go back to the queue uncharged. A replacement starts
+  at once. Only a process that dies
   before it is ready is restarted with a growing pause, so a broken setup does not spin.
 
 Signals: SIGTERM or SIGINT starts a warm stop (processes finish their jobs for up to ``--shutdown-timeout``,
@@ -25,10 +27,8 @@ The exit code is 0 when every process stopped by itself.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import multiprocessing
-import os
 import queue
 import signal
 import threading
@@ -47,6 +47,7 @@ from .bookkeeper import Bookkeeper
 from .children import SHUTDOWN, TERMINATE, TIME_LIMIT, Child, Kill, RunningJob, describe_exit
 from .executor import report_rescued
 from .process import WorkerConfig
+from .waits import WakePipe
 
 logger = logging.getLogger("djtasks.supervisor")
 
@@ -74,25 +75,19 @@ class Supervisor:
         self._stop_deadline = 0.0
         self._kill_deadline = 0.0
         self._exit_code = 0
-        self._wake_r, self._wake_w = os.pipe()
-        os.set_blocking(self._wake_r, False)
-        os.set_blocking(self._wake_w, False)
-        self.bookkeeper = Bookkeeper(config.alias, wake=self._wake)
+        self._wake_pipe = WakePipe()
+        self.bookkeeper = Bookkeeper(config.alias, wake=self._wake_pipe.wake)
         self.maintenance = MaintenanceRunner(config.alias)
         self.maintenance.add(Rescuer(self.maintenance.store))
         self.maintenance.add(Pruner(self.maintenance.store))
         self.maintenance.add(Handoffs(self.maintenance.store))
 
     # -- signals --------------------------------------------------------------------------------------
-    def _wake(self) -> None:
-        with contextlib.suppress(BlockingIOError):
-            os.write(self._wake_w, b"\0")
-
     def _on_signal(self, signum: int, frame: Any) -> None:
         self._signals += 1
         if signum == signal.SIGQUIT:
             self._signals = max(self._signals, 2)
-        self._wake()
+        self._wake_pipe.wake()
 
     def _handle_signals(self) -> None:
         if self._signals >= 1 and not self._stopping:
@@ -203,19 +198,21 @@ class Supervisor:
 
             self.bookkeeper.submit(f"handing back the jobs of pid {pid}", release)
         else:
-            running = sorted(str(job.id) for job in child.jobs.values())
+            started = child.board.started()  # read now: the dead process can no longer change it
             logger.error(
                 "supervisor: worker process %s (pid %s) died (%s) while running %d job(s) %s; their attempts count",
                 child.slot,
                 pid,
                 exit_text,
-                len(running),
-                running,
+                len(started),
+                sorted(str(job_id) for job_id, _ in started),
             )
             reason = f"worker process pid {pid} died ({exit_text}) while running this job"
 
             def rescue(store: Store) -> None:
-                rows = store.worker_rescue_many(now=timezone.now(), worker_ids=[worker_id], reason=reason)
+                rows = store.worker_rescue_many(
+                    now=timezone.now(), worker_ids=[worker_id], reason=reason, started=started
+                )
                 result = RescueResult.from_rows(rows)
                 if result.jobs:
                     logger.warning("supervisor: jobs of dead pid %s: %s", pid, result.describe())
@@ -279,13 +276,12 @@ class Supervisor:
         for slot in range(self.processes):
             self._start(slot)
         while self.children or not self._stopping:
-            waitables = [self._wake_r]
+            waitables = [self._wake_pipe.fileno()]
             for child in self.children.values():
                 waitables += child.waitables()
             ready = wait(waitables, self._timeout())
-            if self._wake_r in ready:
-                with contextlib.suppress(BlockingIOError):
-                    os.read(self._wake_r, 4096)
+            if self._wake_pipe.fileno() in ready:
+                self._wake_pipe.drain()
             self._handle_signals()
             self._receive(ready)
             self._reap()

@@ -91,4 +91,6 @@ def test_is_cancelled_is_false_inline_and_for_a_job_nobody_cancelled(store):
     result = tasks.cooperative.delay(timeout=0.3)
     (row,) = claim_all(store, uuid7())
     assert execute(row)["status"] == "succeeded"
-    assert JobResult(result.id).refresh().status == "running"  # not recorded here; only its outcome was computed
+    # not recorded here; only its outcome was computed: the row is still this claim's, its start unrecorded
+    assert JobResult(result.id).refresh().status == "queued"
+    assert Job.objects.get(id=result.id).status == "running"

@@ -220,13 +220,14 @@ def test_an_expired_step_ends_the_chain():
     import time
 
     from djtasks.ids import uuid7
-    from djtasks.worker.producer import Producer
+    from djtasks.worker.ledger import Ledger
+    from djtasks.worker.producer import Producer, ledger_capacity
 
     last = (tasks.add.s(1, 1) | tasks.add.s(1)).apply_async(expires=0.2)
     time.sleep(0.3)
     submitted = []
-    producer = Producer(worker_id=uuid7(), queues=["default"], slots=4, submit=submitted.append, poll_interval=1,
-                        listen=False)  # fmt: skip
+    producer = Producer(worker_id=uuid7(), queues=["default"], slots=4, submit=submitted.extend, poll_interval=1,
+                        listen=False, ledger=Ledger(ledger_capacity(4)))  # fmt: skip
     try:
         producer._claim_once()
     finally:

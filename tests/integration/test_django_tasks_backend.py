@@ -270,7 +270,10 @@ def test_cancelled_maps_to_failed():
 def test_running_maps_to_running(store):
     result = t.add.enqueue(1, 2)
     worker = uuid.uuid4()
-    store.job_claim_many(now=timezone.now(), worker_id=worker, queues=["default"], limit=10)
+    (row,) = store.job_claim_many(now=timezone.now(), worker_id=worker, queues=["default"], limit=10)
+    assert t.add.get_result(result.id).status == TaskResultStatus.READY  # claimed ahead, not started
+    mark = {"id": row["id"], "attempt": row["attempt"], "started_at": timezone.now()}
+    store.job_finish_many(worker_id=worker, outcomes=[], marks=[mark])  # its function started
     fetched = t.add.get_result(result.id)
     assert fetched.status == TaskResultStatus.RUNNING and fetched.worker_ids == [str(worker)]
     assert fetched.started_at is not None and fetched.finished_at is None

@@ -37,7 +37,9 @@ def succeeded(row):
 
 
 def running(store, queue: str) -> int:
-    return next((r["running"] for r in store.queue_stats_running() if r["queue"] == queue), 0)
+    """Jobs holding a slot of the queue's limit: ``running`` rows, started or only claimed (nobody starts the
+    claims here, so none has a start mark)."""
+    return next((r["running"] + r["claimed"] for r in store.queue_stats_running() if r["queue"] == queue), 0)
 
 
 def test_four_claimers_on_separate_connections_never_exceed_concurrency():
@@ -267,16 +269,24 @@ class CountingProducer:
     unless the test finishes it)."""
 
     def __init__(self, queues, poll_interval):
-        from djtasks.worker.producer import Producer
+        from djtasks.worker.ledger import Ledger
+        from djtasks.worker.producer import Producer, ledger_capacity
 
         self.rows: list[dict] = []
+        ledger = Ledger(ledger_capacity(8))
+
+        def submit(rows):  # held in the ledger (claimed, never started) as a worker process would
+            ledger.claim(rows)
+            self.rows.extend(rows)
+
         self.producer = Producer(
             worker_id=uuid7(),
             queues=queues,
             slots=8,
-            submit=self.rows.append,
+            submit=submit,
             poll_interval=poll_interval,
             listen=True,
+            ledger=ledger,
         )
         self.claims = 0
         store = self.producer.db.store
@@ -381,3 +391,24 @@ def test_limited_claim_marks_workflow_steps_and_expired_jobs_like_the_plain_clai
     flow.refresh(store)
     rows = flow.claim(store, now=timezone.now(), worker_id=uuid7(), free=4).rows
     assert sorted((r["status"], r["workflow"]) for r in rows) == [("cancelled", False), ("running", True)]
+    # The same UPDATE as job_claim_many (issue 10): claimed_at set, started_at NULL until the function starts;
+    # the expired job's error entry built by rows.error_entry.
+    by_status = {r["status"]: Job.objects.get(id=r["id"]) for r in rows}
+    claimed, expired = by_status["running"], by_status["cancelled"]
+    assert claimed.claimed_at is not None and claimed.started_at is None
+    assert expired.started_at is None and expired.finished_at is not None
+    [entry] = expired.errors
+    assert (
+        entry["type"] == "djtasks.exceptions.JobExpired" and entry["attempt"] == 0 and "expired at" in entry["message"]
+    )
+
+
+def test_claim_skipping_limited_names_marks_the_claim_like_the_plain_claim(store):
+    worker = uuid7()
+    enqueue(2, "default")
+    rows = store.job_claim_skipping_many(
+        now=timezone.now(), worker_id=worker, queues=["default"], limit=5, skip_names=["nothing.limited"]
+    )
+    assert len(rows) == 2 and {r["status"] for r in rows} == {"running"}
+    for job in Job.objects.filter(id__in=[r["id"] for r in rows]):
+        assert (job.worker_id, job.started_at) == (worker, None) and job.claimed_at is not None

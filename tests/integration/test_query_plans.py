@@ -86,6 +86,7 @@ def test_claim_walks_the_claim_index_and_never_sorts_the_backlog(big_table, queu
             "worker_id": uuid.uuid4(),
             "queues": queues,
             "limit": 10,
+            "expired_error": "{}",
         },
     )
     scans = scans_of_job_table(nodes)
@@ -120,6 +121,7 @@ def test_limited_claim_walks_the_claim_index_and_counts_through_the_running_inde
             "rated_queues": ["default"],
             "intervals": [0.1],
             "limit": 10,
+            "expired_error": "{}",
         },
     )
     assert "djtasks_job_claim" in used_indexes(nodes), scans_of_job_table(nodes)
@@ -144,10 +146,19 @@ def test_by_id_queries_use_the_primary_key_or_running_index(big_table, name):
             "errors": [None] * 50,
             "run_ats": [None] * 50,
             "finished_ats": [timezone.now()] * 50,
+            "started_ats": [timezone.now()] * 50,
+            "mark_ids": ids[:5],
+            "mark_attempts": [1] * 5,
+            "mark_started_ats": [timezone.now()] * 5,
         },
-        "job_release_many": {"now": timezone.now(), "worker_id": uuid.uuid4(), "keep_ids": ids[:3]},
+        "job_release_many": {
+            "now": timezone.now(),
+            "worker_id": uuid.uuid4(),
+            "keep_ids": ids[:3],
+            "cancelled_error": "{}",
+        },
         "job_get": {"id": ids[0]},
-        "job_cancel_many": {"now": timezone.now(), "ids": ids, "terminate": False},
+        "job_cancel_many": {"now": timezone.now(), "ids": ids, "terminate": False, "cancelled_error": "{}"},
     }[name]
     nodes = plan_nodes(big_table, name, params)
     assert used_indexes(nodes) & {"djtasks_job_pkey", "djtasks_job_running"}, scans_of_job_table(nodes)
@@ -183,7 +194,7 @@ def test_workflow_and_unique_queries_never_scan_the_table(big_table, name):
     ids = [uuid.uuid4() for _ in range(50)]
     now = timezone.now()
     params = {
-        "job_handoff_many": {"now": now, "ids": ids},
+        "job_handoff_many": {"now": now, "ids": ids, "cancelled_error": "{}"},
         "group_release_many": {"now": now, "ids": ids[:2]},
         "group_status_count": {"id": ids[0]},
         "job_insert_unique": {

@@ -37,6 +37,13 @@ def claim(store, worker, n=1, **row_options):
     return store.job_claim_many(now=timezone.now(), worker_id=worker, queues=["default"], limit=n)
 
 
+def start(store, worker, *jobs, at=None):
+    """Mark claimed jobs as started, the way the completer does (a start mark in job_finish_many)."""
+    at = at or timezone.now()
+    marks = [{"id": j["id"], "attempt": j["attempt"], "started_at": at} for j in jobs]
+    assert store.job_finish_many(worker_id=worker, outcomes=[], marks=marks) == set()
+
+
 def server_started_at():
     with connection.cursor() as cur:
         cur.execute("SELECT pg_postmaster_start_time()")
@@ -119,10 +126,11 @@ def test_worker_rescue_many_rescues_silent_workers_only(store):
     register(store, dead, at=now - timedelta(seconds=60))
     register(store, live, at=now)
     retry, spent, cancel = claim(store, dead, 3, max_attempts=2)
+    start(store, dead, retry, spent, cancel)
     Job.objects.filter(id=spent["id"]).update(attempt=2)
     store.job_cancel_many(now=now, ids=[cancel["id"]])
     (long_running,) = claim(store, live)
-    Job.objects.filter(id=long_running["id"]).update(started_at=now - timedelta(hours=5))  # hours, but heartbeating
+    start(store, live, long_running, at=now - timedelta(hours=5))  # hours, but heartbeating
 
     rows = store.worker_rescue_many(now=now, cutoff=now - timedelta(seconds=30))
     assert {(r["worker_id"], r["job_id"], r["status"]) for r in rows} == {
@@ -149,6 +157,7 @@ def test_worker_rescue_many_by_worker_ids_with_a_reason(store):
     register(store, worker, at=now)
     register(store, bystander, at=now)
     (job,) = claim(store, worker, max_attempts=3)
+    start(store, worker, job)
     rows = store.worker_rescue_many(now=now, worker_ids=[worker], reason="pid 4242 died (signal SIGSEGV)")
     assert [(r["worker_id"], r["job_id"], r["status"], r["attempt"]) for r in rows] == [
         (worker, job["id"], "queued", 1)
@@ -163,11 +172,65 @@ def test_worker_rescue_many_rescues_running_jobs_of_workers_without_a_row(store)
     now = later_than_server_start()
     gone = uuid7()
     old, recent = claim(store, gone, 2, max_attempts=2)
-    Job.objects.filter(id=old["id"]).update(started_at=now - timedelta(seconds=60))
-    Job.objects.filter(id=recent["id"]).update(started_at=now - timedelta(seconds=5))
+    Job.objects.filter(id=old["id"]).update(claimed_at=now - timedelta(seconds=60))
+    Job.objects.filter(id=recent["id"]).update(claimed_at=now - timedelta(seconds=5))
     rows = store.worker_rescue_many(now=now, cutoff=now - timedelta(seconds=30))
     assert [(r["worker_id"], r["job_id"], r["status"]) for r in rows] == [(gone, old["id"], "queued")]
     assert Job.objects.get(id=recent["id"]).status == "running"
+
+
+def test_worker_rescue_many_charges_only_started_jobs(store):
+    """A job only claimed ahead goes back with its attempt restored and no error entry; a started one (marked in
+    the database, or listed by the supervisor from the start board) counts its attempt."""
+    now = timezone.now()
+    worker = uuid7()
+    register(store, worker, at=now)
+    marked, listed, ahead, ahead_cancelled = claim(store, worker, 4, max_attempts=1)
+    start(store, worker, marked)
+    store.job_cancel_many(now=now, ids=[ahead_cancelled["id"]])
+    rows = store.worker_rescue_many(
+        now=now,
+        worker_ids=[worker],
+        reason="pid 4242 died (signal SIGKILL)",
+        started=[(listed["id"], listed["attempt"]), (ahead["id"], ahead["attempt"] + 1)],  # a stale attempt
+    )
+    assert {r["job_id"]: (r["status"], r["attempt"], r["charged"]) for r in rows} == {
+        marked["id"]: ("failed", 1, True),
+        listed["id"]: ("failed", 1, True),
+        ahead["id"]: ("queued", 0, False),
+        ahead_cancelled["id"]: ("cancelled", 1, False),
+    }
+    for job in (marked, listed):
+        row = Job.objects.get(id=job["id"])
+        assert row.errors[-1]["type"] == "djtasks.exceptions.WorkerLost" and row.errors[-1]["attempt"] == 1
+        assert row.errors[-1]["message"] == "pid 4242 died (signal SIGKILL)"
+    back = Job.objects.get(id=ahead["id"])
+    assert (back.status, back.attempt, back.worker_id, back.started_at, back.errors) == ("queued", 0, None, None, [])
+    assert back.run_at == ahead["run_at"]  # keeps its place in the queue
+    cancelled = Job.objects.get(id=ahead_cancelled["id"])
+    assert cancelled.errors[-1]["type"] == "djtasks.exceptions.JobCancelled" and cancelled.finished_at
+
+
+def test_start_marks_are_fenced_and_never_overwrite_a_start(store):
+    worker, other = uuid7(), uuid7()
+    a, b = claim(store, worker, 2)
+    t0 = timezone.now()
+    start(store, other, a)  # not its job
+    assert Job.objects.get(id=a["id"]).started_at is None
+    start(store, worker, a, at=t0)
+    start(store, worker, a, at=t0 + timedelta(seconds=5))  # a repeated mark keeps the first
+    assert Job.objects.get(id=a["id"]).started_at == t0
+    # an outcome carries its own start; it does not replace a mark
+    outcome = {"id": a["id"], "attempt": 1, "status": "succeeded", "result": "1", "finished_at": t0, "started_at": t0}
+    late = {**outcome, "id": b["id"], "started_at": t0 + timedelta(seconds=1)}
+    assert store.job_finish_many(
+        worker_id=worker, outcomes=[{**outcome, "started_at": t0 + timedelta(seconds=9)}, late]
+    ) == {
+        a["id"],
+        b["id"],
+    }
+    assert Job.objects.get(id=a["id"]).started_at == t0
+    assert Job.objects.get(id=b["id"]).started_at == t0 + timedelta(seconds=1)
 
 
 def test_worker_rescue_many_waits_after_a_server_restart(store):
@@ -205,6 +268,7 @@ def test_rescuer_run_once_takes_now_and_the_runner_holds_the_lock(store):
     dead = uuid7()
     register(store, dead, at=now - timedelta(seconds=10))
     (job,) = claim(store, dead, max_attempts=2)
+    start(store, dead, job)
     runner = MaintenanceRunner()
     rescuer = Rescuer(runner.store, worker_timeout=30, interval=1)
     try:

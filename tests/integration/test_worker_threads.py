@@ -90,19 +90,28 @@ def test_heartbeat_registers_again_when_declared_dead_and_notices_a_dead_supervi
 def test_completer_isolates_an_outcome_the_database_refuses(store):
     from djtasks.models import Job
     from djtasks.worker.completer import Completer
+    from djtasks.worker.ledger import Ledger
     from tests.integration.test_store import job_row
 
     worker_id = uuid7()
     store.job_insert_many(now=timezone.now(), jobs=[job_row(), job_row()])
     good, bad = store.job_claim_many(now=timezone.now(), worker_id=worker_id, queues=["default"], limit=2)
     settled = []
-    completer = Completer(worker_id, on_done=settled.append)
+    ledger = Ledger(4)
+    completer = Completer(worker_id, ledger=ledger, on_done=settled.append)
     completer.start()
     try:
         now = timezone.now()
+        ledger.claim([good, bad])
         for row, result in ((good, "3"), (bad, "{not json")):
-            completer.put({"id": row["id"], "attempt": 1, "status": "succeeded", "result": result, "finished_at": now})
+            assert ledger.start(row["id"], now)
+            ledger.finish(row["id"])
+            completer.put(
+                {"id": row["id"], "attempt": 1, "status": "succeeded", "result": result, "finished_at": now}
+                | {"started_at": now, "error": None, "run_at": None}
+            )
         assert completer.flush(10)
+        assert ledger.outstanding == 0 and ledger.done == 2
     finally:
         completer.stop()
         completer.join(5)

@@ -125,11 +125,17 @@ def test_handoff_cascades_a_failure(store):
     assert last.refresh().status == "cancelled" and last.parent.refresh().status == "cancelled"
 
 
+def mark_started(store, worker_id, rows):
+    """Write the start marks of claimed jobs, as the completer does for jobs that run a while."""
+    marks = [{"id": r["id"], "attempt": r["attempt"], "started_at": timezone.now()} for r in rows]
+    store.job_finish_many(worker_id=worker_id, outcomes=[], marks=marks)
+
+
 def test_rescue_of_a_failed_step_cascades(store):
     worker_id = uuid7()
     store.worker_register(now=timezone.now(), id=worker_id, hostname="h", pid=1, queues="[]", concurrency=1)
     last = chain(tasks.add.s(1, 1), tasks.add.s(1)).delay()
-    claim(store, worker_id)
+    mark_started(store, worker_id, claim(store, worker_id))  # only a started job is charged its attempt
     store.worker_rescue_many(now=timezone.now(), worker_ids=[worker_id], reason="died")
     assert last.parent.refresh().status == "failed" and last.refresh().status == "cancelled"
 
@@ -258,6 +264,7 @@ def test_a_rescued_header_that_reruns_hands_off_once(store):
     header = callback.parent
     claimed = claim(store, first_worker)
     assert len(claimed) == 2
+    mark_started(store, first_worker, claimed)  # started: the rescue counts their attempt
     store.worker_rescue_many(now=timezone.now(), worker_ids=[first_worker], reason="died")  # back to queued
     assert store.group_status_count(header.id) == {"queued": 2}
     again = claim(store, second_worker)

@@ -37,12 +37,14 @@ def test_describe_exit():
 
 
 def test_rescue_result_from_rows():
-    w1, w2, a, b = uuid7(), uuid7(), uuid7(), uuid7()
+    w1, w2, a, b, c = uuid7(), uuid7(), uuid7(), uuid7(), uuid7()
     rows = [
-        {"worker_id": w1, "job_id": a, "status": "queued", "attempt": 1},
-        {"worker_id": w1, "job_id": b, "status": "failed", "attempt": 3},
-        {"worker_id": w2, "job_id": None, "status": None, "attempt": None},
+        {"worker_id": w1, "job_id": a, "status": "queued", "attempt": 1, "charged": True},
+        {"worker_id": w1, "job_id": b, "status": "failed", "attempt": 3, "charged": True},
+        {"worker_id": w1, "job_id": c, "status": "queued", "attempt": 0, "charged": False},
+        {"worker_id": w2, "job_id": None, "status": None, "attempt": None, "charged": None},
     ]
     result = RescueResult.from_rows(rows)
     assert result.workers == {w1, w2} and result.requeued == (a,) and result.failed == (b,)
-    assert result.jobs == {a: 1, b: 3} and bool(result) and not RescueResult.from_rows([])
+    assert result.released == (c,)
+    assert result.jobs == {a: 1, b: 3, c: 0} and bool(result) and not RescueResult.from_rows([])
