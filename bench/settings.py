@@ -13,6 +13,9 @@ if not os.environ.get("DATABASE_URL"):
     throwaway_cluster("djtasks_bench", durable=True)
 
 DATABASES = {"default": environ.Env().db("DATABASE_URL")}
+# Django's default (0) closes a job thread's connection after every job; bench/scale.py's real-job workload
+# runs with both (BENCH_CONN_MAX_AGE=60: each job thread keeps its connection, as a worker should).
+DATABASES["default"]["CONN_MAX_AGE"] = int(os.environ.get("BENCH_CONN_MAX_AGE", "0"))
 SECRET_KEY = "bench-only"
 USE_TZ = True
 INSTALLED_APPS = ["django.contrib.contenttypes", "django.contrib.auth", "djtasks", "bench"]

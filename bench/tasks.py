@@ -29,3 +29,46 @@ def step(value: int = 0) -> int:
 def count(values: list) -> int:
     """A chord callback: how many header results it was given."""
     return len(values)
+
+
+@job
+def insert_and_update(n: int) -> None:
+    """A real job: one ORM insert and one ORM update (``bench/workload.py``; Celery runs the same body)."""
+    from bench.workload import insert_and_update as body
+
+    body(n)
+
+
+# The soak's mix (bench/soak.py).
+
+
+@job
+def soak_fast() -> None:
+    """The bulk of the soak: a no-op."""
+
+
+@job
+def soak_slow(seconds: float = 0.2) -> None:
+    """Holds a thread for a while."""
+    import time
+
+    time.sleep(seconds)
+
+
+@job
+def soak_fail() -> None:
+    """Fails for good (one attempt): an error entry and a failed row that the pruner's failed TTL removes."""
+    raise RuntimeError("soak: this job always fails")
+
+
+@job(bind=True, max_attempts=3, retry_delay=1)
+def soak_retry(ctx) -> int:
+    """Fails its first attempt, then succeeds: a retry (back to the queue 1 s later) every time."""
+    if ctx.attempt < 2:
+        raise RuntimeError("soak: first attempt fails")
+    return ctx.attempt
+
+
+@job
+def soak_tick() -> None:
+    """The soak's periodic job (runbeat fires it every few seconds)."""
