@@ -32,7 +32,7 @@ def spawn(
 ) -> subprocess.Popen[bytes]:
     """A ``manage.py <command>`` subprocess on the benchmark cluster (its own process group); its output goes
     to ``log`` when given (the soak's failing jobs log an error each), else to ours."""
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": settings}
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": settings, "BENCH_APP_NAME": f"django ({command})"}
     out = open(log, "ab") if log is not None else None  # noqa: SIM115 - the child keeps it open; closed with us
     return subprocess.Popen(
         [sys.executable, str(ROOT / "manage.py"), command, *args, "--loglevel", "WARNING"],
@@ -140,6 +140,7 @@ class CpuMeter:
         self.roots = roots
         self._seen: dict[int, tuple[str, float, float]] = {}  # pid -> (group, CPU s at first sight, latest)
         self._t0 = time.monotonic()
+        self._started = False
 
     def _scan(self) -> None:
         for group, procs in (("pg", cluster_processes()), ("w", [p for r in self.roots for p in process_tree(r)])):
@@ -147,13 +148,17 @@ class CpuMeter:
                 with contextlib.suppress(psutil.Error):
                     t = proc.cpu_times()
                     now = t.user + t.system
-                    first = self._seen.get(proc.pid, (group, now, now))[1]
+                    # A process first seen after start() (a backend a worker opened meanwhile) was born
+                    # inside the window: all its CPU counts.
+                    born = 0.0 if self._started else now
+                    first = self._seen.get(proc.pid, (group, born, now))[1]
                     self._seen[proc.pid] = (group, first, now)
 
     def start(self) -> None:
         self._scan()
         self._seen = {pid: (group, last, last) for pid, (group, _, last) in self._seen.items()}
         self._t0 = time.monotonic()
+        self._started = True
 
     sample = _scan
 
@@ -163,7 +168,12 @@ class CpuMeter:
         used = Counter[str]()
         for group, first, last in self._seen.values():
             used[group] += last - first
-        return {"postgres_cores": used["pg"] / wall, "workers_cores": used["w"] / wall, "seconds": wall}
+        return {
+            "postgres_cores": used["pg"] / wall,
+            "workers_cores": used["w"] / wall,
+            "seconds": wall,
+            "processes": Counter(group for group, _, _ in self._seen.values()),
+        }
 
 
 @dataclass
@@ -181,16 +191,16 @@ class ActivitySampler:
     def sample(self) -> Counter:
         with self.conn.cursor() as cur:
             cur.execute(
-                "SELECT coalesce(nullif(application_name, ''), '(django)'), state, wait_event_type, wait_event"
+                "SELECT coalesce(nullif(application_name, ''), '(unnamed)'), state, wait_event_type, wait_event"
                 " FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
                 " AND backend_type = 'client backend'"
             )
             rows = cur.fetchall()
-        by_app = Counter(app for app, *_ in rows)
+        by_app = Counter(app for app, *_ in rows if app != "bench")  # not this script's own
         self.connections.append(by_app)
         self.samples += 1
         for app, state, wtype, wevent in rows:
-            if state == "active" and app.startswith(("djtasks-", "(django)")):
+            if state == "active" and app.startswith(("djtasks-", "django (")):
                 self.active += 1
                 self.waits[f"{wtype}:{wevent}" if wtype else "CPU (no wait)"] += 1
         return by_app
