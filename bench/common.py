@@ -84,8 +84,9 @@ def checkpoint() -> None:
 def psycopg_params() -> dict[str, Any]:
     """Plain psycopg ``connect()`` arguments for the benchmark database: Django's own, less what is Django's
     (its cursor class, its adapters) and less its ``prepare_threshold=None``, so a bare connection keeps
-    psycopg's defaults (server-side binding, statements prepared after a few runs)."""
+    psycopg's defaults (server-side binding, statements prepared after a few runs), and less its
+    ``application_name``: each caller names its own connection."""
     params = dict(connection.get_connection_params())
-    for key in ("cursor_factory", "context", "prepare_threshold"):
+    for key in ("cursor_factory", "context", "prepare_threshold", "application_name"):
         params.pop(key, None)
     return params

@@ -182,7 +182,9 @@ class ActivitySampler:
     djtasks backends wait on (``wait_event_type``: Lock = a heavyweight lock such as a row lock,
     LWLock = internal buffer/WAL locks, IO, Client = idle waiting for the client)."""
 
-    conn: psycopg.Connection = field(default_factory=lambda: psycopg.connect(**psycopg_params(), autocommit=True))
+    conn: psycopg.Connection = field(
+        default_factory=lambda: psycopg.connect(**psycopg_params(), autocommit=True, application_name="bench")
+    )
     waits: Counter = field(default_factory=Counter)
     active: int = 0
     samples: int = 0
