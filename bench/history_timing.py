@@ -50,6 +50,7 @@ from bench.common import (
     psycopg_params,
     vacuum_jobs,
 )
+from bench.procs import CpuMeter
 from bench.run import _drain_once, bench_drain, fill_history, running_worker, wait_drained
 from bench.tasks import noop
 from djtasks.cursors import django_store
@@ -59,6 +60,7 @@ from djtasks.store import queries
 KS = [1, 10, 100]
 INSERTS = 1000
 NOOP_RESULT = "null"
+PRUNE_BATCH = 1000  # djtasks.maintenance.pruner.BATCH_SIZE
 
 
 def wal_lsn() -> int:
@@ -137,36 +139,44 @@ def time_hot_path(rounds: int) -> dict[str, dict[str, float]]:
 
 
 def costs_per_job(jobs: int) -> dict[str, float]:
-    """WAL bytes per job of each step, and table bytes per finished row, on the empty table."""
+    """WAL bytes and server CPU (µs) per job of each step, and table bytes per finished row, on the empty table.
+    Server CPU is what the cluster's processes used during the step (``bench.procs.CpuMeter``)."""
     out: dict[str, float] = {}
+
+    def measured(label: str, n: int, step: Any) -> Any:
+        meter = CpuMeter([])
+        before = wal_lsn()
+        meter.start()
+        value = step()
+        used = meter.stop()
+        out[f"WAL bytes per job, {label}"] = (wal_lsn() - before) / n
+        out[f"server CPU µs per job, {label}"] = used["postgres_cores"] * used["seconds"] / n * 1e6
+        return value
+
     clear_jobs()
     checkpoint()
-    before = wal_lsn()
-    for _ in range(INSERTS):
-        noop.delay()
-    out["WAL bytes per .delay() (own transaction)"] = (wal_lsn() - before) / INSERTS
+    measured(f".delay() x {INSERTS:,} (own transaction each)", INSERTS, lambda: [noop.delay() for _ in range(INSERTS)])
     clear_jobs()
     checkpoint()
-    before = wal_lsn()
-    noop.bulk_delay([()] * jobs)
-    out[f"WAL bytes per job, bulk_delay of {jobs:,}"] = (wal_lsn() - before) / jobs
-    clear_jobs()
-    noop.bulk_delay([()] * jobs)
+    measured(f"bulk_delay of {jobs:,}", jobs, lambda: noop.bulk_delay([()] * jobs))
     analyze_jobs()
     checkpoint()
     since = timezone.now()
-    with running_worker(2, 4) as worker:
-        before = wal_lsn()  # the worker is up (its registration is not the drain's)
-        wait_drained(worker, since, jobs)
-        out[f"WAL bytes per job, drain ({jobs:,}: claim + finish, 2x4)"] = (wal_lsn() - before) / jobs
-    out["table bytes per finished job (just drained, heap + indexes)"] = table_bytes() / jobs
+    with running_worker(2, 4) as worker:  # the worker is up first: its start-up is not the drain's
+        measured(f"drain of {jobs:,} (claim + finish, 2x4)", jobs, lambda: wait_drained(worker, since, jobs))
+    out["table bytes per finished job (just drained: heap + indexes, before vacuum)"] = table_bytes() / jobs
     store = django_store()
     checkpoint()
-    before = wal_lsn()
-    deleted = 0
-    while count := store.job_prune_many(statuses=["succeeded"], before=datetime.now(UTC) + timedelta(1), limit=1000):
-        deleted += count
-    out[f"WAL bytes per job, pruning {deleted:,}"] = (wal_lsn() - before) / max(1, deleted)
+
+    def prune() -> int:
+        deleted = 0
+        while count := store.job_prune_many(
+            statuses=["succeeded"], before=datetime.now(UTC) + timedelta(1), limit=PRUNE_BATCH
+        ):
+            deleted += count
+        return deleted
+
+    measured(f"pruning {jobs:,} (batches of {PRUNE_BATCH:,})", jobs, prune)
     clear_jobs()
     return out
 
@@ -185,7 +195,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"{info['postgres_version']}, cpus={info['cpus']}, load average {info['loadavg'][0]:.2f}", flush=True)
     print("== costs per job (empty table)", flush=True)
     for label, value in costs_per_job(args.jobs).items():
-        print(f"{label:<72} {value:>10,.0f}", flush=True)
+        print(f"{label:<80} {value:>10,.0f}", flush=True)
     results: dict[str, Any] = {}
     clear_jobs()
     checkpoint()
