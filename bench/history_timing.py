@@ -79,7 +79,7 @@ def time_hot_path(rounds: int) -> dict[str, dict[str, float]]:
     """ms per statement: ``job_claim_many`` of K from a backlog and ``job_finish_many`` of those K, for each K;
     ``job_insert`` + COMMIT. The backlog is enqueued (and ANALYZEd) first; the history, if any, stays."""
     first_new = uuid7()  # every job enqueued below has a later (time-ordered) id; the history's are older
-    noop.bulk_delay([()] * (rounds * sum(KS) + 100))
+    noop.bulk_delay([()] * (rounds * sum(KS) + 300))
     analyze_jobs()
     checkpoint()
     claim_sql, finish_sql, insert_sql = (queries()[q] for q in ("job_claim_many", "job_finish_many", "job_insert"))
@@ -99,25 +99,8 @@ def time_hot_path(rounds: int) -> dict[str, dict[str, float]]:
                 rows = cur.fetchall()
                 t1 = time.perf_counter()
                 names = [col.name for col in cur.description]
-                i_id, i_attempt = names.index("id"), names.index("attempt")
-                n, now = len(rows), datetime.now(UTC)
-                cur.execute(
-                    finish_sql,
-                    {
-                        "worker_id": worker_id,
-                        "ids": [r[i_id] for r in rows],
-                        "attempts": [r[i_attempt] for r in rows],
-                        "statuses": ["succeeded"] * n,
-                        "results": [NOOP_RESULT] * n,
-                        "errors": [None] * n,
-                        "run_ats": [None] * n,
-                        "finished_ats": [now] * n,
-                        "started_ats": [now] * n,
-                        "mark_ids": [],
-                        "mark_attempts": [],
-                        "mark_started_ats": [],
-                    },
-                )
+                n = len(rows)
+                cur.execute(finish_sql, finish_params(worker_id, rows, names))
                 done = len(cur.fetchall())
                 t2 = time.perf_counter()
                 if n != k or done != k:
@@ -126,6 +109,7 @@ def time_hot_path(rounds: int) -> dict[str, dict[str, float]]:
                 finishes.append((t2 - t1) * 1000)
             out[f"claim {k}"] = {"p50": statistics.median(claims), "p95": percentile(claims, 0.95)}
             out[f"finish {k}"] = {"p50": statistics.median(finishes), "p95": percentile(finishes, 0.95)}
+        out |= buffers_touched(cur, claim_sql, finish_sql, worker_id)
         inserts = []
         for _ in range(INSERTS):
             t0 = time.perf_counter()
@@ -135,6 +119,44 @@ def time_hot_path(rounds: int) -> dict[str, dict[str, float]]:
     with connection.cursor() as cur:  # back to the history alone
         cur.execute(f"DELETE FROM {JOB_TABLE} WHERE id >= %s", [first_new])
     vacuum_jobs()
+    return out
+
+
+def finish_params(worker_id: uuid.UUID, rows: list[Any], names: list[str]) -> dict[str, Any]:
+    """``job_finish_many``'s parameters recording every claimed row of ``rows`` as a no-op success."""
+    i_id, i_attempt = names.index("id"), names.index("attempt")
+    n, now = len(rows), datetime.now(UTC)
+    return {
+        "worker_id": worker_id,
+        "ids": [r[i_id] for r in rows],
+        "attempts": [r[i_attempt] for r in rows],
+        "statuses": ["succeeded"] * n,
+        "results": [NOOP_RESULT] * n,
+        "errors": [None] * n,
+        "run_ats": [None] * n,
+        "finished_ats": [now] * n,
+        "started_ats": [now] * n,
+        "mark_ids": [],
+        "mark_attempts": [],
+        "mark_started_ats": [],
+    }
+
+
+def buffers_touched(cur: Any, claim_sql: str, finish_sql: str, worker_id: uuid.UUID) -> dict[str, dict[str, float]]:
+    """Shared buffers (hit + read, from EXPLAIN (ANALYZE, BUFFERS)) one claim of 100 and one finish of 100
+    touch: a count the machine's load does not move, unlike their time. The statements run for real."""
+    out: dict[str, dict[str, float]] = {}
+    claim = {"now": datetime.now(UTC), "worker_id": worker_id, "queues": ["default"], "limit": 100}
+    claim |= {"expired_error": "{}"}
+    cur.execute("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + claim_sql, claim)
+    plan = cur.fetchone()[0][0]["Plan"]
+    out["buffers: claim 100"] = {"p50": plan["Shared Hit Blocks"] + plan["Shared Read Blocks"], "p95": 0.0}
+    cur.execute(claim_sql, claim)  # the next 100, with their ids, to finish under EXPLAIN
+    rows = cur.fetchall()
+    names = [col.name for col in cur.description]
+    cur.execute("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + finish_sql, finish_params(worker_id, rows, names))
+    plan = cur.fetchone()[0][0]["Plan"]
+    out["buffers: finish 100"] = {"p50": plan["Shared Hit Blocks"] + plan["Shared Read Blocks"], "p95": 0.0}
     return out
 
 
@@ -220,6 +242,9 @@ def main(argv: list[str] | None = None) -> None:
     print(f"\n{'ms per statement (median / p95)':<32} {'empty table':>18} {f'{rows:,} finished rows':>24}")
     for op in results["empty"]:
         e, h = results["empty"][op], results["history"][op]
+        if op.startswith("buffers"):  # a count, not a time
+            print(f"{op + ' (shared buffers)':<32} {e['p50']:>17,.0f} {h['p50']:>23,.0f}")
+            continue
         print(f"{op:<32} {e['p50']:>8.2f} / {e['p95']:>6.2f} {h['p50']:>14.2f} / {h['p95']:>6.2f}")
     print(
         f"{'drain ' + str(args.jobs) + ' no-op jobs, 2x4 (jobs/s)':<32} {results['empty drain']:>18,.0f}"
