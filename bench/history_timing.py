@@ -205,7 +205,7 @@ def costs_per_job(jobs: int) -> dict[str, float]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--history", type=int, default=10_000_000)
+    parser.add_argument("--history", type=int, default=10_000_000, help="finished rows (0: costs and empty table only)")
     parser.add_argument("--rounds", type=int, default=200, help="claims (and finishes) timed per K")
     parser.add_argument("--jobs", type=int, default=20_000, help="jobs per drain and per WAL measurement")
     parser.add_argument("--quick", action="store_true")
@@ -225,6 +225,11 @@ def main(argv: list[str] | None = None) -> None:
     results["empty"] = time_hot_path(args.rounds)
     results["empty drain"] = bench_drain(args.jobs, 2, 4)["drain"]["rate"]
     clear_jobs()
+    if not args.history:  # --history 0: the costs and the empty table only
+        for op, e in results["empty"].items():
+            print(f"{op:<32} {e['p50']:>8.2f} / {e['p95']:>6.2f}")
+        print(f"drain {args.jobs} no-op jobs, 2x4: {results['empty drain']:,.0f} jobs/s", flush=True)
+        return
     print(f"== filling {args.history:,} finished rows", flush=True)
     fill = fill_history(args.history)
     size = table_bytes()
