@@ -16,7 +16,9 @@ logger = logging.getLogger("djtasks.worker")
 
 CONNECT_TIMEOUT_S = 10  # a server that does not answer is retried rather than waited on forever
 
-_FAST_TIMESTAMPTZ = psycopg.adapters.get_loader(psycopg.adapters.types["timestamptz"].oid, psycopg.pq.Format.TEXT)
+_TIMESTAMPTZ_LOADER = psycopg.adapters.get_loader(psycopg.adapters.types["timestamptz"].oid, psycopg.pq.Format.TEXT)
+assert _TIMESTAMPTZ_LOADER is not None  # psycopg registers one for every built-in type
+_FAST_TIMESTAMPTZ = _TIMESTAMPTZ_LOADER
 
 # Errors after which the connection is dropped and opened again on next use.
 CONNECTION_ERRORS = (psycopg.OperationalError, psycopg.InterfaceError)
