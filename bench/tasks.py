@@ -72,3 +72,11 @@ def soak_retry(ctx) -> int:
 @job
 def soak_tick() -> None:
     """The soak's periodic job (runbeat fires it every few seconds)."""
+
+
+@job
+def stamp() -> float:
+    """Returns the wall-clock time its function started: what the start-up benchmark reads."""
+    import time
+
+    return time.time()
