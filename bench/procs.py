@@ -186,6 +186,7 @@ class ActivitySampler:
         default_factory=lambda: psycopg.connect(**psycopg_params(), autocommit=True, application_name="bench")
     )
     waits: Counter = field(default_factory=Counter)
+    lock_waiters: Counter = field(default_factory=Counter)
     active: int = 0
     samples: int = 0
     connections: list[Counter] = field(default_factory=list)
@@ -205,6 +206,8 @@ class ActivitySampler:
             if state == "active" and app.startswith(("djtasks-", "django (")):
                 self.active += 1
                 self.waits[f"{wtype}:{wevent}" if wtype else "CPU (no wait)"] += 1
+                if wtype == "Lock":  # who waits on a heavyweight lock, and for what
+                    self.lock_waiters[f"{app} {wevent}"] += 1
         return by_app
 
     def peak(self) -> Counter:

@@ -95,6 +95,7 @@ class Watch(threading.Thread):
         self.join()
         out = {**self.cpu.stop(), "lock_share": self.activity.lock_share(), "peak": self.activity.peak()}
         out["waits"] = self.activity.waits
+        out["lock_waiters"] = self.activity.lock_waiters
         self.activity.close()
         return out
 
@@ -192,6 +193,12 @@ def print_sweep(kind: str, results: dict[int, list[dict[str, Any]]], threads: in
             worst.update(r["waits"])
     top = ", ".join(f"{k} {v / sum(worst.values()):.0%}" for k, v in worst.most_common(6))
     print(f"  what active djtasks backends were doing (all samples): {top}", flush=True)
+    waiters = Counter[str]()
+    for runs in results.values():
+        for r in runs:
+            waiters.update(r["lock_waiters"])
+    if waiters:
+        print(f"  heavyweight lock waits by connection and lock (samples): {dict(waiters.most_common(8))}", flush=True)
     for size, runs in results.items():
         peak = runs[-1]["peak"]
         print(f"  connections at {size}: {dict(sorted(peak.items()))}", flush=True)
