@@ -194,20 +194,23 @@ class ActivitySampler:
     def sample(self) -> Counter:
         with self.conn.cursor() as cur:
             cur.execute(
-                "SELECT coalesce(nullif(application_name, ''), '(unnamed)'), state, wait_event_type, wait_event"
-                " FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
-                " AND backend_type = 'client backend'"
+                "SELECT coalesce(nullif(a.application_name, ''), '(unnamed)'), a.state, a.wait_event_type,"
+                " a.wait_event, CASE WHEN a.wait_event_type = 'Lock' THEN (SELECT string_agg(b.application_name"
+                " || ': ' || left(b.query, 40), ' | ') FROM pg_stat_activity AS b"
+                " WHERE b.pid = ANY(pg_blocking_pids(a.pid))) END"
+                " FROM pg_stat_activity AS a WHERE a.datname = current_database() AND a.pid <> pg_backend_pid()"
+                " AND a.backend_type = 'client backend'"
             )
             rows = cur.fetchall()
-        by_app = Counter(app for app, *_ in rows if app != "bench")  # not this script's own
+        by_app = Counter(row[0] for row in rows if row[0] != "bench")  # not this script's own
         self.connections.append(by_app)
         self.samples += 1
-        for app, state, wtype, wevent in rows:
+        for app, state, wtype, wevent, blockers in rows:
             if state == "active" and app.startswith(("djtasks-", "django (")):
                 self.active += 1
                 self.waits[f"{wtype}:{wevent}" if wtype else "CPU (no wait)"] += 1
                 if wtype == "Lock":  # who waits on a heavyweight lock, and for what
-                    self.lock_waiters[f"{app} {wevent}"] += 1
+                    self.lock_waiters[f"{app} {wevent}, held by {blockers}"] += 1
         return by_app
 
     def peak(self) -> Counter:
