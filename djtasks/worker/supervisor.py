@@ -34,7 +34,7 @@ import signal
 import threading
 import time
 from multiprocessing.connection import wait
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.utils import timezone
 
@@ -49,6 +49,9 @@ from .executor import report_rescued
 from .process import WorkerConfig
 from .waits import WakePipe
 
+if TYPE_CHECKING:  # imported only with --metrics-port: prometheus_client is an optional dependency
+    from ..metrics.server import MetricsServer
+
 logger = logging.getLogger("djtasks.supervisor")
 
 RESTART_BACKOFF_S = 1.0  # first pause before restarting a process that died before it was ready
@@ -61,8 +64,13 @@ BEAT_STOP_TIMEOUT_S = 10.0  # how long a stopping supervisor waits for its sched
 
 
 class Supervisor:
-    def __init__(self, config: WorkerConfig, processes: int, *, beat: bool = False) -> None:
+    def __init__(
+        self, config: WorkerConfig, processes: int, *, beat: bool = False, metrics: MetricsServer | None = None
+    ) -> None:
+        """``metrics``: the endpoint bound for ``--metrics-port`` (then ``config.metrics`` is on): it gets the
+        worker processes' counts, and it is closed when the supervisor stops."""
         self.config = config
+        self.metrics = metrics
         self.processes = processes
         self.beat = beat  # also run the periodic scheduler, in a thread of this process (runworker --beat)
         self._ctx = multiprocessing.get_context("spawn")
@@ -118,6 +126,9 @@ class Supervisor:
         child = Child(self._ctx, self.config, slot)
         self.children[child.worker_id] = child
         self.bookkeeper.worker_ids = tuple(self.children)
+        if self.metrics is not None:
+            child.on_metrics = self.metrics.add
+            self.metrics.processes = len(self.children)
         logger.info("supervisor: started worker process %s (pid %s)", slot, child.pid)
 
     def _slot_filled(self, slot: int) -> bool:
@@ -163,6 +174,8 @@ class Supervisor:
                 child.conn.close()
             del self.children[child.worker_id]
             self.bookkeeper.worker_ids = tuple(self.children)
+            if self.metrics is not None:
+                self.metrics.processes = len(self.children)
             self._account(child)
             self._schedule_restart(child.slot, child)
 
@@ -293,5 +306,7 @@ class Supervisor:
             beat[0].stop()
             beat[1].join(BEAT_STOP_TIMEOUT_S)
         self.bookkeeper.drain(BOOKKEEPING_TIMEOUT_S)
+        if self.metrics is not None:
+            self.metrics.close()
         logger.info("supervisor: stopped")
         return self._exit_code

@@ -1,0 +1,7 @@
+"""Prometheus metrics (``prometheus_client``, the ``djtasks[metrics]`` extra): worker counters and histograms
+served by ``runworker --metrics-port``, and database-level gauges served there and by a view a site can mount
+(``djtasks.metrics.urls``). Every metric is listed in ``docs/metrics.md``.
+
+Nothing here is imported unless metrics are asked for: a worker without ``--metrics-port`` and a site that
+mounts no metrics view never import ``prometheus_client``.
+"""
