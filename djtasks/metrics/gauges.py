@@ -32,11 +32,12 @@ class DatabaseGauges(Collector):
         reader: Callable[[], DatabaseSnapshot],
         *,
         on_error: Callable[[], None] | None = None,
-        cache_s: float = CACHE_S,
+        cache_s: float | None = None,
     ) -> None:
+        """``cache_s``: how long a snapshot serves scrapes (default ``CACHE_S``)."""
         self._reader = reader
         self._on_error = on_error
-        self._cache_s = cache_s
+        self._cache_s = CACHE_S if cache_s is None else cache_s
         self._lock = threading.Lock()  # one snapshot at a time; concurrent scrapes share it
         self._taken = -float("inf")  # monotonic time of the last attempt
         self._snapshot: DatabaseSnapshot | None = None
