@@ -61,6 +61,11 @@ class MetricsServer:
         """A worker process's shipment (``Child.on_metrics``)."""
         self.totals.add(delta)
 
+    def lost(self, reason: str, attempts: int) -> None:
+        """Attempts ended by a kill or a death (``WorkerTotals.lost``); from the supervisor's bookkeeper thread."""
+        if attempts:
+            self.totals.lost(reason, attempts)
+
     def close(self) -> None:
         self._server.shutdown()
         self._server.server_close()

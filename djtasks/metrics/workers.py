@@ -40,11 +40,18 @@ class WorkerTotals(Collector):
         """``processes()``: how many worker processes run now (for ``djtasks_worker_processes``)."""
         self._lock = threading.Lock()
         self._totals = MeterDelta()
+        self._lost: dict[str, int] = {}  # reason -> attempts ended by the supervisor
         self._processes = processes
 
     def add(self, delta: MeterDelta) -> None:
         with self._lock:
             self._totals.add(delta)
+
+    def lost(self, reason: str, attempts: int) -> None:
+        """Attempts the supervisor ended or found ended (their process was killed or died): ``reason`` is
+        ``time_limit``, ``terminated`` or ``process_died``."""
+        with self._lock:
+            self._lost[reason] = self._lost.get(reason, 0) + attempts
 
     def snapshot(self) -> MeterDelta:
         """A copy of the totals (for tests and the collector)."""
@@ -86,6 +93,17 @@ class WorkerTotals(Collector):
         latency = HistogramMetricFamily("djtasks_claim_duration_seconds", "How long claim statements took.")
         latency.add_metric([], _buckets(CLAIM_LATENCY_BOUNDS_S, totals.claim_latency), totals.claim_latency.total)
         yield latency
+        lost = CounterMetricFamily(
+            "djtasks_attempts_lost",
+            "Attempts whose end no worker process reported: its supervisor killed it (time_limit, terminated) "
+            "or it died (process_died); they are recorded in the database and not in djtasks_jobs_finished.",
+            labels=["reason"],
+        )
+        with self._lock:
+            lost_now = dict(self._lost)
+        for reason in ("time_limit", "terminated", "process_died"):
+            lost.add_metric([reason], lost_now.get(reason, 0))
+        yield lost
         if self._processes is not None:
             yield GaugeMetricFamily(
                 "djtasks_worker_processes", "Worker processes this runworker runs now.", value=self._processes()

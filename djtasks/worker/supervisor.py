@@ -60,6 +60,7 @@ STOP_GRACE_S = 10.0  # beyond the shutdown timeout, how long a warm stop waits b
 COLD_GRACE_S = 10.0  # how long a cold stop waits before killing processes
 BOOKKEEPING_TIMEOUT_S = 15.0  # at exit, how long to keep trying to record the fate of dead processes' jobs
 TICK_S = 0.5
+LOST_REASONS = {TIME_LIMIT: "time_limit", TERMINATE: "terminated"}  # djtasks_attempts_lost_total's reason label
 BEAT_STOP_TIMEOUT_S = 10.0  # how long a stopping supervisor waits for its scheduler thread
 
 
@@ -192,6 +193,8 @@ class Supervisor:
                 if outcomes:
                     written = store.job_finish_many(worker_id=worker_id, outcomes=outcomes)
                     kill.report(outcomes, written)
+                    if self.metrics is not None:
+                        self.metrics.lost(LOST_REASONS.get(kill.reason, kill.reason), len(written))
                 released = store.job_release_many(now=timezone.now(), worker_id=worker_id, keep_ids=())
                 store.worker_delete(id=worker_id)
                 if released:
@@ -230,6 +233,8 @@ class Supervisor:
                 if result.jobs:
                     logger.warning("supervisor: jobs of dead pid %s: %s", pid, result.describe())
                     report_rescued(rows)
+                if self.metrics is not None:
+                    self.metrics.lost("process_died", sum(1 for r in rows if r.get("job_id") and r.get("charged")))
 
             self.bookkeeper.submit(f"rescuing the jobs of dead pid {pid}", rescue)
         if self._stopping and child.stopped is None and child.kill_reason is None and child.ready:

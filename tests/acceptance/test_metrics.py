@@ -115,3 +115,20 @@ def test_metrics_port_out_of_range_is_refused(tmp_path):
     worker = ManagedProcess(tmp_path, "runworker", "--processes", "1", "--metrics-port", "70000")
     assert worker.wait(timeout=60) == 1
     assert "--metrics-port 70000" in worker.log, worker.log
+
+
+def test_attempts_a_killed_or_dead_process_never_reported_are_counted_by_the_supervisor(start_worker):
+    port = free_port()
+    worker = start_worker("--processes", "1", "--threads", "2", "--metrics-port", str(port))
+    overdue = tasks.overdue.delay(60)  # time_limit 1.5 s: its process is killed, the attempt fails
+    wait_until(lambda: overdue.refresh().ready(), timeout=60, message="the time limit")
+    died = tasks.segfault.delay()  # max_attempts 2: each attempt kills its process
+    wait_until(lambda: died.refresh().ready(), timeout=90, message="both attempts to die")
+    lost = "djtasks_attempts_lost_total"
+    wait_until(lambda: value(scrape(port), lost, reason="process_died") == 2, timeout=30, message="the deaths counted")
+    samples = scrape(port)
+    assert value(samples, lost, reason="time_limit") == 1
+    assert value(samples, lost, reason="terminated") == 0
+    assert value(samples, "djtasks_jobs_started_total", queue="default", name=tasks.overdue.name) == 1
+    assert not any(metric == "djtasks_jobs_finished_total" for metric, _ in samples)
+    assert worker.stop() == 0
