@@ -3,7 +3,8 @@ gauges' read (one scrape's statements) on a table holding a million finished job
 
     python bench/metrics.py [--jobs 20000] [--rounds 3] [--processes 2] [--threads 4] [--history 1000000]
 
-Drains alternate off/on in each round so a change of load on the machine hits both alike; the ratio is over
+Each round drains with metrics off and on, in alternating order, so a change of load on the machine
+or the order itself hits both alike; the ratio is over
 all rounds. The scrape after each metrics-on drain must count exactly the jobs drained (a sanity check, not
 a figure). The gauge read is timed ``--reads`` times on a table of ``--history`` finished rows and a backlog
 of ``--backlog`` due jobs, after VACUUM ANALYZE, with the plans printed.
@@ -72,8 +73,8 @@ def bench_drain_cost(n: int, rounds: int, processes: int, threads: int) -> dict[
     off: list[float] = []
     on: list[float] = []
     for i in range(rounds):
-        off.append(drain(n, processes, threads, metrics=False))
-        on.append(drain(n, processes, threads, metrics=True))
+        for metrics in (False, True) if i % 2 == 0 else (True, False):  # each goes first in every other round
+            (on if metrics else off).append(drain(n, processes, threads, metrics=metrics))
         print(f"  round {i + 1}: off {off[-1]:.0f} jobs/s, on {on[-1]:.0f} jobs/s", flush=True)
     return {"off": statistics.mean(off), "on": statistics.mean(on), "ratio": statistics.mean(on) / statistics.mean(off)}
 

@@ -3,15 +3,15 @@
 Only a process started with metrics on has a ``JobMeter`` (``WorkerProcess.meter`` is ``None`` otherwise, and
 every hook is one ``is not None`` check): without ``--metrics-port`` the worker pays nothing per job.
 
-With it on, each job adds plain integers to dictionaries under one lock (no Prometheus object is touched in
-the worker process, and ``prometheus_client`` is never imported here), and a shipper thread sends what has
-accumulated since the last shipment, as a ``MeterDelta``, on the pipe the process already reports on, about
-once a second and once more when the process stops. The supervisor adds each delta to its running totals
+With it on, each job appends two small tuples to deques (no lock, no Prometheus object is touched in the
+worker process, and ``prometheus_client`` is never imported here), and a shipper thread adds them up and
+sends the sums since the last shipment, as a ``MeterDelta``, on the pipe the process already reports on,
+about once a second and once more when the process stops. The supervisor adds each delta to its running totals
 (``djtasks.metrics.workers``), so:
 
 - counts already shipped survive the process (a crash, a recycle, a time-limit kill): they live in the
   supervisor;
-- nothing is counted twice: a delta is taken (and the accumulator emptied) under the lock, then sent once;
+- nothing is counted twice: each event is taken off its deque once, into one delta, sent once;
 - a process that dies suddenly loses at most its last second of counts (the database stays the record of
   what ran; its outcomes are counted by whoever records them, see ``djtasks.metrics.workers``).
 """
@@ -21,6 +21,7 @@ from __future__ import annotations
 import bisect
 import logging
 import threading
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -104,45 +105,58 @@ class MeterDelta:
 
 
 class JobMeter:
-    """The worker process's accumulator: called from job threads, the event loop and the producer."""
+    """The worker process's accumulator: called from job threads, the event loop and the producer.
+
+    The hooks only append a small tuple to a deque (atomic under the GIL: no lock for job threads to contend
+    for); the shipper thread takes the events off it and adds them up once a second. Each event is taken off
+    exactly once, so each is counted exactly once."""
 
     def __init__(self, ship: Callable[[MeterDelta], None], interval: float = SHIP_INTERVAL_S) -> None:
         """``ship(delta)`` sends one delta to the supervisor (``SupervisorLink.send``; it never raises)."""
         self._ship = ship
         self._interval = interval
-        self._lock = threading.Lock()
-        self._delta = MeterDelta()
+        self._started: deque[tuple[str, str]] = deque()
+        self._ended: deque[tuple[str, str, str, float]] = deque()
+        self._claims: deque[tuple[int, float]] = deque()
+        self._lock = threading.Lock()  # one taker at a time (the shipper, or stop())
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def _counts(self, queue: str, name: str) -> JobCounts:
-        counts = self._delta.jobs.get((queue, name))
-        if counts is None:
-            self._delta.jobs[(queue, name)] = counts = JobCounts()
-        return counts
-
     # -- hooks (one call each, from the worker process) --------------------------------------------------
     def started(self, queue: str, name: str) -> None:
-        with self._lock:
-            self._counts(queue, name).started += 1
+        self._started.append((queue, name))
 
     def ended(self, queue: str, name: str, status: str, seconds: float) -> None:
-        outcome = OUTCOMES.get(status, status)
-        with self._lock:
-            counts = self._counts(queue, name)
-            counts.outcomes[outcome] = counts.outcomes.get(outcome, 0) + 1
-            counts.durations.observe(DURATION_BOUNDS_S, seconds)
+        self._ended.append((queue, name, status, seconds))
 
     def claimed(self, jobs: int, seconds: float) -> None:
-        with self._lock:
-            self._delta.claim_sizes.observe(CLAIM_SIZE_BOUNDS, jobs)
-            self._delta.claim_latency.observe(CLAIM_LATENCY_BOUNDS_S, seconds)
+        self._claims.append((jobs, seconds))
 
     # -- shipping ------------------------------------------------------------------------------------------
     def take(self) -> MeterDelta:
-        """The counts since the last take; the accumulator starts empty again."""
+        """The counts of the events since the last take."""
+        delta = MeterDelta()
+        jobs = delta.jobs
         with self._lock:
-            delta, self._delta = self._delta, MeterDelta()
+            started, ended, claims = self._started, self._ended, self._claims
+            while started:
+                key = started.popleft()
+                counts = jobs.get(key)
+                if counts is None:
+                    jobs[key] = counts = JobCounts()
+                counts.started += 1
+            while ended:
+                queue, name, status, seconds = ended.popleft()
+                counts = jobs.get((queue, name))
+                if counts is None:
+                    jobs[(queue, name)] = counts = JobCounts()
+                outcome = OUTCOMES.get(status, status)
+                counts.outcomes[outcome] = counts.outcomes.get(outcome, 0) + 1
+                counts.durations.observe(DURATION_BOUNDS_S, seconds)
+            while claims:
+                size, seconds = claims.popleft()
+                delta.claim_sizes.observe(CLAIM_SIZE_BOUNDS, size)
+                delta.claim_latency.observe(CLAIM_LATENCY_BOUNDS_S, seconds)
         return delta
 
     def ship(self) -> None:
