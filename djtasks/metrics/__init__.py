@@ -5,3 +5,17 @@ served by ``runworker --metrics-port``, and database-level gauges served there a
 Nothing here is imported unless metrics are asked for: a worker without ``--metrics-port`` and a site that
 mounts no metrics view never import ``prometheus_client``.
 """
+
+from __future__ import annotations
+
+from django.core.exceptions import ImproperlyConfigured
+
+
+def require_prometheus_client() -> None:
+    """``ImproperlyConfigured`` with the command that installs it, if ``prometheus_client`` is missing."""
+    try:
+        import prometheus_client  # noqa: F401
+    except ImportError as exc:
+        raise ImproperlyConfigured(
+            f"djtasks.metrics needs prometheus_client ({exc}); install it with: pip install 'djtasks[metrics]'"
+        ) from None

@@ -50,7 +50,7 @@ class MetricsServer:
         try:
             server, thread = start_http_server(port, addr=address, registry=registry)
         except OSError as exc:
-            raise MetricsPortError(exc.errno, f"cannot listen on {address}:{port}: {exc.strerror or exc}") from exc
+            raise MetricsPortError(exc.errno, exc.strerror or str(exc)) from exc
         logger.info("metrics: serving Prometheus metrics on http://%s:%s/metrics", address, server.server_port)
         return cls(server, thread, registry, alias or djtasks_settings.DATABASE)
 

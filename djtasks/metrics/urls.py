@@ -5,7 +5,11 @@ from __future__ import annotations
 
 from django.urls import path
 
-from .views import metrics
+from . import require_prometheus_client
+
+require_prometheus_client()  # a clear error at URL loading rather than an ImportError deep in it
+
+from .views import metrics  # noqa: E402
 
 app_name = "djtasks_metrics"
 urlpatterns = [path("metrics", metrics, name="metrics")]

@@ -132,3 +132,14 @@ def test_attempts_a_killed_or_dead_process_never_reported_are_counted_by_the_sup
     assert value(samples, "djtasks_jobs_started_total", queue="default", name=tasks.overdue.name) == 1
     assert not any(metric == "djtasks_jobs_finished_total" for metric, _ in samples)
     assert worker.stop() == 0
+
+
+def test_a_metrics_address_that_cannot_be_listened_on_names_both_options(tmp_path):
+    port = free_port()
+    worker = ManagedProcess(
+        tmp_path, "runworker", "--processes", "1", "--metrics-port", str(port), "--metrics-address", "192.0.2.1"
+    )  # TEST-NET-1: never an address of this machine
+    assert worker.wait(timeout=60) == 1
+    assert f"--metrics-port {port}: cannot listen on 192.0.2.1:{port}" in worker.log, worker.log
+    assert "--metrics-address" in worker.log and "Traceback" not in worker.log
+    assert "started worker process" not in worker.log

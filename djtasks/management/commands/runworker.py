@@ -128,5 +128,6 @@ def serve_metrics(port: int, address: str) -> Any:
         return MetricsServer.bind(port, address)
     except MetricsPortError as exc:
         raise CommandError(
-            f"--metrics-port {port}: {exc.strerror}; choose a free port (or stop what listens there)"
+            f"--metrics-port {port}: cannot listen on {address}:{port} ({exc.strerror}); choose a free port "
+            "(or stop what listens there), or check --metrics-address"
         ) from None
