@@ -161,7 +161,8 @@ def test_gauge_queries_read_only_the_active_rows(history, name, index):
 def test_a_database_that_does_not_answer_fails_the_scrape_not_the_endpoint(monkeypatch):
     monkeypatch.setattr(server, "STATEMENT_TIMEOUT_MS", 300)
     monkeypatch.setattr(gauges, "CACHE_S", 0.0)
-    metrics = server.MetricsServer.bind(0, "127.0.0.1")
+    metrics = server.MetricsServer(0, "127.0.0.1")
+    metrics.start()
     try:
         meter = JobMeter(metrics.add)
         meter.ended("default", "some.job", "succeeded", 0.2)

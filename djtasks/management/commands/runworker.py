@@ -97,7 +97,7 @@ class Command(BaseCommand):
         if port is not None and not 1 <= port <= 65535:
             raise CommandError(f"--metrics-port {port}: a port number is 1 to 65535")
         configure_logging(options["loglevel"])
-        # Bound before any worker process starts: a port in use stops runworker here, with nothing started.
+        # Tried before anything starts: a port in use stops runworker here. The supervisor binds it for good.
         metrics = serve_metrics(port, options["metrics_address"]) if port is not None else None
         config = WorkerConfig(
             queues=queues,
@@ -117,7 +117,8 @@ class Command(BaseCommand):
 
 
 def serve_metrics(port: int, address: str) -> Any:
-    """The bound ``MetricsServer``; a ``CommandError`` naming the option if it cannot be."""
+    """A ``MetricsServer`` whose port was just found free (the supervisor starts it); a ``CommandError`` naming
+    the option if it is not, or if ``prometheus_client`` is missing."""
     try:
         from djtasks.metrics.server import MetricsPortError, MetricsServer
     except ImportError as exc:
@@ -125,9 +126,14 @@ def serve_metrics(port: int, address: str) -> Any:
             f"--metrics-port needs prometheus_client ({exc}); install it with: pip install 'djtasks[metrics]'"
         ) from None
     try:
-        return MetricsServer.bind(port, address)
+        MetricsServer.check(port, address)
     except MetricsPortError as exc:
-        raise CommandError(
-            f"--metrics-port {port}: cannot listen on {address}:{port} ({exc.strerror}); choose a free port "
-            "(or stop what listens there), or check --metrics-address"
-        ) from None
+        raise CommandError(metrics_port_error(port, address, exc)) from None
+    return MetricsServer(port, address)
+
+
+def metrics_port_error(port: int, address: str, exc: OSError) -> str:
+    return (
+        f"--metrics-port {port}: cannot listen on {address}:{port} ({exc.strerror}); choose a free port "
+        "(or stop what listens there), or check --metrics-address"
+    )
