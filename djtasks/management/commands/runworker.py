@@ -128,12 +128,8 @@ def serve_metrics(port: int, address: str) -> Any:
     try:
         MetricsServer.check(port, address)
     except MetricsPortError as exc:
-        raise CommandError(metrics_port_error(port, address, exc)) from None
+        raise CommandError(
+            f"--metrics-port {port}: cannot listen on {address}:{port} ({exc.strerror}); choose a free port "
+            "(or stop what listens there), or check --metrics-address"
+        ) from None
     return MetricsServer(port, address)
-
-
-def metrics_port_error(port: int, address: str, exc: OSError) -> str:
-    return (
-        f"--metrics-port {port}: cannot listen on {address}:{port} ({exc.strerror}); choose a free port "
-        "(or stop what listens there), or check --metrics-address"
-    )
