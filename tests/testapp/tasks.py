@@ -382,7 +382,8 @@ def _span_seen() -> dict:
     import sys
 
     loaded = sorted(m for m in sys.modules if m == "opentelemetry" or m.startswith("opentelemetry."))
-    seen = {"otel_modules": loaded, "trace_id": None, "span_id": None, "pid": os.getpid()}
+    blocked = any(type(f).__name__ == "BlockOpenTelemetry" for f in sys.meta_path)  # tests/acceptance/test_tracing.py
+    seen = {"otel_modules": loaded, "blocked": blocked, "trace_id": None, "span_id": None, "pid": os.getpid()}
     if loaded:
         from opentelemetry import trace
 
