@@ -233,3 +233,15 @@ def test_text_that_is_not_json_is_a_warning_too(caplog):
         context = tracing.parent_of(row)
     assert not trace.get_current_span(context).get_span_context().is_valid
     assert "0190-x some.job attempt 1: malformed trace context in its row (it is not JSON)" in caplog.text
+
+
+def test_the_admin_job_page_shows_the_trace_id(spans, admin_client):
+    with request_span() as parent:
+        traced = tasks.span_probe.delay()
+    plain = tasks.span_probe.delay()
+    page = admin_client.get(f"/admin/djtasks/job/{traced.id}/change/").content.decode()
+    assert (
+        f'id="djtasks-trace" title="the OpenTelemetry trace of the code that enqueued it">{hex_ids_of(parent)["trace_id"]}<'
+        in page
+    )
+    assert "djtasks-trace" not in admin_client.get(f"/admin/djtasks/job/{plain.id}/change/").content.decode()
