@@ -13,6 +13,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from django.db import connection
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 
@@ -72,32 +73,37 @@ def test_jobs_on_a_real_worker_run_in_child_spans_of_the_enqueuing_span(start_wo
         retried = tasks.span_probe.delay(fail_until=1)  # attempt 1 fails, attempt 2 succeeds
         coro = tasks.aspan_probe.delay(fail_until=1)
         failed = tasks.boom.delay("kaput")
+        limited = tasks.span_probe.apply_async(queue="other")  # a limited queue there: the limited claim
     untraced = tasks.span_probe.delay()
     env = {"DJANGO_SETTINGS_MODULE": "tests.settings_tracing", "DJTASKS_TEST_SPANS": str(spans_file)}
     worker = start_worker("--processes", "2", "--threads", "2", env=env)
-    ids = [plain.id, retried.id, coro.id, failed.id, untraced.id]
+    ids = [plain.id, retried.id, coro.id, failed.id, limited.id, untraced.id]
     wait_until(
         lambda: Job.objects.filter(id__in=ids, status__in=["succeeded", "failed"]).count() == len(ids),
         timeout=90,
         message="the jobs to finish",
     )
-    wait_until(lambda: len(read_spans(spans_file)) >= 7, timeout=30, message="7 spans in the file")
+    with connection.cursor() as cur:
+        cur.execute("SELECT concurrency FROM djtasks_queue WHERE kind = 'queue' AND name = 'other'")
+        assert cur.fetchone() == (4,)
+    wait_until(lambda: len(read_spans(spans_file)) >= 8, timeout=30, message="8 spans in the file")
     spans = read_spans(spans_file)
     by_job: dict[str, list[dict]] = {}
     for span in spans:
         by_job.setdefault(span["attributes"]["djtasks.job.id"], []).append(span)
     trace_id, parent_id = ids_of(parent)
-    traced = [by_job[str(i)] for i in (plain.id, retried.id, coro.id, failed.id)]
-    assert [len(s) for s in traced] == [1, 2, 2, 1]
+    traced = [by_job[str(i)] for i in (plain.id, retried.id, coro.id, failed.id, limited.id)]
+    assert [len(s) for s in traced] == [1, 2, 2, 1, 1]
     for span in (s for attempts in traced for s in attempts):
         assert (span["trace_id"], span["parent_id"], span["kind"]) == (trace_id, parent_id, "CONSUMER")
     # Each attempt is its own span; the function ran with it current (the probe reports the span it saw).
-    for result, name in ((plain, PROBE), (retried, PROBE), (coro, APROBE)):
+    for result, name, queue in ((plain, PROBE, "default"), (retried, PROBE, "default"), (coro, APROBE, "default"),
+                                (limited, PROBE, "other")):  # fmt: skip
         attempts = sorted(by_job[str(result.id)], key=lambda s: s["attributes"]["djtasks.job.attempt"])
         last = attempts[-1]
         assert last["name"] == name
         assert last["attributes"]["djtasks.job.outcome"] == "succeeded"
-        assert last["attributes"]["djtasks.job.queue"] == "default"
+        assert last["attributes"]["djtasks.job.queue"] == queue
         seen = JobResult(result.id).get(timeout=0)
         assert (seen["trace_id"], seen["span_id"]) == (trace_id, last["span_id"])
         assert seen["pid"] != os.getpid()
