@@ -10,6 +10,7 @@ import logging
 
 import django
 import pytest
+from asgiref.sync import async_to_sync
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, StatusCode
 
@@ -116,6 +117,18 @@ def test_every_enqueue_path_carries_the_context(spans):
     assert {s.parent.span_id for s in job_spans} == {parent.get_span_context().span_id}
     assert {s.context.trace_id for s in job_spans} == {parent.get_span_context().trace_id}
     assert {s.attributes["djtasks.job.outcome"] for s in job_spans} == {"succeeded"}
+
+
+def test_adelay_from_async_code_carries_the_context(spans):
+    async def view():
+        with request_span() as parent:
+            return parent, await tasks.span_probe.adelay()
+
+    parent, result = async_to_sync(view)()
+    assert drain() == 1
+    (span,) = finished(spans)
+    assert span.parent.span_id == parent.get_span_context().span_id
+    assert span.attributes["djtasks.job.id"] == str(result.id)
 
 
 @pytest.mark.skipif(django.VERSION < (6, 0), reason="django.tasks needs Django 6")
