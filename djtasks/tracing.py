@@ -15,7 +15,7 @@ INSERT itself shows up in a trace through the site's database instrumentation, i
 Whether tracing is on is decided once, when this module is imported: without the package nothing of it is
 imported, ``TRACER`` is ``None`` and each hook (one per enqueued row, one per job run) is one ``is None``
 check. With the API but no SDK (no TracerProvider installed), an enqueue finds no span to carry and a job
-makes none (one ``isinstance`` check each).
+makes none (``_no_sdk``: one read of the API's global).
 
 Failure modes: a malformed context in a row (not JSON, not an object of strings, or headers the propagator
 cannot read, e.g. from a site configured with another propagator) is logged as a warning naming the job,
