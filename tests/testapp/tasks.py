@@ -375,6 +375,14 @@ def retries_oddly(ctx, kind):
     ctx.retry(countdown={"nan": float("nan"), "far": 1e300, "timedelta": timedelta(0)}[kind])
 
 
+@job
+def stamp(sleep=0.0):
+    """Returns when its function started (wall clock) and in which process; sleeps after, if asked."""
+    started = time.time()
+    time.sleep(sleep)
+    return [started, os.getpid()]
+
+
 # -- tracing (tests/integration/test_tracing.py, tests/acceptance/test_tracing.py) -------------------------------
 def _span_seen() -> dict:
     """The OpenTelemetry span current in the job (hex ids, or None) and the opentelemetry modules this process has
