@@ -16,7 +16,7 @@ from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 
@@ -61,10 +61,12 @@ class JsonLinesExporter(SpanExporter):
         return SpanExportResult.SUCCESS
 
 
-def install_file_exporter(path: str) -> None:
+def install_file_exporter(path: str) -> TracerProvider:
+    """This process's TracerProvider: a batch processor (its own export thread, every 50 ms) to a JSON-lines file."""
     provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(JsonLinesExporter(path)))
+    provider.add_span_processor(BatchSpanProcessor(JsonLinesExporter(path), schedule_delay_millis=50))
     trace.set_tracer_provider(provider)
+    return provider
 
 
 def read_spans(path: Path) -> list[dict[str, Any]]:

@@ -119,6 +119,8 @@ def test_jobs_on_a_real_worker_run_in_child_spans_of_the_enqueuing_span(start_wo
     (alone,) = by_job[str(untraced.id)]
     assert alone["parent_id"] is None and alone["trace_id"] != trace_id
     assert worker.stop() == 0
+    # The SDK started in each worker process (worker_started): the supervisor had no export thread of its own.
+    assert "threads already run in the supervisor" not in worker.log
 
 
 def test_without_opentelemetry_a_worker_runs_jobs_and_never_imports_it(start_worker, tmp_path):
