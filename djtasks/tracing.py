@@ -69,8 +69,12 @@ def carrier() -> str | None:
     if not trace.get_current_span().get_span_context().is_valid:
         return None
     headers: dict[str, str] = {}
-    propagate.inject(headers)
-    return json.dumps(headers, separators=(",", ":")) if headers else None
+    try:
+        propagate.inject(headers)
+        return json.dumps(headers, separators=(",", ":")) if headers else None
+    except Exception:  # a site's propagator must not make enqueueing fail: the job runs untraced
+        logger.warning("could not write the trace context of a new job; it will run in a new trace", exc_info=True)
+        return None
 
 
 def parent_of(row: ClaimedJob) -> Context:

@@ -11,7 +11,8 @@ import logging
 import django
 import pytest
 from asgiref.sync import async_to_sync
-from opentelemetry import trace
+from opentelemetry import propagate, trace
+from opentelemetry.propagators.textmap import TextMapPropagator
 from opentelemetry.trace import SpanKind, StatusCode
 
 import djtasks
@@ -258,3 +259,34 @@ def test_the_admin_job_page_shows_the_trace_id(spans, admin_client):
         in page
     )
     assert "djtasks-trace" not in admin_client.get(f"/admin/djtasks/job/{plain.id}/change/").content.decode()
+
+
+class BrokenPropagator(TextMapPropagator):
+    def inject(self, carrier, context=None, setter=None):
+        raise RuntimeError("propagator bug")
+
+    def extract(self, carrier, context=None, getter=None):
+        raise RuntimeError("propagator bug")
+
+    @property
+    def fields(self):
+        return set()
+
+
+def test_a_failing_propagator_neither_stops_an_enqueue_nor_fails_the_job(spans, caplog):
+    before = propagate.get_global_textmap()
+    propagate.set_global_textmap(BrokenPropagator())
+    try:
+        with request_span(), caplog.at_level(logging.WARNING, logger="djtasks.tracing"):
+            result = tasks.span_probe.delay()
+        assert Job.objects.get(id=result.id).trace_context is None
+        assert "could not write the trace context of a new job" in caplog.text
+        Job.objects.filter(id=result.id).update(trace_context={"traceparent": "x"})
+        with caplog.at_level(logging.WARNING, logger="djtasks.tracing"):
+            assert drain() == 1
+    finally:
+        propagate.set_global_textmap(before)
+    assert JobResult(result.id).status == "succeeded"
+    assert "the propagator raised RuntimeError('propagator bug')" in caplog.text
+    (span,) = finished(spans)
+    assert span.parent is None
