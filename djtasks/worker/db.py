@@ -16,6 +16,10 @@ logger = logging.getLogger("djtasks.worker")
 
 CONNECT_TIMEOUT_S = 10  # a server that does not answer is retried rather than waited on forever
 
+_TIMESTAMPTZ_LOADER = psycopg.adapters.get_loader(psycopg.adapters.types["timestamptz"].oid, psycopg.pq.Format.TEXT)
+assert _TIMESTAMPTZ_LOADER is not None  # psycopg registers one for every built-in type
+_FAST_TIMESTAMPTZ = _TIMESTAMPTZ_LOADER
+
 # Errors after which the connection is dropped and opened again on next use.
 CONNECTION_ERRORS = (psycopg.OperationalError, psycopg.InterfaceError)
 
@@ -45,16 +49,20 @@ class WorkerConnection:
         self._params.setdefault("connect_timeout", CONNECT_TIMEOUT_S)
         if prepare and djtasks_settings.prepared_statements and self._params.get("prepare_threshold") is None:
             self._params["prepare_threshold"] = 0
-        if not durable:
-            options = self._params.get("options", "")
-            self._params["options"] = f"{options} -c synchronous_commit=off".strip()
+        # Timestamps come back in UTC, as on Django's connections (which set it per session).
+        extra = "-c TimeZone=UTC" if durable else "-c TimeZone=UTC -c synchronous_commit=off"
+        self._params["options"] = f"{self._params.get('options', '')} {extra}".strip()
         self._conn: psycopg.Connection[Any] | None = None
         self.store = Store(self._cursor, atomic=lambda: self.connection.transaction())
 
     @property
     def connection(self) -> psycopg.Connection[Any]:
         if self._conn is None or self._conn.closed:
-            self._conn = psycopg.connect(**self._params, autocommit=True)
+            conn = psycopg.connect(**self._params, autocommit=True)
+            # Django's context parses timestamptz in Python; psycopg's own loader (C, in psycopg[binary]) is
+            # several times faster on the claim, which returns two per job, and the session is in UTC anyway.
+            conn.adapters.register_loader("timestamptz", _FAST_TIMESTAMPTZ)
+            self._conn = conn
         return self._conn
 
     def _cursor(self) -> psycopg.Cursor[Any]:
