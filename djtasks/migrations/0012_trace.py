@@ -6,7 +6,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("djtasks", "0010_schedule_orm"),
+        ("djtasks", "0011_terminate_index"),
     ]
 
     operations = [
