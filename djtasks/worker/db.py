@@ -37,13 +37,20 @@ class WorkerConnection:
     next query opens a new one."""
 
     def __init__(
-        self, alias: str | None = None, *, role: str = "worker", prepare: bool = False, durable: bool = True
+        self,
+        alias: str | None = None,
+        *,
+        role: str = "worker",
+        prepare: bool = False,
+        durable: bool = True,
+        statement_timeout_ms: int | None = None,
     ) -> None:
         """``prepare``: use server-side prepared statements (the hot path's few queries run thousands of
         times; skipped when ``DJTASKS['PREPARED_STATEMENTS']`` is off, which by default follows LISTEN).
         ``durable=False``: commits do not wait for the WAL flush (``synchronous_commit=off``). Only for
         writes that may be lost in a server crash without harm: a lost claim leaves the job queued, and it
-        runs once the server is back; that is within at-least-once delivery. Outcomes stay durable."""
+        runs once the server is back; that is within at-least-once delivery. Outcomes stay durable.
+        ``statement_timeout_ms``: the server cancels a statement that runs longer (for reads that may give up)."""
         self._params = connection_params(alias)
         self._params["application_name"] = f"djtasks-{role}"
         self._params.setdefault("connect_timeout", CONNECT_TIMEOUT_S)
@@ -51,6 +58,8 @@ class WorkerConnection:
             self._params["prepare_threshold"] = 0
         # Timestamps come back in UTC, as on Django's connections (which set it per session).
         extra = "-c TimeZone=UTC" if durable else "-c TimeZone=UTC -c synchronous_commit=off"
+        if statement_timeout_ms is not None:
+            extra += f" -c statement_timeout={int(statement_timeout_ms)}"
         self._params["options"] = f"{self._params.get('options', '')} {extra}".strip()
         self._conn: psycopg.Connection[Any] | None = None
         self.store = Store(self._cursor, atomic=lambda: self.connection.transaction())
