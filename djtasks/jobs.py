@@ -20,7 +20,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
 from django.utils import timezone
 
-from . import inputs, serialization, signals
+from . import inputs, serialization, signals, tracing
 from .canvas import Signature
 from .conf import djtasks_settings
 from .cursors import django_store, guarded
@@ -522,7 +522,7 @@ class Job:
                 self.time_limit if time_limit is None else time_limit,
                 self.soft_time_limit if soft_time_limit is None else soft_time_limit,
             )
-        return {
+        row = {
             "id": job_id,
             "name": self.name,
             "queue": queue,
@@ -535,6 +535,9 @@ class Job:
             "time_limit": hard,
             "soft_time_limit": soft,
         }
+        if tracing.TRACER is not None and (trace_context := tracing.carrier()) is not None:
+            row["trace_context"] = trace_context  # the job's span will be a child of the current one
+        return row
 
     # -- signatures -----------------------------------------------------------------------------------
     def s(self, *args: Any, **kwargs: Any) -> Signature:

@@ -62,6 +62,11 @@ class Job(models.Model):
     # Workflows (canvas.py): the job or group whose result this job takes as input (its chain parent, or its
     # chord header); NULL for a job outside any workflow and for a workflow's first steps.
     parent_id = models.UUIDField(null=True, blank=True)
+    # OpenTelemetry (djtasks.tracing): the enqueuing span's context as its propagator's headers, so the job runs in
+    # a child span; NULL when nothing was being traced.
+    trace_context = models.JSONField(
+        null=True, blank=True, help_text="the enqueuing span's trace context (W3C traceparent, tracestate)"
+    )
 
     class Meta:
         db_table = "djtasks_job"

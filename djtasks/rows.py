@@ -42,6 +42,8 @@ class ClaimedJob(JobAttempt):
     run_at: datetime
     time_limit: float | None
     soft_time_limit: float | None
+    # The enqueuing span's OpenTelemetry context (JSON text of its propagator's headers; ``tracing``), or None.
+    trace_context: NotRequired[str | None]
 
 
 class Outcome(JobAttempt):

@@ -86,7 +86,8 @@ class Store:
     def job_insert(self, *, now: datetime, **job: Any) -> None:
         # The one statement a web request runs per enqueue: prepared, and its NOTIFY row left unread.
         self._execute_prepared(
-            queries()["job_insert"], {"now": now, "time_limit": None, "soft_time_limit": None, **job}
+            queries()["job_insert"],
+            {"now": now, "time_limit": None, "soft_time_limit": None, "trace_context": None, **job},
         )
 
     def job_insert_many(self, *, now: datetime, jobs: Sequence[dict[str, Any]]) -> None:
@@ -117,6 +118,7 @@ class Store:
                             False,
                             j.get("time_limit"),
                             j.get("soft_time_limit"),
+                            j.get("trace_context"),
                         )
                     )
             due = sorted({j["queue"] for j in jobs if j["run_at"] <= now})
@@ -138,7 +140,7 @@ class Store:
                             j["id"], j["name"], j["queue"], j["priority"], j["status"], j["args"], j["kwargs"],
                             j["run_at"], now, j["expires_at"], 0, j["max_attempts"], "[]", False,
                             j.get("time_limit"), j.get("soft_time_limit"), j["parent_id"], j["group_id"],
-                            j["on_success"],
+                            j["on_success"], j.get("trace_context"),
                         )
                     )  # fmt: skip
             due = sorted({j["queue"] for j in jobs if j["status"] == "queued" and j["run_at"] <= now})
@@ -165,7 +167,8 @@ class Store:
     ) -> tuple[UUID, bool]:
         """Insert a unique job unless its key is taken (``since``: finished jobs enqueued since then count too);
         returns ``(id, inserted)``: the new job's id, or the existing job's."""
-        params = {"now": now, "unique_key": unique_key, "since": since, "time_limit": None, "soft_time_limit": None}
+        params = {"now": now, "unique_key": unique_key, "since": since}
+        params.update(time_limit=None, soft_time_limit=None, trace_context=None)  # the keys a row may leave out
         for _ in range(UNIQUE_INSERT_TRIES):
             row = self._execute("job_insert_unique", {**params, **job})[0]
             if row["inserted_id"] is not None:

@@ -40,7 +40,7 @@ from django.db.models import TextField
 from django.db.models.functions import Cast
 from django.utils import timezone
 
-from . import serialization
+from . import serialization, tracing
 from .conf import djtasks_settings
 from .cursors import django_store
 from .exceptions import NotRegistered
@@ -155,6 +155,11 @@ class JobRunner:
         """An ``async def`` job, awaited on an event loop that ``async_to_sync`` runs for this thread: the job's
         thread-sensitive database calls (the async ORM, ``sync_to_async``) come back to this thread, so they run
         in the test's transaction (a worker runs them on its own loop and connection instead)."""
+        if tracing.TRACER is not None:  # (execute() traces a sync job itself)
+            return tracing.traced(row, lambda: self._await(row))
+        return self._await(row)
+
+    def _await(self, row: ClaimedJob) -> Outcome:
         prepared = prepare(row, self.worker_id, self.clock)
         if not isinstance(prepared, Prepared):
             return prepared  # it cannot run (undecodable arguments): the failure outcome

@@ -111,6 +111,14 @@ def _time(value: datetime | None) -> str:
     return format_html('<span title="{}">{}</span>', f"{local:%Y-%m-%d %H:%M:%S.%f %Z}", f"{local:{shown}}")
 
 
+def _trace_id(trace_context: Any) -> str | None:
+    """The trace id in a row's W3C ``traceparent`` (the trace of the request that enqueued it), to look it up in
+    a tracing backend; None when the row carries none or something else."""
+    header = trace_context.get("traceparent") if isinstance(trace_context, dict) else None
+    parts = header.split("-") if isinstance(header, str) else []
+    return parts[1] if len(parts) == 4 and len(parts[1]) == 32 else None
+
+
 def _pretty(value: Any) -> str | None:
     """JSON for a <pre> block (escaped by the template, like everything stored): on one line when short."""
     if value is None:
@@ -373,6 +381,7 @@ class JobAdmin(admin.ModelAdmin):
             "result_json": _pretty(job.result),
             "progress_json": _pretty(job.progress),
             "on_failure_json": _pretty(job.on_failure),
+            "trace_id": _trace_id(job.trace_context),
             "errors": list(reversed(job.errors or [])),
             "can_retry": job.status in ("failed", "cancelled") and self.has_retry_permission(request),
             "can_cancel": job.status in ("waiting", "queued", "running") and self.has_cancel_permission(request),

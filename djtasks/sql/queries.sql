@@ -8,10 +8,11 @@
 WITH inserted AS (
     INSERT INTO djtasks_job (
         id, name, queue, priority, status, args, kwargs, run_at, enqueued_at, expires_at,
-        attempt, max_attempts, errors, cancel_requested, time_limit, soft_time_limit
+        attempt, max_attempts, errors, cancel_requested, time_limit, soft_time_limit, trace_context
     ) VALUES (
         %(id)s, %(name)s, %(queue)s, %(priority)s, 'queued', %(args)s::jsonb, %(kwargs)s::jsonb, %(run_at)s,
-        %(now)s, %(expires_at)s, 0, %(max_attempts)s, '[]'::jsonb, false, %(time_limit)s, %(soft_time_limit)s
+        %(now)s, %(expires_at)s, 0, %(max_attempts)s, '[]'::jsonb, false, %(time_limit)s, %(soft_time_limit)s,
+        %(trace_context)s::jsonb
     )
     RETURNING queue, run_at
 )
@@ -21,7 +22,7 @@ SELECT pg_notify('djtasks', queue) FROM inserted WHERE run_at <= %(now)s;
 -- Enqueue a batch with COPY (rows streamed, no statement to parse per row); queue_notify_many follows it.
 COPY djtasks_job (
     id, name, queue, priority, status, args, kwargs, run_at, enqueued_at, expires_at,
-    attempt, max_attempts, errors, cancel_requested, time_limit, soft_time_limit
+    attempt, max_attempts, errors, cancel_requested, time_limit, soft_time_limit, trace_context
 ) FROM STDIN;
 
 -- name: queue_notify_many
@@ -64,7 +65,7 @@ FROM candidates AS c
 WHERE j.id = c.id
 RETURNING j.id, j.name, j.queue, j.priority, j.status, j.args::text AS args, j.kwargs::text AS kwargs,
           j.attempt, j.max_attempts, j.enqueued_at, j.run_at, j.time_limit, j.soft_time_limit,
-          (j.on_success IS NOT NULL OR j.group_id IS NOT NULL) AS workflow;
+          (j.on_success IS NOT NULL OR j.group_id IS NOT NULL) AS workflow, j.trace_context::text AS trace_context;
 
 -- name: queue_lock_many
 -- Open a limited claim (in its transaction): lock the rows of these limited queues and job names, always in one order so claims never deadlock, and read their options as they are now.
@@ -136,7 +137,7 @@ claimed AS (
     WHERE j.id = c.id
     RETURNING j.id, j.name, j.queue, j.priority, j.status, j.args::text AS args, j.kwargs::text AS kwargs,
               j.attempt, j.max_attempts, j.enqueued_at, j.run_at, j.time_limit, j.soft_time_limit,
-              (j.on_success IS NOT NULL OR j.group_id IS NOT NULL) AS workflow
+              (j.on_success IS NOT NULL OR j.group_id IS NOT NULL) AS workflow, j.trace_context::text AS trace_context
 ),
 paced AS (
     UPDATE djtasks_queue AS q
@@ -700,7 +701,8 @@ SELECT pg_advisory_unlock(hashtextextended('djtasks.maintenance.' || %(name)s, 0
 -- Enqueue the jobs of a workflow (chain, group, chord) with COPY: steps whose input is not ready yet are 'waiting'.
 COPY djtasks_job (
     id, name, queue, priority, status, args, kwargs, run_at, enqueued_at, expires_at,
-    attempt, max_attempts, errors, cancel_requested, time_limit, soft_time_limit, parent_id, group_id, on_success
+    attempt, max_attempts, errors, cancel_requested, time_limit, soft_time_limit, parent_id, group_id, on_success,
+    trace_context
 ) FROM STDIN;
 
 -- name: group_insert_many
@@ -872,11 +874,11 @@ WITH existing AS (
 inserted AS (
     INSERT INTO djtasks_job (
         id, name, queue, priority, status, args, kwargs, run_at, enqueued_at, expires_at,
-        attempt, max_attempts, errors, cancel_requested, time_limit, soft_time_limit, unique_key
+        attempt, max_attempts, errors, cancel_requested, time_limit, soft_time_limit, unique_key, trace_context
     )
     SELECT %(id)s, %(name)s, %(queue)s, %(priority)s, 'queued', %(args)s::jsonb, %(kwargs)s::jsonb, %(run_at)s,
            %(now)s, %(expires_at)s, 0, %(max_attempts)s, '[]'::jsonb, false, %(time_limit)s, %(soft_time_limit)s,
-           %(unique_key)s
+           %(unique_key)s, %(trace_context)s::jsonb
     WHERE NOT EXISTS (SELECT 1 FROM existing)
     ON CONFLICT (unique_key) WHERE status IN ('queued', 'running') AND unique_key IS NOT NULL DO NOTHING
     RETURNING id, queue, run_at

@@ -33,6 +33,7 @@ from asgiref.sync import sync_to_async
 from django import db
 from django.utils import timezone
 
+from .. import tracing
 from ..exceptions import SoftTimeLimitExceeded
 from ..rows import ClaimedJob, Outcome
 from .outcomes import (
@@ -152,16 +153,21 @@ class AsyncJobs:
                 return
             started = time.perf_counter()
             try:
-                prepared = await sync_to_async(prepare, thread_sensitive=True)(row, self.worker_id)
-                if isinstance(prepared, Prepared):
-                    outcome = await invoke(row, prepared, self.runtime)
-                    outcome = await sync_to_async(_after_job, thread_sensitive=True)(row, prepared, outcome)
+                if tracing.TRACER is None:
+                    outcome = await self._attempt(row)
                 else:
-                    outcome = prepared
+                    outcome = await tracing.atraced(row, lambda: self._attempt(row))
             except BaseException as exc:  # the loop must outlive any job
                 logger.exception("internal error running async job %s", row["id"])
                 outcome = failure_outcome(row, exc, timezone.now(), retry_in=None)
             self.ended(row, outcome, time.perf_counter() - started)
+
+    async def _attempt(self, row: ClaimedJob) -> Outcome:
+        prepared = await sync_to_async(prepare, thread_sensitive=True)(row, self.worker_id)
+        if not isinstance(prepared, Prepared):
+            return prepared
+        outcome = await invoke(row, prepared, self.runtime)
+        return await sync_to_async(_after_job, thread_sensitive=True)(row, prepared, outcome)
 
     def running(self) -> int:
         return len(self._tasks)

@@ -17,6 +17,7 @@ from uuid import UUID
 from django import db
 from django.utils import timezone
 
+from .. import tracing
 from ..exceptions import SoftTimeLimitExceeded
 from ..rows import ClaimedJob, Outcome, error_entry
 from .outcomes import (  # re-exported: the worker's modules and the tests import them from here
@@ -91,7 +92,10 @@ def execute(
     would break).
     """
     began = (clock or timezone.now)()  # a worker process overrides it with the start its ledger recorded
-    outcome = _execute(row, runtime, worker_id, clock, manage_connections)
+    if tracing.TRACER is None:
+        outcome = _execute(row, runtime, worker_id, clock, manage_connections)
+    else:
+        outcome = tracing.traced(row, lambda: _execute(row, runtime, worker_id, clock, manage_connections))
     if outcome.get("started_at") is None:
         outcome["started_at"] = began
     return outcome

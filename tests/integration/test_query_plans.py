@@ -252,6 +252,7 @@ def test_workflow_and_unique_queries_never_scan_the_table(big_table, name):
             "max_attempts": 1,
             "time_limit": None,
             "soft_time_limit": None,
+            "trace_context": None,
         },
         "job_get_many": {"ids": ids},
         "queue_stats_workflow_waiting": {},

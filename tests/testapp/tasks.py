@@ -381,3 +381,42 @@ def stamp(sleep=0.0):
     started = time.time()
     time.sleep(sleep)
     return [started, os.getpid()]
+
+
+# -- tracing (tests/integration/test_tracing.py, tests/acceptance/test_tracing.py) -------------------------------
+def _span_seen() -> dict:
+    """The OpenTelemetry span current in the job (hex ids, or None) and the opentelemetry modules this process has
+    loaded: without the package none may be, and this module must not import it either."""
+    import sys
+
+    loaded = sorted(m for m in sys.modules if m == "opentelemetry" or m.startswith("opentelemetry."))
+    blocked = any(type(f).__name__ == "BlockOpenTelemetry" for f in sys.meta_path)  # tests/acceptance/test_tracing.py
+    seen = {"otel_modules": loaded, "blocked": blocked, "trace_id": None, "span_id": None, "pid": os.getpid()}
+    if loaded:
+        from opentelemetry import trace
+
+        context = trace.get_current_span().get_span_context()
+        if context.is_valid:
+            seen.update(trace_id=f"{context.trace_id:032x}", span_id=f"{context.span_id:016x}")
+    return seen
+
+
+@job(bind=True, max_attempts=3, retry_delay=0)
+def span_probe(ctx, fail_until=0, then=None):
+    """Reports the span it runs in; fails while ``ctx.attempt <= fail_until``; ``then``: a job name to enqueue
+    from inside (its span should be a child of this one)."""
+    if ctx.attempt <= fail_until:
+        raise ValueError(f"attempt {ctx.attempt} fails")
+    if then is not None:
+        from djtasks import enqueue
+
+        enqueue(then)
+    return _span_seen()
+
+
+@job(bind=True, max_attempts=3, retry_delay=0)
+async def aspan_probe(ctx, fail_until=0):
+    """``span_probe`` as an ``async def`` job (on the worker's event loop)."""
+    if ctx.attempt <= fail_until:
+        raise ValueError(f"attempt {ctx.attempt} fails")
+    return _span_seen()
