@@ -662,12 +662,10 @@ FULL JOIN rescued AS r ON r.worker_id = d.id
 CROSS JOIN notified;
 
 -- name: maintenance_lock
--- Try to become the one process (across all hosts) running a maintenance service now; held by this session.
-SELECT pg_try_advisory_lock(hashtextextended('djtasks.maintenance.' || %(name)s, 0)) AS locked;
-
--- name: maintenance_unlock
--- Let another process run the maintenance service next time.
-SELECT pg_advisory_unlock(hashtextextended('djtasks.maintenance.' || %(name)s, 0)) AS unlocked;
+-- Try to become the one process (across all hosts) running a maintenance service now, until this transaction ends.
+-- Transaction-scoped on purpose: a session lock would stay on whichever server connection a transaction-mode
+-- pooler (PgBouncer) lent for the statement, held for good once the client that took it dies.
+SELECT pg_try_advisory_xact_lock(hashtextextended('djtasks.maintenance.' || %(name)s, 0)) AS locked;
 
 
 -- name: job_insert_workflow_many
