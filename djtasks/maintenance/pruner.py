@@ -79,9 +79,7 @@ def run_once(
     """Delete succeeded/cancelled jobs finished more than ``result_ttl`` seconds before ``now`` and failed
     ones past ``failed_result_ttl``, at most ``max_batches`` statements of ``batch`` rows in all. Each batch
     runs in ``gate()``; ``LockLost`` when one is refused."""
-    ok, used, ok_done = _prune(
-        store, SUCCEEDED_STATUSES, now - timedelta(seconds=result_ttl), batch, max_batches, gate
-    )
+    ok, used, ok_done = _prune(store, SUCCEEDED_STATUSES, now - timedelta(seconds=result_ttl), batch, max_batches, gate)
     if not ok_done:
         return PruneResult(ok, 0, complete=False)
     failed, _, failed_done = _prune(
