@@ -64,7 +64,9 @@ def _seconds_ahead(where: str, option: str, value: Any, now: datetime) -> dateti
     try:
         value = durations.seconds(value, f"{where}: {option}")
     except TypeError:
-        raise TypeError(f"{where}: {option} must be a number of seconds (finite) or a timedelta, got {value!r:.80}") from None
+        raise TypeError(
+            f"{where}: {option} must be a number of seconds (finite) or a timedelta, got {value!r:.80}"
+        ) from None
     if value > (LATEST - now).total_seconds():
         raise ValueError(f"{where}: {option} of {value:g} s is too far ahead: the time must be before {LATEST.date()}")
     return now + timedelta(seconds=value)

@@ -627,6 +627,10 @@ class Store:
         next_fire_at: datetime | None = self._execute("schedule_next_fire_at", {})[0]["next_fire_at"]
         return next_fire_at
 
+    def connection_backend_pid(self) -> int:
+        """The pid of the server process running this statement (``pg_backend_pid()``)."""
+        return int(self._execute("connection_backend_pid", {})[0]["pid"])
+
     def schedule_listen(self) -> None:
         self._execute("schedule_listen", {})
 

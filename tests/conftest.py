@@ -131,3 +131,44 @@ def store():
     db = WorkerConnection()
     yield db.store
     db.close()
+
+
+@pytest.fixture(scope="session")
+def pgbouncers(django_db_setup) -> Iterator:
+    """``pgbouncers(mode)``: a private PgBouncer (``devtools/pgbouncer.py``) in ``transaction`` or ``session``
+    pool mode in front of the test cluster, started once per test run and mode. Never skipped: without the
+    ``pgbouncer`` binary the tests that need it fail, saying how to install it. Stopped before the test database
+    is dropped (its pooled server connections would keep it open)."""
+    from django.conf import settings
+
+    from devtools.pgbouncer import PgBouncer
+
+    started: dict[str, PgBouncer] = {}
+    database = settings.DATABASES["default"]
+
+    def get(mode: str) -> PgBouncer:
+        if mode not in started:
+            # django-environ keeps a unix socket directory (?host=...) in OPTIONS
+            host = database.get("HOST") or database.get("OPTIONS", {}).get("host") or "/var/run/postgresql"
+            bouncer = PgBouncer(host, pool_mode=mode, server_port=int(database.get("PORT") or 5432))
+            bouncer.start()
+            started[mode] = bouncer
+        return started[mode]
+
+    yield get
+    for bouncer in started.values():
+        bouncer.cleanup()
+
+
+def pooled_env(bouncer, *, listen_database: bool = False, listen: bool = True) -> dict[str, str]:
+    """Environment for ``manage.py`` subprocesses whose ``default`` alias goes through ``bouncer`` (settings:
+    ``tests/settings_pgbouncer.py``), with ``direct`` the direct alias used for ``LISTEN_DATABASE``."""
+    from django.db import connection
+
+    return {
+        "DJANGO_SETTINGS_MODULE": "tests.settings_pgbouncer",
+        "DJTASKS_TEST_POOLER_URL": bouncer.url(connection.settings_dict["NAME"]),
+        "DJTASKS_TEST_POOL_MODE": bouncer.pool_mode,
+        "DJTASKS_TEST_LISTEN_DATABASE": "direct" if listen_database else "",
+        "DJTASKS_TEST_LISTEN": "1" if listen else "0",
+    }

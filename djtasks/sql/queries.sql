@@ -474,6 +474,11 @@ WHERE id = %(id)s;
 -- When the earliest enabled schedule is due next, so a scheduler sleeps just that long.
 SELECT min(next_fire_at) AS next_fire_at FROM djtasks_schedule WHERE enabled;
 
+-- name: connection_backend_pid
+-- The server process this connection's statement runs in: a pooler answers the client's start-up with a cancel key of
+-- its own, so a pid unlike the one the connection was told at start-up means a pooler (PgBouncer) sits in between.
+SELECT pg_backend_pid() AS pid;
+
 -- name: schedule_listen
 -- Subscribe this connection to schedule changes (the admin notifies on save; payload: the schedule name).
 LISTEN djtasks_schedule;

@@ -45,16 +45,33 @@ class WorkerConnection:
         self._params.setdefault("connect_timeout", CONNECT_TIMEOUT_S)
         if prepare and djtasks_settings.prepared_statements and self._params.get("prepare_threshold") is None:
             self._params["prepare_threshold"] = 0
-        if not durable:
+        # Sent as a start-up parameter, which PgBouncer refuses ("unsupported startup parameter: options"):
+        # behind a pooler such commits are durable (safe, a little slower). Nor is it set per session, which a
+        # transaction-mode pooler would hand on to other clients.
+        self._options: str | None = None
+        if not durable and djtasks_settings.POOL_MODE is None:
             options = self._params.get("options", "")
-            self._params["options"] = f"{options} -c synchronous_commit=off".strip()
+            self._options = self._params["options"] = f"{options} -c synchronous_commit=off".strip()
         self._conn: psycopg.Connection[Any] | None = None
         self.store = Store(self._cursor, atomic=lambda: self.connection.transaction())
 
     @property
     def connection(self) -> psycopg.Connection[Any]:
         if self._conn is None or self._conn.closed:
-            self._conn = psycopg.connect(**self._params, autocommit=True)
+            try:
+                self._conn = psycopg.connect(**self._params, autocommit=True)
+            except psycopg.OperationalError as exc:
+                if self._options is None or "unsupported startup parameter" not in str(exc):
+                    raise
+                # A pooler that DJTASKS['POOL_MODE'] does not mention: do without, and say so once.
+                logger.warning(
+                    "the server refused the start-up parameter options=%r (a connection pooler? set "
+                    "DJTASKS['POOL_MODE']): this connection's commits stay durable",
+                    self._options,
+                )
+                self._params.pop("options", None)
+                self._options = None
+                self._conn = psycopg.connect(**self._params, autocommit=True)
         return self._conn
 
     def _cursor(self) -> psycopg.Cursor[Any]:

@@ -48,6 +48,8 @@ def add_queue_arguments(parser: CommandParser) -> None:
         metavar="OPTION",
         help="hand options (concurrency, rate_limit, paused; all without a name) back to DJTASKS['QUEUES']",
     )
+
+
 def add_purge_arguments(parser: CommandParser) -> None:
     parser.add_argument("queue", metavar="QUEUE", help="the queue whose waiting jobs are deleted")
     parser.add_argument("--yes", action="store_true", help="do not ask for confirmation")
@@ -181,6 +183,7 @@ class Command(BaseCommand):
                 self.stdout.write(f"job {limit.name}: concurrency={limit.concurrency} (@job(concurrency=...))")
             return
         self.stdout.write(format_limits(self._queue_change(queue, **changes)))
+
     def handle_purge(self, *, queue: str, yes: bool, **options: Any) -> None:
         from djtasks.conf import djtasks_settings
 

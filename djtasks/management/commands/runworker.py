@@ -8,6 +8,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from djtasks.conf import djtasks_settings
 from djtasks.worker.async_executor import DEFAULT_ASYNC_CONCURRENCY
+from djtasks.worker.listener import announce
 from djtasks.worker.logs import configure_logging
 from djtasks.worker.process import WorkerConfig
 from djtasks.worker.supervisor import Supervisor
@@ -80,6 +81,7 @@ class Command(BaseCommand):
         if unknown:
             raise CommandError(f"unknown queue(s) {', '.join(unknown)}; DJTASKS['QUEUES'] has {', '.join(known)}")
         configure_logging(options["loglevel"])
+        announce()
         config = WorkerConfig(
             queues=queues,
             threads=options["threads"],
