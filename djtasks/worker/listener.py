@@ -22,6 +22,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from django.utils.connection import ConnectionDoesNotExist
+
 from ..conf import DjtasksSettings, djtasks_settings
 from ..store import Store
 from .db import CONNECTION_ERRORS, WorkerConnection
@@ -66,7 +68,10 @@ def probe_database(conf: DjtasksSettings) -> list[str]:
     if conf.LISTEN and conf.LISTEN_DATABASE is not None:
         aliases.add(conf.LISTEN_DATABASE)
     for alias in sorted(aliases):
-        db = WorkerConnection(alias, role="probe")
+        try:
+            db = WorkerConnection(alias, role="probe")
+        except ConnectionDoesNotExist:
+            continue  # the listener says so
         try:
             pooled = through_pooler(db)
         except CONNECTION_ERRORS:
@@ -123,9 +128,15 @@ class Listener:
         alias = conf.listen_alias if enabled else None
         self.enabled = alias is not None
         self._own = own
-        self._dedicated = (
-            WorkerConnection(alias, role=f"{role}-listen") if alias is not None and conf.LISTEN_DATABASE else None
-        )
+        self._dedicated: WorkerConnection | None = None
+        if alias is not None and conf.LISTEN_DATABASE:
+            try:
+                self._dedicated = WorkerConnection(alias, role=f"{role}-listen")
+            except ConnectionDoesNotExist:  # the system check says so too (djtasks.E022), unless skipped
+                logger.error(
+                    "DJTASKS['LISTEN_DATABASE'] is %r, which is not in DATABASES: polling for new jobs instead", alias
+                )
+                self.enabled = False
         self._subscribe = subscribe
         self._on_notify = on_notify
         self._listening = False
