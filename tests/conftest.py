@@ -133,6 +133,13 @@ def store():
     db.close()
 
 
+def free_tcp_port() -> int:
+    """A local TCP port nobody listens on (bound, then released)."""
+    from devtools.pgbouncer import free_port
+
+    return free_port()
+
+
 @pytest.fixture(scope="session")
 def pgbouncers(django_db_setup) -> Iterator:
     """``pgbouncers(mode)``: a private PgBouncer (``devtools/pgbouncer.py``) in ``transaction`` or ``session``
