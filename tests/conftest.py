@@ -168,16 +168,22 @@ def pgbouncers(django_db_setup) -> Iterator:
 
 
 def pooled_env(
-    bouncer, *, listen_database: str = "", listen: bool = True, poll_interval: float | None = None
+    bouncer,
+    *,
+    listen_database: str = "",
+    listen: bool = True,
+    poll_interval: float | None = None,
+    pool_mode: str | None = None,
 ) -> dict[str, str]:
     """Environment for ``manage.py`` subprocesses whose ``default`` alias goes through ``bouncer`` (settings:
-    ``tests/settings_pgbouncer.py``), with ``direct`` the direct alias to name in ``listen_database``."""
+    ``tests/settings_pgbouncer.py``), with ``direct`` the direct alias to name in ``listen_database``;
+    ``POOL_MODE`` is the bouncer's unless ``pool_mode`` says otherwise (``""``: not set)."""
     from django.db import connection
 
     return {
         "DJANGO_SETTINGS_MODULE": "tests.settings_pgbouncer",
         "DJTASKS_TEST_POOLER_URL": bouncer.url(connection.settings_dict["NAME"]),
-        "DJTASKS_TEST_POOL_MODE": bouncer.pool_mode,
+        "DJTASKS_TEST_POOL_MODE": bouncer.pool_mode if pool_mode is None else pool_mode,
         "DJTASKS_TEST_LISTEN_DATABASE": listen_database,
         "DJTASKS_TEST_LISTEN": "1" if listen else "0",
         "DJTASKS_TEST_POLL_INTERVAL": "" if poll_interval is None else str(poll_interval),

@@ -16,7 +16,7 @@ DATABASES = {
 DJTASKS = {
     **DJTASKS,
     "QUEUES": {**DJTASKS["QUEUES"], "limited": {"concurrency": 2}},  # a limited claim goes through the pooler too
-    "POOL_MODE": os.environ["DJTASKS_TEST_POOL_MODE"],
+    "POOL_MODE": os.environ["DJTASKS_TEST_POOL_MODE"] or None,  # empty: not said (the worker notices)
     "LISTEN_DATABASE": os.environ.get("DJTASKS_TEST_LISTEN_DATABASE") or None,
     # A long poll shows that a job started at once was woken by LISTEN, not found by polling.
     "POLL_INTERVAL": float(os.environ.get("DJTASKS_TEST_POLL_INTERVAL") or DJTASKS["POLL_INTERVAL"]),

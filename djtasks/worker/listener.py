@@ -18,6 +18,7 @@ listening for the life of the process.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -89,14 +90,21 @@ def probe_database(conf: DjtasksSettings) -> list[str]:
     return found
 
 
-def announce() -> None:
-    """Log how new work is noticed and what the connections themselves show (``runworker`` and ``runbeat``
-    call it once at start-up)."""
+def announce() -> threading.Thread:
+    """Log how new work is noticed, then what the connections themselves show (``runworker`` and ``runbeat``
+    call it once at start-up). The probe runs in a thread of its own, so a database that is slow to answer
+    never delays the start; the thread is returned for tests to join."""
     conf = djtasks_settings.get()
     level, text = wakeup_summary(conf)
     logger.log(level, "djtasks: %s", text)
-    for warning in probe_database(conf):
-        logger.warning("djtasks: %s", warning)
+
+    def probe() -> None:
+        for warning in probe_database(conf):
+            logger.warning("djtasks: %s", warning)
+
+    thread = threading.Thread(target=probe, name="djtasks-pooler-probe", daemon=True)
+    thread.start()
+    return thread
 
 
 def listen_pooled_message(alias: str) -> str:

@@ -302,3 +302,14 @@ def test_session_pooling_smoke_jobs_run_exactly_once_with_listen(start_worker, p
     assert "listening for new jobs on 'default'" in worker.log
     report(f"session-mode PgBouncer: a job done {woken:.2f} s after .delay(); 100 more exactly once")
     assert worker.stop() == 0
+
+
+def test_a_pooler_pool_mode_does_not_mention_is_noticed_at_start_up_and_the_worker_works(start_worker, pgbouncers):
+    env = pooled_env(pgbouncers("session"), pool_mode="")
+    worker = start_worker("--processes", "1", "--threads", "2", env=env)
+    assert tasks.add.delay(5, 5).get(timeout=60) == 10
+    wait_until(lambda: "DJTASKS['POOL_MODE'] is not set" in worker.log, timeout=10, message="the start-up warning")
+    assert "goes through a connection pooler" in worker.log
+    # The producer's start-up parameter (synchronous_commit=off) was refused: it connected without it.
+    assert "the server refused the start-up parameter options" in worker.log
+    assert worker.stop() == 0
