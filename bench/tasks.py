@@ -29,3 +29,11 @@ def step(value: int = 0) -> int:
 def count(values: list) -> int:
     """A chord callback: how many header results it was given."""
     return len(values)
+
+
+@job
+def stamp() -> float:
+    """Returns the wall-clock time its function started: what the start-up benchmark reads."""
+    import time
+
+    return time.time()

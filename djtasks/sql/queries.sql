@@ -154,13 +154,17 @@ SELECT * FROM claimed;
 -- (a job whose function started and still runs) sets started_at, so a rescue counts that attempt; an
 -- outcome carries its own started_at. The two sets are disjoint (the worker's ledger sees to it): one
 -- statement must not update a row twice.
+-- Both updates find their rows by primary key: "(status = 'running') IS TRUE" (the same test, status being NOT
+-- NULL) keeps the planner off the partial djtasks_job_running index, whose statistics always count almost no
+-- running rows; through it, each batch read every entry of this worker, dead ones included, since the last
+-- vacuum (measured: 94 us of server time per job in a 40,000-job drain, against 21 us by primary key).
 WITH marked AS (
     UPDATE djtasks_job AS j
     SET started_at = s.started_at
     FROM unnest(%(mark_ids)s::uuid[], %(mark_attempts)s::int[], %(mark_started_ats)s::timestamptz[])
         AS s(id, attempt, started_at)
-    WHERE j.id = s.id AND j.status = 'running' AND j.worker_id = %(worker_id)s::uuid AND j.attempt = s.attempt
-      AND j.started_at IS NULL
+    WHERE j.id = s.id AND (j.status = 'running') IS TRUE AND j.worker_id = %(worker_id)s::uuid
+      AND j.attempt = s.attempt AND j.started_at IS NULL
 )
 UPDATE djtasks_job AS j
 SET status = CASE WHEN j.cancel_requested AND o.status IN ('queued', 'failed') THEN 'cancelled' ELSE o.status END,
@@ -176,7 +180,8 @@ FROM unnest(
     %(ids)s::uuid[], %(attempts)s::int[], %(statuses)s::text[], %(results)s::jsonb[], %(errors)s::jsonb[],
     %(run_ats)s::timestamptz[], %(finished_ats)s::timestamptz[], %(started_ats)s::timestamptz[]
 ) AS o(id, attempt, status, result, error, run_at, finished_at, started_at)
-WHERE j.id = o.id AND j.status = 'running' AND j.worker_id = %(worker_id)s::uuid AND j.attempt = o.attempt
+WHERE j.id = o.id AND (j.status = 'running') IS TRUE AND j.worker_id = %(worker_id)s::uuid
+  AND j.attempt = o.attempt
 RETURNING j.id;
 
 -- name: job_release_many

@@ -165,6 +165,40 @@ def test_by_id_queries_use_the_primary_key_or_running_index(big_table, name):
     assert_no_full_scan(nodes)
 
 
+def test_finish_finds_its_rows_by_primary_key_not_through_the_running_index(big_table):
+    """Statistics taken while nothing ran say the running index is nearly empty; during a drain it holds this
+    worker's claimed rows and, until a vacuum, every row it finished since. Recording a batch must look its rows
+    up by id (cost: the batch) rather than walk this worker's running-index entries (cost: all it ever held)."""
+    worker_id = uuid.uuid4()
+    ids = [
+        row[0]
+        for row in big_table.execute(
+            "UPDATE djtasks_job SET status = 'running', attempt = 1, worker_id = %s"
+            " WHERE id IN (SELECT id FROM djtasks_job WHERE status = 'queued' LIMIT 2000) RETURNING id",
+            (worker_id,),
+        ).fetchall()
+    ]
+    now = timezone.now()
+    batch = ids[:100]
+    for marks in ([], ids[100:110]):
+        params = {
+            "worker_id": worker_id,
+            "ids": batch,
+            "attempts": [1] * len(batch),
+            "statuses": ["succeeded"] * len(batch),
+            "results": ["null"] * len(batch),
+            "errors": [None] * len(batch),
+            "run_ats": [None] * len(batch),
+            "finished_ats": [now] * len(batch),
+            "started_ats": [now] * len(batch),
+            "mark_ids": marks,
+            "mark_attempts": [1] * len(marks),
+            "mark_started_ats": [now] * len(marks),
+        }
+        nodes = plan_nodes(big_table, "job_finish_many", params)
+        assert used_indexes(nodes) == {"djtasks_job_pkey"}, scans_of_job_table(nodes)
+
+
 def test_prune_walks_the_finished_index(big_table):
     nodes = plan_nodes(
         big_table,
