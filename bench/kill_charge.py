@@ -60,7 +60,9 @@ def children(pid: int) -> list[int]:
             cmdline = Path(f"/proc/{entry}/cmdline").read_text()
         except OSError:
             continue
-        if int(stat[stat.rfind(")") + 2 :].split()[1]) == pid and "resource_tracker" not in cmdline:
+        if "(djtasks-forksrv)" in stat or "resource_tracker" in cmdline:
+            continue  # the fork server, or spawn's resource tracker: neither runs jobs
+        if int(stat[stat.rfind(")") + 2 :].split()[1]) == pid:
             found.append(int(entry))
     return found
 

@@ -272,6 +272,8 @@ def dumps(value: Any, path: str = "value", *, max_bytes: int | None = None, wher
 def _dumps(value: Any, path: str, max_bytes: int | None, where: str | None, depth: int) -> str:
     if not value and isinstance(value, (list, tuple, dict)):  # no arguments: the common case, made cheap
         return "{}" if isinstance(value, dict) else "[]"
+    if value is None:  # a job that returns nothing: the most common result
+        return "null"
     try:
         text = _text(_encode(value, depth, NO_LIMIT if max_bytes is None else max_bytes))
     except _Refused as refused:

@@ -303,6 +303,10 @@ class Store:
         return written
 
     def _job_finish_many(self, worker_id: UUID, outcomes: list[Outcome], marks: list[StartMark]) -> set[UUID]:
+        # unnest() pads a shorter array with NULLs: a column that is NULL for the whole batch (no error, no
+        # retry: a batch of successes) is sent as an empty array, which spares adapting it value by value.
+        errors = [o.get("error") for o in outcomes]
+        run_ats = [o.get("run_at") for o in outcomes]
         rows = self._execute(
             "job_finish_many",
             {
@@ -311,8 +315,8 @@ class Store:
                 "attempts": [o["attempt"] for o in outcomes],
                 "statuses": [o["status"] for o in outcomes],
                 "results": [o.get("result") for o in outcomes],
-                "errors": [o.get("error") for o in outcomes],
-                "run_ats": [o.get("run_at") for o in outcomes],
+                "errors": errors if any(e is not None for e in errors) else [],
+                "run_ats": run_ats if any(r is not None for r in run_ats) else [],
                 "finished_ats": [o.get("finished_at") for o in outcomes],
                 "started_ats": [o.get("started_at") for o in outcomes],
                 "mark_ids": [m["id"] for m in marks],
@@ -630,6 +634,9 @@ class Store:
     def connection_backend_pid(self) -> int:
         """The pid of the server process running this statement (``pg_backend_pid()``)."""
         return int(self._execute("connection_backend_pid", {})[0]["pid"])
+
+    def connection_timezone_utc(self) -> None:
+        self._execute("connection_timezone_utc", {})
 
     def schedule_listen(self) -> None:
         self._execute("schedule_listen", {})

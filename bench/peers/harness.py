@@ -22,7 +22,7 @@ from typing import Any
 
 import django
 
-from bench import ceiling, run
+from bench import bare_sql, ceiling, run
 from bench.common import ROOT, checkpoint, report
 
 ENQUEUE_ROUNDS = 20  # with --enqueue 4000: 200 calls a round, each system ~1.5 s in all
@@ -33,6 +33,7 @@ INSTALL_REDIS = "apt-get install -y redis-server"
 # The issue's targets on this machine.
 TARGET_DRAIN_VS_CELERY = 10.0
 TARGET_DRAIN_VS_CEILING = 0.35
+TARGET_DRAIN_VS_BARE = 0.50  # issue 16: the drain at half the leanest queue a bare psycopg loop drains
 TARGET_DELAY_VS_INSERT = 0.90
 TARGET_BULK_RATE = 40_000.0
 TARGET_PICKUP_P50_MS = 3.0
@@ -136,6 +137,10 @@ def run_all(args: argparse.Namespace, info: dict[str, Any]) -> dict[str, Any]:
             args.ceiling_k1_jobs, processes=args.processes, batch=1
         )
         report(f"ceiling: drain {args.ceiling_k1_jobs}, {args.processes} procs x 1/claim", d1["rate"], "jobs/s")
+    print("== bare-SQL ceiling: the leanest queue table and SQL (bench/bare_sql.py)", flush=True)
+    b = bare_sql.bench_bare_sql_drain(args.jobs, processes=args.processes)
+    results["bare"] = {"drain": b}
+    report(f"bare-SQL ceiling: drain {args.jobs}, {args.processes} procs x {b['batch']}/claim", b["rate"], "jobs/s")
     if args.peers:
         driver_args = ["--jobs", str(args.jobs), "--enqueue", str(args.enqueue), "--samples", str(args.samples)]
         for key, title, missing, module, extra in (
@@ -197,6 +202,13 @@ def ratios(results: dict[str, Any]) -> list[dict[str, Any]]:
             "%",
             f">= {TARGET_DRAIN_VS_CEILING:.0%}",
             TARGET_DRAIN_VS_CEILING,
+        ),
+        (
+            "djtasks drain / bare-SQL ceiling drain",
+            _ratio(drain, _get(results, "bare", "drain", "rate")),
+            "%",
+            f">= {TARGET_DRAIN_VS_BARE:.0%}",
+            TARGET_DRAIN_VS_BARE,
         ),
         (
             "djtasks drain / ceiling drain (1 per claim)",

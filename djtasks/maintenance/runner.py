@@ -14,6 +14,7 @@ process took over). A failing service is logged and tried again next interval; i
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import threading
@@ -25,6 +26,7 @@ from typing import Any, Protocol
 from django.utils import timezone
 
 from ..worker.db import CONNECTION_ERRORS, WorkerConnection
+from ..worker.listener import warn_about_poolers
 from ..worker.waits import Backoff
 
 logger = logging.getLogger("djtasks.maintenance")
@@ -74,6 +76,10 @@ class MaintenanceRunner(threading.Thread):
         return result
 
     def run(self) -> None:
+        # The supervisor's first thread to reach the database, started once its fork server exists (which
+        # must be made while no other thread runs): it looks at the connections for poolers first, once.
+        with contextlib.suppress(Exception):  # a warning at most; never a reason to stop maintenance
+            warn_about_poolers()
         due = {service.name: time.monotonic() + service.interval * random.random() for service in self.services}
         backoff = Backoff()  # after losing the database a service is tried again sooner than its interval
         while not self._stop_event.is_set():

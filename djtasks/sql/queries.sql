@@ -484,6 +484,10 @@ SELECT min(next_fire_at) AS next_fire_at FROM djtasks_schedule WHERE enabled;
 -- its own, so a pid unlike the one the connection was told at start-up means a pooler (PgBouncer) sits in between.
 SELECT pg_backend_pid() AS pid;
 
+-- name: connection_timezone_utc
+-- Put this session in UTC when it could not be asked for at start-up (behind a pooler, which tracks TimeZone per client).
+SET TIME ZONE 'UTC';
+
 -- name: schedule_listen
 -- Subscribe this connection to schedule changes (the admin notifies on save; payload: the schedule name).
 LISTEN djtasks_schedule;

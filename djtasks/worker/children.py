@@ -10,7 +10,8 @@ import signal
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
-from multiprocessing.context import SpawnContext
+from multiprocessing.connection import Connection
+from multiprocessing.context import SpawnContext, SpawnProcess
 from typing import Any
 from uuid import UUID
 
@@ -19,6 +20,7 @@ from ..ids import uuid7
 from ..rows import JobAttempt, Outcome
 from . import link
 from .executor import cancelled_outcome, failure_outcome, lookup, report
+from .forkserver import ForkedProcess, ForkServer, ForkServerUnavailable
 from .process import WorkerConfig, main
 from .producer import ledger_capacity
 from .startboard import StartBoard
@@ -103,22 +105,35 @@ def describe_exit(code: int | None) -> str:
 
 
 class Child:
-    """One worker process started with ``spawn``; it reports on ``conn``."""
+    """One worker process, forked by the fork server (``forkserver``) or, without one, started with ``spawn``;
+    it reports on ``conn``."""
 
-    def __init__(self, ctx: SpawnContext, config: WorkerConfig, slot: int) -> None:
+    def __init__(
+        self, ctx: SpawnContext, config: WorkerConfig, slot: int, forkserver: ForkServer | None = None
+    ) -> None:
         self.slot = slot
         self.worker_id = uuid7()
-        reader, writer = ctx.Pipe(duplex=False)
-        self.board = StartBoard.shared(ctx, ledger_capacity(config.threads + config.async_concurrency))
-        self.process = ctx.Process(
-            target=main,
-            args=(config, self.worker_id, writer, os.getpid(), (self.board.capacity, self.board.buffer)),
-            name=f"djtasks-worker-{slot}",
-            daemon=False,
-        )
-        self.process.start()
-        writer.close()
-        self.conn: Any = reader
+        capacity = ledger_capacity(config.threads + config.async_concurrency)
+        self.process: ForkedProcess | SpawnProcess
+        self.conn: Connection | None
+        forked = None
+        if forkserver is not None and forkserver.alive:
+            with contextlib.suppress(ForkServerUnavailable):  # it said why; spawned instead
+                forked = forkserver.fork_worker(self.worker_id, capacity)
+        if forked is not None:
+            self.process, self.conn, self.board = forked
+        else:
+            reader, writer = ctx.Pipe(duplex=False)
+            self.board = StartBoard.shared(ctx, capacity)
+            self.process = ctx.Process(
+                target=main,
+                args=(config, self.worker_id, writer, os.getpid(), (self.board.capacity, self.board.buffer)),
+                name=f"djtasks-worker-{slot}",
+                daemon=False,
+            )
+            self.process.start()
+            writer.close()
+            self.conn = reader
         self.started = time.monotonic()
         self.ready = False
         self.retiring: str | None = None  # why it recycles

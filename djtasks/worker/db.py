@@ -15,6 +15,11 @@ from ..store import Store
 logger = logging.getLogger("djtasks.worker")
 
 CONNECT_TIMEOUT_S = 10  # a server that does not answer is retried rather than waited on forever
+UTC_NAMES = ("UTC", "Etc/UTC")  # what a server reports (ParameterStatus TimeZone) for a session in UTC
+
+_TIMESTAMPTZ_LOADER = psycopg.adapters.get_loader(psycopg.adapters.types["timestamptz"].oid, psycopg.pq.Format.TEXT)
+assert _TIMESTAMPTZ_LOADER is not None  # psycopg registers one for every built-in type
+_FAST_TIMESTAMPTZ = _TIMESTAMPTZ_LOADER
 
 # Errors after which the connection is dropped and opened again on next use.
 CONNECTION_ERRORS = (psycopg.OperationalError, psycopg.InterfaceError)
@@ -45,13 +50,15 @@ class WorkerConnection:
         self._params.setdefault("connect_timeout", CONNECT_TIMEOUT_S)
         if prepare and djtasks_settings.prepared_statements and self._params.get("prepare_threshold") is None:
             self._params["prepare_threshold"] = 0
-        # Sent as a start-up parameter, which PgBouncer refuses ("unsupported startup parameter: options"):
-        # behind a pooler such commits are durable (safe, a little slower). Nor is it set per session, which a
-        # transaction-mode pooler would hand on to other clients.
+        # Timestamps come back in UTC, as on Django's connections (which set it per session); claims may skip
+        # the WAL flush. Both go as the start-up parameter "options", which PgBouncer refuses ("unsupported
+        # startup parameter: options"). Behind a pooler (POOL_MODE) the time zone is SET once connected
+        # instead (PgBouncer tracks TimeZone and carries it to every server connection it lends this client),
+        # and commits stay durable: synchronous_commit is not tracked, a SET would leak to other clients.
+        extra = "-c TimeZone=UTC" if durable else "-c TimeZone=UTC -c synchronous_commit=off"
         self._options: str | None = None
-        if not durable and djtasks_settings.POOL_MODE is None:
-            options = self._params.get("options", "")
-            self._options = self._params["options"] = f"{options} -c synchronous_commit=off".strip()
+        if djtasks_settings.POOL_MODE is None:
+            self._options = self._params["options"] = f"{self._params.get('options', '')} {extra}".strip()
         self._conn: psycopg.Connection[Any] | None = None
         self.store = Store(self._cursor, atomic=lambda: self.connection.transaction())
 
@@ -59,19 +66,25 @@ class WorkerConnection:
     def connection(self) -> psycopg.Connection[Any]:
         if self._conn is None or self._conn.closed:
             try:
-                self._conn = psycopg.connect(**self._params, autocommit=True)
+                conn = psycopg.connect(**self._params, autocommit=True)
             except psycopg.OperationalError as exc:
                 if self._options is None or "unsupported startup parameter" not in str(exc):
                     raise
                 # A pooler that DJTASKS['POOL_MODE'] does not mention: do without, and say so once.
                 logger.warning(
                     "the server refused the start-up parameter options=%r (a connection pooler? set "
-                    "DJTASKS['POOL_MODE']): this connection's commits stay durable",
+                    "DJTASKS['POOL_MODE']): the time zone is set after connecting, commits stay durable",
                     self._options,
                 )
                 self._params.pop("options", None)
                 self._options = None
-                self._conn = psycopg.connect(**self._params, autocommit=True)
+                conn = psycopg.connect(**self._params, autocommit=True)
+            if self._options is None and conn.info.parameter_status("TimeZone") not in UTC_NAMES:
+                Store(conn.cursor).connection_timezone_utc()
+            # Django's context parses timestamptz in Python; psycopg's own loader (C, in psycopg[binary]) is
+            # several times faster on the claim, which returns two per job, and the session is in UTC anyway.
+            conn.adapters.register_loader("timestamptz", _FAST_TIMESTAMPTZ)
+            self._conn = conn
         return self._conn
 
     def _cursor(self) -> psycopg.Cursor[Any]:

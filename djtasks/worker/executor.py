@@ -63,6 +63,15 @@ IDLE_RECHECK_S = 1.0
 _thread_state = threading.local()
 
 
+def _after_job() -> None:
+    """As Django does after a request (``reset_queries`` and ``close_old_connections``, in one pass over the
+    connections this thread opened): a job must not leak a broken or expired connection, nor (with DEBUG) an
+    ever-growing query log, into the next job on this thread."""
+    for conn in db.connections.all(initialized_only=True):
+        conn.queries_log.clear()
+        conn.close_if_unusable_or_obsolete()
+
+
 def execute(
     row: ClaimedJob,
     runtime: JobRuntime | None = None,
@@ -125,10 +134,7 @@ def _execute(
             db.connections.close_all()
     finally:
         flush_progress(ctx)
-        # As Django does around a request: a job must not leak a broken or expired connection, nor
-        # (with DEBUG) an ever-growing query log, into the next job on this thread.
         if manage_connections:
-            db.reset_queries()
-            db.close_old_connections()
+            _after_job()
         _thread_state.last_job_ended = time.monotonic()
     return conclude(row, prepared, outcome)

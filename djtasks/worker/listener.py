@@ -90,21 +90,24 @@ def probe_database(conf: DjtasksSettings) -> list[str]:
     return found
 
 
-def announce() -> threading.Thread:
-    """Log how new work is noticed, then what the connections themselves show (``runworker`` and ``runbeat``
-    call it once at start-up). The probe runs in a thread of its own, so a database that is slow to answer
-    never delays the start; the thread is returned for tests to join."""
-    conf = djtasks_settings.get()
-    level, text = wakeup_summary(conf)
+def announce(*, probe: bool = True) -> threading.Thread | None:
+    """Log how new work is noticed, then (``probe``) what the connections themselves show, in a thread of its
+    own so a database slow to answer never delays the start; the thread is returned for tests to join.
+    ``runbeat`` calls it once at start-up; ``runworker`` with ``probe=False``, since its supervisor must have no
+    thread before it makes its fork server: its maintenance thread calls ``warn_about_poolers()`` instead."""
+    level, text = wakeup_summary(djtasks_settings.get())
     logger.log(level, "djtasks: %s", text)
-
-    def probe() -> None:
-        for warning in probe_database(conf):
-            logger.warning("djtasks: %s", warning)
-
-    thread = threading.Thread(target=probe, name="djtasks-pooler-probe", daemon=True)
+    if not probe:
+        return None
+    thread = threading.Thread(target=warn_about_poolers, name="djtasks-pooler-probe", daemon=True)
     thread.start()
     return thread
+
+
+def warn_about_poolers() -> None:
+    """Log the warnings of ``probe_database`` (a pooler the settings do not expect)."""
+    for warning in probe_database(djtasks_settings.get()):
+        logger.warning("djtasks: %s", warning)
 
 
 def listen_pooled_message(alias: str) -> str:

@@ -417,10 +417,11 @@ def main(
     worker_id: UUID | None = None,
     conn: Connection | None = None,
     parent_pid: int | None = None,
-    board: tuple[int, Any] | None = None,
+    board: StartBoard | tuple[int, Any] | None = None,
 ) -> None:
-    """Entry point of a worker process started by the supervisor (multiprocessing, spawn); ``board`` is the
-    start board's ``(capacity, shared buffer)``."""
+    """Entry point of a worker process started by the supervisor: forked by its fork server (``forkserver``,
+    Django already set up) or spawned (``multiprocessing``); ``board`` is the start board, or when spawned its
+    ``(capacity, shared buffer)``."""
     # A stop signal during start-up (Django setup takes a while) is kept and acted on once running, so
     # the process still stops cleanly rather than dying on the default action.
     early: list[int] = []
@@ -430,11 +431,11 @@ def main(
         signal.signal(signal.SIGINT, signal.SIG_IGN)
     import django
 
-    django.setup()
+    django.setup()  # a forked process inherits Django set up: then this only configures logging again
     from .logs import configure_logging
 
     configure_logging(config.log_level)
-    start_board = StartBoard(*board) if board is not None else None
+    start_board = StartBoard(*board) if isinstance(board, tuple) else board
     code = WorkerProcess(config, worker_id=worker_id, conn=conn, parent_pid=parent_pid, board=start_board).run(early)
     logging.shutdown()
     # Job threads still running past the shutdown timeout were released to the queue; do not wait for them.

@@ -2,9 +2,10 @@
 time limits and terminate requests by killing processes, runs the maintenance services, and stops the
 processes on a signal.
 
-Worker processes are started with the ``spawn`` method: each imports Django afresh, so no lock, thread or
-database connection of the supervisor leaks into them. Each reports the jobs it starts and finishes on a
-pipe. The supervisor's loop never touches the database: the bookkeeper thread records what happened to the
+Worker processes are forked from a fork server (``forkserver.py``) that the supervisor forks before it opens
+any connection or starts any thread, so a new process is ready in milliseconds and no lock, thread or
+database connection leaks into it; where that is not possible they are started with ``spawn`` (each imports
+Django afresh). Each reports the jobs it starts and finishes on a pipe. The supervisor's loop never touches the database: the bookkeeper thread records what happened to the
 jobs of processes that ended, and the maintenance thread runs the rescuer; so time limits are enforced
 and processes restarted even while the database is away.
 
@@ -27,6 +28,7 @@ The exit code is 0 when every process stopped by itself.
 
 from __future__ import annotations
 
+import functools
 import logging
 import multiprocessing
 import queue
@@ -46,7 +48,8 @@ from ..store import Store
 from .bookkeeper import Bookkeeper
 from .children import SHUTDOWN, TERMINATE, TIME_LIMIT, Child, Kill, RunningJob, describe_exit
 from .executor import report_rescued
-from .process import WorkerConfig
+from .forkserver import ForkServer, ForkServerUnavailable, reap_adopted
+from .process import WorkerConfig, main
 from .waits import WakePipe
 
 logger = logging.getLogger("djtasks.supervisor")
@@ -66,6 +69,7 @@ class Supervisor:
         self.processes = processes
         self.beat = beat  # also run the periodic scheduler, in a thread of this process (runworker --beat)
         self._ctx = multiprocessing.get_context("spawn")
+        self.forkserver: ForkServer | None = None
         self.children: dict[Any, Child] = {}  # worker id -> child
         self._restarts: dict[int, float] = {}  # slot -> monotonic time to start it
         self._backoff: dict[int, float] = {}
@@ -115,7 +119,7 @@ class Supervisor:
 
     # -- processes ------------------------------------------------------------------------------------
     def _start(self, slot: int) -> None:
-        child = Child(self._ctx, self.config, slot)
+        child = Child(self._ctx, self.config, slot, self.forkserver)
         self.children[child.worker_id] = child
         self.bookkeeper.worker_ids = tuple(self.children)
         logger.info("supervisor: started worker process %s (pid %s)", slot, child.pid)
@@ -267,7 +271,24 @@ class Supervisor:
             alias=self.config.alias, listen=self.config.listen, reload_interval=self.config.poll_interval
         )
 
+    def _start_forkserver(self) -> None:
+        """Fork the fork server now, while this process has one thread and no connection (see forkserver.py)."""
+        try:
+            self.forkserver = ForkServer.start(functools.partial(main, self.config))
+        except ForkServerUnavailable as exc:
+            logger.info("supervisor: worker processes are spawned, not forked: %s", exc)
+
+    def _reap_adopted(self) -> None:
+        """Reap orphans adopted as subreaper (a subprocess a job left behind); never a worker or the fork server."""
+        if self.forkserver is None:
+            return
+        self.forkserver.check()
+        known = {c.pid for c in self.children.values() if c.pid is not None} | {self.forkserver.pid}
+        for pid, code in reap_adopted(known):
+            logger.info("supervisor: reaped adopted orphan pid %s (%s)", pid, describe_exit(code))
+
     def run(self) -> int:
+        self._start_forkserver()  # first: before any thread or connection of this process
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
             signal.signal(signum, self._on_signal)
         self.bookkeeper.start()
@@ -288,6 +309,9 @@ class Supervisor:
             self._enforce_time_limits()
             self._terminate_requested()
             self._start_due()
+            self._reap_adopted()
+        if self.forkserver is not None:
+            self.forkserver.stop()
         self.maintenance.stop()
         if beat is not None:
             beat[0].stop()

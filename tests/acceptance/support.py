@@ -27,8 +27,18 @@ def children_of(pid: int) -> list[int]:
 
 
 def worker_children(pid: int) -> list[int]:
-    """A supervisor's worker processes (spawn also starts a resource tracker, which runs no jobs)."""
-    return [c for c in children_of(pid) if "resource_tracker" not in Path(f"/proc/{c}/cmdline").read_text()]
+    """A supervisor's worker processes: not its fork server (named ``djtasks-forksrv``), nor the resource
+    tracker ``spawn`` starts where workers are spawned; neither runs jobs."""
+    found = []
+    for child in children_of(pid):
+        try:
+            comm = Path(f"/proc/{child}/comm").read_text().strip()
+            cmdline = Path(f"/proc/{child}/cmdline").read_text()
+        except OSError:
+            continue
+        if comm != "djtasks-forksrv" and "resource_tracker" not in cmdline:
+            found.append(child)
+    return found
 
 
 def alive(pid: int) -> bool:

@@ -124,3 +124,32 @@ def test_the_start_up_summary_says_how_new_work_is_noticed():
 
 def djtasks_settings_raw() -> dict:
     return dict(settings.DJTASKS)
+
+
+def test_connection_backend_pid_and_connection_timezone_utc(store):
+    db = WorkerConnection()
+    try:
+        assert db.store.connection_backend_pid() == db.connection.info.backend_pid  # direct: the same process
+        with db.connection.cursor() as cur:
+            cur.execute("SET TIME ZONE 'America/New_York'")
+        db.store.connection_timezone_utc()
+        assert db.connection.info.parameter_status("TimeZone") in ("UTC", "Etc/UTC")
+    finally:
+        db.close()
+
+
+def test_without_start_up_options_the_session_is_put_in_utc_after_connecting(alias):
+    """With POOL_MODE set djtasks sends no start-up options (PgBouncer refuses them): the time zone is SET once
+    connected instead, which PgBouncer keeps for this client on every server connection it lends (it tracks
+    TimeZone). Here the site's own options start sessions in another zone, as a postgresql.conf may."""
+    options = dict(connections.settings["default"]["OPTIONS"])
+    options["options"] = "-c TimeZone=Asia/Tokyo"
+    alias("tokyo", OPTIONS=options)
+    with override_settings(DJTASKS={**djtasks_settings_raw(), "POOL_MODE": "transaction"}):
+        db = WorkerConnection("tokyo", durable=False)
+    try:
+        # nothing of djtasks' own added: no TimeZone, no synchronous_commit (claims commit durably)
+        assert db._params["options"] == "-c TimeZone=Asia/Tokyo"
+        assert db.connection.info.parameter_status("TimeZone") in ("UTC", "Etc/UTC")
+    finally:
+        db.close()

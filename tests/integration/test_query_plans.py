@@ -199,6 +199,12 @@ def test_finish_finds_its_rows_by_primary_key_not_through_the_running_index(big_
         assert used_indexes(nodes) == {"djtasks_job_pkey"}, scans_of_job_table(nodes)
 
 
+def test_terminate_poll_uses_its_own_small_index(big_table):
+    """The supervisors poll every 0.5 s; the running index would make each poll read every entry of their workers."""
+    nodes = plan_nodes(big_table, "job_terminate_requested_many", {"worker_ids": [uuid.uuid4(), uuid.uuid4()]})
+    assert used_indexes(nodes) == {"djtasks_job_terminate"}, scans_of_job_table(nodes)
+
+
 def test_prune_walks_the_finished_index(big_table):
     nodes = plan_nodes(
         big_table,

@@ -373,3 +373,11 @@ def retries_oddly(ctx, kind):
     if ctx.attempt > 1:
         return ctx.attempt
     ctx.retry(countdown={"nan": float("nan"), "far": 1e300, "timedelta": timedelta(0)}[kind])
+
+
+@job
+def stamp(sleep=0.0):
+    """Returns when its function started (wall clock) and in which process; sleeps after, if asked."""
+    started = time.time()
+    time.sleep(sleep)
+    return [started, os.getpid()]

@@ -81,7 +81,7 @@ class Command(BaseCommand):
         if unknown:
             raise CommandError(f"unknown queue(s) {', '.join(unknown)}; DJTASKS['QUEUES'] has {', '.join(known)}")
         configure_logging(options["loglevel"])
-        announce()
+        announce(probe=False)  # the supervisor's maintenance thread probes, after the fork server is made
         config = WorkerConfig(
             queues=queues,
             threads=options["threads"],
