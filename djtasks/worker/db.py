@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 from typing import Any
 
 import psycopg
@@ -20,6 +21,9 @@ UTC_NAMES = ("UTC", "Etc/UTC")  # what a server reports (ParameterStatus TimeZon
 _TIMESTAMPTZ_LOADER = psycopg.adapters.get_loader(psycopg.adapters.types["timestamptz"].oid, psycopg.pq.Format.TEXT)
 assert _TIMESTAMPTZ_LOADER is not None  # psycopg registers one for every built-in type
 _FAST_TIMESTAMPTZ = _TIMESTAMPTZ_LOADER
+
+# Set once a server refused the start-up options (a pooler POOL_MODE does not mention): not sent again.
+_options_refused = threading.Event()
 
 # Errors after which the connection is dropped and opened again on next use.
 CONNECTION_ERRORS = (psycopg.OperationalError, psycopg.InterfaceError)
@@ -57,7 +61,7 @@ class WorkerConnection:
         # and commits stay durable: synchronous_commit is not tracked, a SET would leak to other clients.
         extra = "-c TimeZone=UTC" if durable else "-c TimeZone=UTC -c synchronous_commit=off"
         self._options: str | None = None
-        if djtasks_settings.POOL_MODE is None:
+        if djtasks_settings.POOL_MODE is None and not _options_refused.is_set():
             self._options = self._params["options"] = f"{self._params.get('options', '')} {extra}".strip()
         self._conn: psycopg.Connection[Any] | None = None
         self.store = Store(self._cursor, atomic=lambda: self.connection.transaction())
@@ -70,12 +74,14 @@ class WorkerConnection:
             except psycopg.OperationalError as exc:
                 if self._options is None or "unsupported startup parameter" not in str(exc):
                     raise
-                # A pooler that DJTASKS['POOL_MODE'] does not mention: do without, and say so once.
-                logger.warning(
-                    "the server refused the start-up parameter options=%r (a connection pooler? set "
-                    "DJTASKS['POOL_MODE']): the time zone is set after connecting, commits stay durable",
-                    self._options,
-                )
+                # A pooler that DJTASKS['POOL_MODE'] does not mention: do without, and say so once a process.
+                if not _options_refused.is_set():
+                    _options_refused.set()
+                    logger.warning(
+                        "the server refused the start-up parameter options=%r (a connection pooler? set "
+                        "DJTASKS['POOL_MODE']): the time zone is set after connecting, commits stay durable",
+                        self._options,
+                    )
                 self._params.pop("options", None)
                 self._options = None
                 conn = psycopg.connect(**self._params, autocommit=True)
