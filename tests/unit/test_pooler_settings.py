@@ -84,6 +84,14 @@ def test_a_listen_database_reaching_the_pooler_is_a_warning(listen_database):
     assert "transaction-mode pooler" in warning.msg and "directly" in warning.hint
 
 
+def test_addresses_given_in_options_are_compared_too():
+    pooled = {**DIRECT, "HOST": "", "PORT": "", "OPTIONS": {"host": "/run/pgbouncer", "port": "6432"}}
+    direct = {**DIRECT, "HOST": "", "PORT": "", "OPTIONS": {"host": "/run/postgresql"}}
+    databases = {"default": {**pooled, "DISABLE_SERVER_SIDE_CURSORS": True}, "direct": direct, "same": pooled}
+    assert djtasks_checks({"POOL_MODE": "transaction", "LISTEN_DATABASE": "direct"}, databases) == []
+    assert ids(djtasks_checks({"POOL_MODE": "transaction", "LISTEN_DATABASE": "same"}, databases)) == ["djtasks.W022"]
+
+
 def test_listen_through_a_transaction_pooler_without_listen_database_is_a_warning():
     (warning,) = djtasks_checks({"POOL_MODE": "transaction"})
     assert warning.id == "djtasks.W020"
