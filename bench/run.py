@@ -100,8 +100,9 @@ def prepare_backlog(n: int) -> None:
 
 
 @contextlib.contextmanager
-def running_worker(processes: int, threads: int) -> Iterator[subprocess.Popen[bytes]]:
-    """A real ``manage.py runworker`` subprocess, started and (warm) stopped around the block."""
+def running_worker(processes: int, threads: int, *extra: str) -> Iterator[subprocess.Popen[bytes]]:
+    """A real ``manage.py runworker`` subprocess (``extra``: more of its options), started and (warm) stopped
+    around the block."""
     Worker.objects.all().delete()  # rows of earlier, stopped workers must not count as started ones
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "bench.settings"}
     proc = subprocess.Popen(
@@ -115,6 +116,7 @@ def running_worker(processes: int, threads: int) -> Iterator[subprocess.Popen[by
             str(threads),
             "--loglevel",
             "WARNING",
+            *extra,
         ],
         cwd=ROOT,
         env=env,

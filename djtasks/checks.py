@@ -56,8 +56,8 @@ POOLER_DOCS = 'see "Running behind PgBouncer" in the README'
 def _address(alias: str) -> tuple[str, str]:
     """Where an alias connects: HOST and PORT, or libpq's ``host``/``port`` in OPTIONS (as django-environ puts a
     unix socket directory)."""
-    params = settings.DATABASES[alias]
-    options = params.get("OPTIONS") or {}
+    params: dict[str, Any] = settings.DATABASES[alias]
+    options: dict[str, Any] = params.get("OPTIONS") or {}
     host = params.get("HOST") or options.get("host") or ""
     port = params.get("PORT") or options.get("port") or ""
     return str(host), str(port)

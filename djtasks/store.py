@@ -449,6 +449,23 @@ class Store:
         params = {"now": now, "since": since, "bucket": bucket, "origin": origin}
         return self._execute("queue_stats_finished", params)
 
+    def job_stats_estimate(self) -> dict[str, dict[str, float]]:
+        """``{"queue": {value: share}, "status": {value: share}}``: the share of the job table's rows holding each
+        of the most common queues and statuses, from the planner's statistics (empty before the first ANALYZE)."""
+        found: dict[str, dict[str, float]] = {"queue": {}, "status": {}}
+        for row in self._execute("job_stats_estimate", {}):
+            found[row["column_name"]] = dict(zip(row["vals"] or (), row["freqs"] or (), strict=False))
+        return found
+
+    def worker_count_alive(self, *, cutoff: datetime) -> dict[str, int]:
+        """``{"alive": n, "dead": n}``: worker rows with a heartbeat since ``cutoff``, and the others."""
+        return self._execute("worker_count_alive", {"cutoff": cutoff})[0]
+
+    def schedule_oldest_due(self, *, now: datetime) -> datetime | None:
+        """When the most overdue enabled schedule was due to fire (``None`` if none is due)."""
+        due: datetime | None = self._execute("schedule_oldest_due", {"now": now})[0]["next_fire_at"]
+        return due
+
     def queue_listen(self) -> None:
         self._execute("queue_listen", {})
 

@@ -591,6 +591,27 @@ FROM djtasks_job
 WHERE status IN ('succeeded', 'failed', 'cancelled') AND finished_at >= %(since)s AND finished_at <= %(now)s
 GROUP BY 1, 2;
 
+-- name: job_stats_estimate
+-- The planner's statistics on the job table's queue and status columns (ANALYZE's most common values and their share of the rows): no scan.
+SELECT s.attname::text AS column_name, s.null_frac,
+       s.most_common_vals::text::text[] AS vals, s.most_common_freqs AS freqs
+FROM pg_stats AS s
+JOIN pg_class AS c ON c.relname = s.tablename
+JOIN pg_namespace AS n ON n.oid = c.relnamespace AND n.nspname = s.schemaname
+WHERE c.oid = 'djtasks_job'::regclass AND s.attname IN ('queue', 'status') AND NOT s.inherited;
+
+-- name: worker_count_alive
+-- Registered worker processes that sent a heartbeat since %(cutoff)s (alive) and those that did not (dead, not rescued yet).
+SELECT count(*) FILTER (WHERE heartbeat_at >= %(cutoff)s) AS alive,
+       count(*) FILTER (WHERE heartbeat_at < %(cutoff)s) AS dead
+FROM djtasks_worker;
+
+-- name: schedule_oldest_due
+-- The fire time of the most overdue enabled schedule that has not fired yet (the due-schedules index: one row read), or NULL.
+SELECT min(next_fire_at) AS next_fire_at
+FROM djtasks_schedule
+WHERE enabled AND next_fire_at <= %(now)s;
+
 -- name: worker_list
 -- Every registered worker process with how many jobs it runs now and holds claimed ahead (alive or not is the caller's call).
 SELECT w.id, w.hostname, w.pid, w.queues::text AS queues, w.concurrency, w.started_at, w.heartbeat_at,

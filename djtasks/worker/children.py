@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from multiprocessing.connection import Connection
@@ -21,6 +22,7 @@ from ..rows import JobAttempt, Outcome
 from . import link
 from .executor import cancelled_outcome, failure_outcome, lookup, report
 from .forkserver import ForkedProcess, ForkServer, ForkServerUnavailable
+from .metering import MeterDelta
 from .process import WorkerConfig, main
 from .producer import ledger_capacity
 from .startboard import StartBoard
@@ -141,6 +143,7 @@ class Child:
         self.jobs: dict[UUID, RunningJob] = {}  # jobs with a time limit, as reported on the pipe
         self.kill_reason: Kill | None = None
         self.jobs_done = 0
+        self.on_metrics: Callable[[MeterDelta], None] | None = None  # the supervisor's totals (--metrics-port)
 
     @property
     def pid(self) -> int | None:
@@ -179,6 +182,9 @@ class Child:
             if job is not None and job.attempt == fields["attempt"]:
                 del self.jobs[job.id]
                 self.jobs_done += 1
+        elif kind == link.METRICS:
+            if self.on_metrics is not None:
+                self.on_metrics(fields["delta"])
         elif kind == link.READY:
             self.ready = True
         elif kind == link.RECYCLING:

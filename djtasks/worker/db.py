@@ -42,13 +42,20 @@ class WorkerConnection:
     next query opens a new one."""
 
     def __init__(
-        self, alias: str | None = None, *, role: str = "worker", prepare: bool = False, durable: bool = True
+        self,
+        alias: str | None = None,
+        *,
+        role: str = "worker",
+        prepare: bool = False,
+        durable: bool = True,
+        statement_timeout_ms: int | None = None,
     ) -> None:
         """``prepare``: use server-side prepared statements (the hot path's few queries run thousands of
         times; skipped when ``DJTASKS['PREPARED_STATEMENTS']`` is off, which by default follows LISTEN).
         ``durable=False``: commits do not wait for the WAL flush (``synchronous_commit=off``). Only for
         writes that may be lost in a server crash without harm: a lost claim leaves the job queued, and it
-        runs once the server is back; that is within at-least-once delivery. Outcomes stay durable."""
+        runs once the server is back; that is within at-least-once delivery. Outcomes stay durable.
+        ``statement_timeout_ms``: the server cancels a statement that runs longer (for reads that may give up)."""
         self._params = connection_params(alias)
         self._params["application_name"] = f"djtasks-{role}"
         self._params.setdefault("connect_timeout", CONNECT_TIMEOUT_S)
@@ -60,6 +67,8 @@ class WorkerConnection:
         # instead (PgBouncer tracks TimeZone and carries it to every server connection it lends this client),
         # and commits stay durable: synchronous_commit is not tracked, a SET would leak to other clients.
         extra = "-c TimeZone=UTC" if durable else "-c TimeZone=UTC -c synchronous_commit=off"
+        if statement_timeout_ms is not None:  # not carried behind a pooler: such reads just run to the end there
+            extra += f" -c statement_timeout={int(statement_timeout_ms)}"
         self._options: str | None = None
         if djtasks_settings.POOL_MODE is None and not _options_refused.is_set():
             self._options = self._params["options"] = f"{self._params.get('options', '')} {extra}".strip()

@@ -3,7 +3,9 @@
 The supervisor needs this to kill the process running an overdue job (hard time limits) and to start a
 replacement when a process recycles; which jobs a dead process had started it reads from the start board
 (``startboard.py``), which costs no message per job. Messages are tiny tuples
-(below the pipe's atomic write size), sent under a lock because several job threads report.
+(below the pipe's atomic write size), sent under a lock because several job threads report; a metrics
+shipment can be larger, which is safe because only this process writes to its pipe and the lock keeps
+messages whole.
 The database stays the source of truth: a lost message only delays a time limit, never loses a job.
 """
 
@@ -21,6 +23,7 @@ STARTED = "started"  # a job began: id, attempt, name, max_attempts, time_limit
 FINISHED = "finished"  # a job's function returned or raised: id, attempt
 RECYCLING = "recycling"  # no more claims; exits once its jobs are done: reason
 STOPPED = "stopped"  # about to exit; released: whether it handed back its jobs and deleted its row
+METRICS = "metrics"  # counts since the last shipment (runworker --metrics-port only): delta, a MeterDelta
 
 
 class SupervisorLink:

@@ -49,6 +49,7 @@ from .executor import execute, failure_outcome, lookup
 from .heartbeat import Heartbeat, cap_switch_interval
 from .ledger import Ledger
 from .limits import SoftLimiter
+from .metering import JobMeter
 from .pool import JobThreads
 from .prefetch import Durations
 from .producer import Producer, ledger_capacity
@@ -79,6 +80,7 @@ class WorkerConfig:
     max_jobs_per_child: int | None = None
     max_memory_per_child: float | None = None  # MB of resident memory
     async_concurrency: int = DEFAULT_ASYNC_CONCURRENCY  # async def jobs running at once on the event loop
+    metrics: bool = False  # count jobs and claims for the supervisor's metrics endpoint (runworker --metrics-port)
 
 
 def rss_mb() -> float:
@@ -176,6 +178,10 @@ class WorkerProcess:
         self.async_jobs: AsyncJobs | None = None
         self._async_unfinished = 0  # async jobs handed to the event loop and not finished
         self._async_lock = threading.Lock()
+        # Only under a supervisor serving metrics; else None, and each hook below costs one `is not None`.
+        self.meter: JobMeter | None = None
+        if config.metrics and self.supervised:
+            self.meter = self.producer.meter = JobMeter(lambda delta: self.link.send(link.METRICS, delta=delta))
 
     @property
     def jobs_done(self) -> int:
@@ -246,10 +252,15 @@ class WorkerProcess:
 
     def _job_began(self, queued: ClaimedJob) -> ClaimedJob | None:
         """The claim to run (claimed anew: the new one), listed as started; None if it must not start."""
-        return self.ledger.start(queued["id"], timezone.now())
+        row = self.ledger.start(queued["id"], timezone.now())
+        if self.meter is not None and row is not None:
+            self.meter.started(row["queue"], row["name"])
+        return row
 
     def _job_ended(self, row: ClaimedJob, outcome: Outcome, seconds: float) -> None:
         self.durations.observe(row["name"], seconds)
+        if self.meter is not None:
+            self.meter.ended(row["queue"], row["name"], outcome["status"], seconds)
         outcome["started_at"] = self.ledger.started_at(row["id"])
         flow = self.producer.flow
         # A limited queue's slot frees for the whole fleet: wake its workers once the outcome is written.
@@ -335,6 +346,8 @@ class WorkerProcess:
             self.link.send(link.STOPPED, released=True)  # it never claimed anything
             return 0
         self.link.send(link.READY)
+        if self.meter is not None:
+            self.meter.start()
         self.heartbeat.start()
         self.completer.start()
         self.soft_limits.start()
@@ -380,6 +393,8 @@ class WorkerProcess:
         released = self._release(
             keep_ids=(), deadline=time.monotonic() + (COLD_RELEASE_TIMEOUT_S if self._cold else RELEASE_TIMEOUT_S)
         )
+        if self.meter is not None:
+            self.meter.stop()  # ships the last counts before the goodbye
         self.link.send(link.STOPPED, released=released)
         self.completer.stop()
         self.heartbeat.stop()

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Any
@@ -31,6 +32,7 @@ from .db import CONNECTION_ERRORS, WorkerConnection
 from .flowcontrol import REFRESH_S, FlowControl
 from .ledger import Ledger
 from .listener import Listener
+from .metering import JobMeter
 from .prefetch import PREFETCH_MAX, Durations
 from .waits import Backoff, WakePipe
 
@@ -85,6 +87,7 @@ class Producer:
         self.flow = FlowControl(queues)
         self._options_refresh_s = REFRESH_S if self.listener.enabled else min(REFRESH_S, max(poll_interval, 1.0))
         self._synced = False
+        self.meter: JobMeter | None = None  # set by the worker process when metrics are on (runworker --metrics-port)
 
     # -- called from other threads --------------------------------------------------------------------
     def wake(self) -> None:
@@ -177,6 +180,7 @@ class Producer:
             self.flow.refresh(store)
         flow = self.flow
         now = timezone.now()
+        claim_began = time.perf_counter() if self.meter is not None else 0.0
         rows: list[ClaimedJob] = []
         limited = None
         more = False  # it took all it asked for: claim again at once, there may be more waiting
@@ -198,6 +202,8 @@ class Producer:
                 plain = store.job_claim_many(now=now, worker_id=self.worker_id, queues=flow.fast, limit=left)
             more = more or len(plain) == left
             rows += plain
+        if self.meter is not None:
+            self.meter.claimed(len(rows), time.perf_counter() - claim_began)
         if rows:
             self._last_names = {row["name"] for row in rows}
             self._expired += [row["id"] for row in rows if row["status"] != JobStatus.RUNNING and row["workflow"]]

@@ -36,7 +36,7 @@ import signal
 import threading
 import time
 from multiprocessing.connection import wait
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.utils import timezone
 
@@ -52,6 +52,9 @@ from .forkserver import ForkServer, ForkServerUnavailable, reap_adopted
 from .process import WorkerConfig, main
 from .waits import WakePipe
 
+if TYPE_CHECKING:  # imported only with --metrics-port: prometheus_client is an optional dependency
+    from ..metrics.server import MetricsServer
+
 logger = logging.getLogger("djtasks.supervisor")
 
 RESTART_BACKOFF_S = 1.0  # first pause before restarting a process that died before it was ready
@@ -60,12 +63,18 @@ STOP_GRACE_S = 10.0  # beyond the shutdown timeout, how long a warm stop waits b
 COLD_GRACE_S = 10.0  # how long a cold stop waits before killing processes
 BOOKKEEPING_TIMEOUT_S = 15.0  # at exit, how long to keep trying to record the fate of dead processes' jobs
 TICK_S = 0.5
+LOST_REASONS = {TIME_LIMIT: "time_limit", TERMINATE: "terminated"}  # djtasks_attempts_lost_total's reason label
 BEAT_STOP_TIMEOUT_S = 10.0  # how long a stopping supervisor waits for its scheduler thread
 
 
 class Supervisor:
-    def __init__(self, config: WorkerConfig, processes: int, *, beat: bool = False) -> None:
+    def __init__(
+        self, config: WorkerConfig, processes: int, *, beat: bool = False, metrics: MetricsServer | None = None
+    ) -> None:
+        """``metrics``: the endpoint bound for ``--metrics-port`` (then ``config.metrics`` is on): it gets the
+        worker processes' counts, and it is closed when the supervisor stops."""
         self.config = config
+        self.metrics = metrics
         self.processes = processes
         self.beat = beat  # also run the periodic scheduler, in a thread of this process (runworker --beat)
         self._ctx = multiprocessing.get_context("spawn")
@@ -122,6 +131,9 @@ class Supervisor:
         child = Child(self._ctx, self.config, slot, self.forkserver)
         self.children[child.worker_id] = child
         self.bookkeeper.worker_ids = tuple(self.children)
+        if self.metrics is not None:
+            child.on_metrics = self.metrics.add
+            self.metrics.processes = len(self.children)
         logger.info("supervisor: started worker process %s (pid %s)", slot, child.pid)
 
     def _slot_filled(self, slot: int) -> bool:
@@ -167,6 +179,8 @@ class Supervisor:
                 child.conn.close()
             del self.children[child.worker_id]
             self.bookkeeper.worker_ids = tuple(self.children)
+            if self.metrics is not None:
+                self.metrics.processes = len(self.children)
             self._account(child)
             self._schedule_restart(child.slot, child)
 
@@ -183,6 +197,8 @@ class Supervisor:
                 if outcomes:
                     written = store.job_finish_many(worker_id=worker_id, outcomes=outcomes)
                     kill.report(outcomes, written)
+                    if self.metrics is not None:
+                        self.metrics.lost(LOST_REASONS.get(kill.reason, kill.reason), len(written))
                 released = store.job_release_many(now=timezone.now(), worker_id=worker_id, keep_ids=())
                 store.worker_delete(id=worker_id)
                 if released:
@@ -221,6 +237,8 @@ class Supervisor:
                 if result.jobs:
                     logger.warning("supervisor: jobs of dead pid %s: %s", pid, result.describe())
                     report_rescued(rows)
+                if self.metrics is not None:
+                    self.metrics.lost("process_died", sum(1 for r in rows if r.get("job_id") and r.get("charged")))
 
             self.bookkeeper.submit(f"rescuing the jobs of dead pid {pid}", rescue)
         if self._stopping and child.stopped is None and child.kill_reason is None and child.ready:
@@ -287,8 +305,31 @@ class Supervisor:
         for pid, code in reap_adopted(known):
             logger.info("supervisor: reaped adopted orphan pid %s (%s)", pid, describe_exit(code))
 
+    def _start_metrics(self) -> bool:
+        """Serve ``--metrics-port`` (after the fork server: no worker inherits its socket or thread); False if the
+        port was taken since the command checked it: nothing else has started, and runworker exits."""
+        from ..metrics.server import MetricsPortError
+
+        assert self.metrics is not None
+        try:
+            self.metrics.start()
+        except MetricsPortError as exc:
+            logger.error(
+                "supervisor: --metrics-port %s: cannot listen on %s:%s (%s); not starting",
+                self.metrics.port,
+                self.metrics.address,
+                self.metrics.port,
+                exc.strerror,
+            )
+            if self.forkserver is not None:
+                self.forkserver.stop()
+            return False
+        return True
+
     def run(self) -> int:
         self._start_forkserver()  # first: before any thread or connection of this process
+        if self.metrics is not None and not self._start_metrics():
+            return 1
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
             signal.signal(signum, self._on_signal)
         self.bookkeeper.start()
@@ -317,5 +358,7 @@ class Supervisor:
             beat[0].stop()
             beat[1].join(BEAT_STOP_TIMEOUT_S)
         self.bookkeeper.drain(BOOKKEEPING_TIMEOUT_S)
+        if self.metrics is not None:
+            self.metrics.close()
         logger.info("supervisor: stopped")
         return self._exit_code

