@@ -16,7 +16,9 @@ import threading
 from django.utils import timezone
 
 from .maintenance.scheduler import Scheduler
+from .store import Store
 from .worker.db import CONNECTION_ERRORS, WorkerConnection
+from .worker.listener import Listener
 from .worker.waits import Backoff, WakePipe, wait_for_wake
 
 logger = logging.getLogger("djtasks.beat")
@@ -32,7 +34,7 @@ class Beat:
         self.stopping = threading.Event()
         self.synced = False
         self._db: WorkerConnection | None = None
-        self._listening = False
+        self._listener: Listener | None = None
         self._wake = WakePipe()
 
     def stop(self) -> None:
@@ -49,9 +51,10 @@ class Beat:
                     timeout = self._pass()
                     backoff.reset()
                     if timeout > 0:
-                        wait_for_wake(
-                            self._wake, self._db.connection if self._listening and self._db else None, timeout
-                        )
+                        if self._listener is not None:
+                            self._listener.wait(self._wake, timeout)
+                        else:
+                            wait_for_wake(self._wake, None, timeout)
                 except CONNECTION_ERRORS as exc:
                     pause = backoff.next()
                     logger.warning("beat lost the database (%s); reconnecting in %.1f s", exc, pause)
@@ -68,7 +71,8 @@ class Beat:
         if self._db is None:
             # A new connection object each time: its store is bound to the connection it was made with.
             self._db = WorkerConnection(self.alias, role="beat")
-            self._listening = False
+            # LISTEN here, on a direct connection of its own (LISTEN_DATABASE), or nowhere (see listener.py).
+            self._listener = Listener(self._db, enabled=self.listen, subscribe=Store.schedule_listen, role="beat")
         scheduler = Scheduler.for_connection(self._db)
         if not self.synced:
             synced = scheduler.sync(timezone.now())
@@ -79,10 +83,8 @@ class Beat:
                 len(synced.updated),
                 len(synced.orphaned),
             )
-        if self.listen and not self._listening:
-            self._db.connection.add_notify_handler(lambda _n: None)  # see Producer._ensure_listening
-            self._db.store.schedule_listen()
-            self._listening = True
+        if self._listener is not None:
+            self._listener.ensure()
         result = scheduler.run_once(timezone.now())
         timeout = self.reload_interval
         if result.next_fire_at is not None:
@@ -93,9 +95,11 @@ class Beat:
 
     def _close(self) -> None:
         db, self._db = self._db, None
-        self._listening = False
+        listener, self._listener = self._listener, None
         if db is not None:
             db.close()
+        if listener is not None:
+            listener.close()
 
 
 def run_in_thread(

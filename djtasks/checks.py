@@ -46,7 +46,88 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Error | Check
             )
     errors.extend(check_schedules(conf))
     errors.extend(check_routes(conf))
+    errors.extend(check_pooling(conf))
     return errors
+
+
+POOLER_DOCS = 'see "Running behind PgBouncer" in the README'
+
+
+def _address(alias: str) -> tuple[str, str]:
+    """Where an alias connects: HOST and PORT, or libpq's ``host``/``port`` in OPTIONS (as django-environ puts a
+    unix socket directory)."""
+    params: dict[str, Any] = settings.DATABASES[alias]
+    options: dict[str, Any] = params.get("OPTIONS") or {}
+    host = params.get("HOST") or options.get("host") or ""
+    port = params.get("PORT") or options.get("port") or ""
+    return str(host), str(port)
+
+
+def check_pooling(conf: Any) -> list[Error | CheckWarning]:
+    """Settings that cannot work with the pooler ``DJTASKS['POOL_MODE']`` says ``DATABASE`` goes through, and
+    a ``LISTEN_DATABASE`` that does not exist (``djtasks.E022``) or looks pooled (``W022``). Reads settings
+    only: no connection is opened, so it costs nothing and cannot fail when the database is down. (Workers
+    look at the connections themselves when they start; see ``worker/listener.py``.)"""
+    found: list[Error | CheckWarning] = []
+    listen_alias = conf.LISTEN_DATABASE
+    if listen_alias is not None:
+        if listen_alias not in settings.DATABASES:
+            return [
+                Error(
+                    f"DJTASKS['LISTEN_DATABASE'] is {listen_alias!r}, which is not in DATABASES",
+                    hint=f"add a direct (unpooled) alias to the djtasks database to DATABASES, or use one of: "
+                    f"{', '.join(settings.DATABASES)}; without LISTEN_DATABASE workers poll behind a "
+                    f"transaction-mode pooler; {POOLER_DOCS}",
+                    id="djtasks.E022",
+                )
+            ]
+        found.extend(check_vendor(listen_alias))
+        pooled = conf.DATABASE in settings.DATABASES and conf.POOL_MODE is not None
+        if pooled and (listen_alias == conf.DATABASE or _address(listen_alias) == _address(conf.DATABASE)):
+            found.append(
+                CheckWarning(
+                    f"DJTASKS['LISTEN_DATABASE'] ({listen_alias!r}) connects where DJTASKS['DATABASE'] "
+                    f"({conf.DATABASE!r}) does, which goes through a {conf.POOL_MODE}-mode pooler",
+                    hint="LISTEN_DATABASE must reach PostgreSQL directly (its own HOST/PORT), or "
+                    "notifications are lost and workers fall back to polling; " + POOLER_DOCS,
+                    id="djtasks.W022",
+                )
+            )
+    if conf.POOL_MODE != "transaction":
+        return found
+    if conf.LISTEN and listen_alias is None:
+        found.append(
+            CheckWarning(
+                "DJTASKS['LISTEN'] is on, but DJTASKS['DATABASE'] goes through a transaction-mode pooler "
+                "(POOL_MODE), where LISTEN cannot work: workers will poll every POLL_INTERVAL",
+                hint="set DJTASKS['LISTEN_DATABASE'] to a direct (unpooled) alias to keep instant wake-ups, or "
+                "LISTEN = False to say polling is meant; " + POOLER_DOCS,
+                id="djtasks.W020",
+            )
+        )
+    if conf.PREPARED_STATEMENTS:
+        found.append(
+            CheckWarning(
+                "DJTASKS['PREPARED_STATEMENTS'] is True while DJTASKS['DATABASE'] goes through a transaction-mode "
+                "pooler: this needs PgBouncer 1.21 or later with max_prepared_statements set, or statements fail "
+                "with 'prepared statement ... does not exist'",
+                hint="leave PREPARED_STATEMENTS unset (off behind a transaction-mode pooler) unless the pooler "
+                "keeps prepared statements; " + POOLER_DOCS,
+                id="djtasks.W021",
+            )
+        )
+    params = settings.DATABASES.get(conf.DATABASE)
+    if params is not None and not params.get("DISABLE_SERVER_SIDE_CURSORS"):
+        found.append(
+            CheckWarning(
+                f"DATABASES[{conf.DATABASE!r}] goes through a transaction-mode pooler (DJTASKS['POOL_MODE']) "
+                "but does not set DISABLE_SERVER_SIDE_CURSORS",
+                hint="set DATABASES[...]['DISABLE_SERVER_SIDE_CURSORS'] = True, as Django's documentation says "
+                "for transaction pooling (QuerySet.iterator() cursors would outlive their transaction); " + POOLER_DOCS,
+                id="djtasks.W023",
+            )
+        )
+    return found
 
 
 def check_routes(conf: Any) -> list[CheckWarning]:

@@ -36,6 +36,7 @@ MAX_ARGS_BYTES_DEFAULT = DEFAULT_MAX_ARGS_BYTES  # 1 MiB of JSON per job's argum
 JSONB_MAX_BYTES = 268_435_455  # the most one jsonb value can hold (255 MiB)
 
 QUEUE_OPTIONS = {"concurrency", "rate_limit", "paused"}
+POOL_MODES = ("session", "transaction")  # what DJTASKS['POOL_MODE'] may name (None: no pooler, or not said)
 GLOB_CHARS = frozenset("*?[")
 ROUTE_CACHE_MAX = 10_000  # job names whose route is remembered (enqueue by name may bring any number)
 
@@ -64,6 +65,8 @@ class DjtasksSettings:
     RESCUE_INTERVAL: float | None = None
     POLL_INTERVAL: float = 1.0
     LISTEN: bool = True
+    LISTEN_DATABASE: str | None = None
+    POOL_MODE: str | None = None
     PREPARED_STATEMENTS: bool | None = None
     RESULT_TTL: float = 86400.0
     FAILED_RESULT_TTL: float = 7 * 86400.0
@@ -102,9 +105,22 @@ class DjtasksSettings:
 
     @property
     def prepared_statements(self) -> bool:
-        # Unset, it follows LISTEN: turning LISTEN off is how a transaction-mode pooler is configured, and
-        # an older pooler loses prepared statements between transactions as it loses LISTEN.
-        return self.LISTEN if self.PREPARED_STATEMENTS is None else self.PREPARED_STATEMENTS
+        # Unset, it follows LISTEN and POOL_MODE: turning LISTEN off is how a transaction-mode pooler used to be
+        # configured, and a pooler before PgBouncer 1.21 loses prepared statements between transactions.
+        if self.PREPARED_STATEMENTS is not None:
+            return self.PREPARED_STATEMENTS
+        return self.LISTEN and self.POOL_MODE != "transaction"
+
+    @property
+    def listen_alias(self) -> str | None:
+        """The database alias whose connection LISTENs for new jobs, or None: workers poll. ``LISTEN_DATABASE``
+        when set (a connection of its own); else ``DATABASE``, unless it goes through a transaction-mode pooler,
+        which would hand the LISTEN to one server connection and the next query to another."""
+        if not self.LISTEN:
+            return None
+        if self.LISTEN_DATABASE is not None:
+            return self.LISTEN_DATABASE
+        return None if self.POOL_MODE == "transaction" else self.DATABASE
 
 
 def is_glob(pattern: str) -> bool:
@@ -241,13 +257,41 @@ def parse(raw: Any) -> DjtasksSettings:
         if not isinstance(raw["LISTEN"], bool):
             raise SettingError("LISTEN", "must be True or False")
         values["LISTEN"] = raw["LISTEN"]
+    if raw.get("LISTEN_DATABASE") is not None:
+        alias = raw["LISTEN_DATABASE"]
+        if not isinstance(alias, str) or not alias:
+            raise SettingError(
+                "LISTEN_DATABASE",
+                f"must be a database alias (a string) or None, got {alias!r}",
+                hint="the alias of a direct (unpooled) connection to the djtasks database, used only for LISTEN",
+                check_id="djtasks.E020",
+            )
+        values["LISTEN_DATABASE"] = alias
+    if raw.get("POOL_MODE") is not None:
+        mode = raw["POOL_MODE"]
+        if mode == "statement":
+            raise SettingError(
+                "POOL_MODE",
+                "statement pooling cannot run djtasks: claims, completions and enqueues need transactions",
+                hint="point DJTASKS['DATABASE'] at a pool in transaction or session mode",
+                check_id="djtasks.E021",
+            )
+        if mode not in POOL_MODES:
+            raise SettingError(
+                "POOL_MODE",
+                f"must be 'transaction', 'session' or None, got {mode!r}",
+                hint="the pool_mode of the PgBouncer (or other pooler) DJTASKS['DATABASE'] goes through; None when "
+                "it connects to PostgreSQL directly",
+                check_id="djtasks.E021",
+            )
+        values["POOL_MODE"] = mode
     if "PREPARED_STATEMENTS" in raw:
         if raw["PREPARED_STATEMENTS"] is not None and not isinstance(raw["PREPARED_STATEMENTS"], bool):
             raise SettingError(
                 "PREPARED_STATEMENTS",
                 "must be True, False or None",
-                hint="None (the default) follows LISTEN; False behind a pooler that does not keep prepared "
-                "statements (PgBouncer before 1.21 in transaction mode)",
+                hint="None (the default) is on unless LISTEN is off or POOL_MODE is 'transaction'; False behind a "
+                "pooler that does not keep prepared statements (PgBouncer before 1.21 in transaction mode)",
             )
         values["PREPARED_STATEMENTS"] = raw["PREPARED_STATEMENTS"]
     if "MAX_ARGS_BYTES" in raw:
@@ -317,6 +361,8 @@ class _LazySettings:
     RESCUE_INTERVAL: float | None
     POLL_INTERVAL: float
     LISTEN: bool
+    LISTEN_DATABASE: str | None
+    POOL_MODE: str | None
     PREPARED_STATEMENTS: bool | None
     RESULT_TTL: float
     FAILED_RESULT_TTL: float
@@ -325,6 +371,7 @@ class _LazySettings:
     ROUTES: dict[str, str]
     rescue_interval: float
     prepared_statements: bool
+    listen_alias: str | None
 
     def __init__(self) -> None:
         self._cached: DjtasksSettings | None = None

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 from functools import cache
@@ -651,6 +651,13 @@ class Store:
         next_fire_at: datetime | None = self._execute("schedule_next_fire_at", {})[0]["next_fire_at"]
         return next_fire_at
 
+    def connection_backend_pid(self) -> int:
+        """The pid of the server process running this statement (``pg_backend_pid()``)."""
+        return int(self._execute("connection_backend_pid", {})[0]["pid"])
+
+    def connection_timezone_utc(self) -> None:
+        self._execute("connection_timezone_utc", {})
+
     def schedule_listen(self) -> None:
         self._execute("schedule_listen", {})
 
@@ -691,8 +698,14 @@ class Store:
 
     # -- maintenance ----------------------------------------------------------------------------------
     def maintenance_lock(self, *, name: str) -> bool:
-        """Take the session-level advisory lock of maintenance service ``name`` if nobody holds it."""
+        """Take the advisory lock of maintenance service ``name`` for the current transaction if nobody holds
+        it; the transaction's end releases it. Call it inside a transaction (``atomic()``): in autocommit the
+        lock would end with the statement."""
         return bool(self._execute("maintenance_lock", {"name": name})[0]["locked"])
 
-    def maintenance_unlock(self, *, name: str) -> bool:
-        return bool(self._execute("maintenance_unlock", {"name": name})[0]["unlocked"])
+    @contextlib.contextmanager
+    def maintenance_locked(self, *, name: str) -> Iterator[bool]:
+        """A transaction (``atomic()``) that holds maintenance service ``name``'s lock if it was free: yields
+        whether it does. The statements run inside commit with it, and the lock goes at its end."""
+        with self._atomic():
+            yield self.maintenance_lock(name=name)

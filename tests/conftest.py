@@ -131,3 +131,60 @@ def store():
     db = WorkerConnection()
     yield db.store
     db.close()
+
+
+def free_tcp_port() -> int:
+    """A local TCP port nobody listens on (bound, then released)."""
+    from devtools.pgbouncer import free_port
+
+    return free_port()
+
+
+@pytest.fixture(scope="session")
+def pgbouncers(django_db_setup) -> Iterator:
+    """``pgbouncers(mode)``: a private PgBouncer (``devtools/pgbouncer.py``) in ``transaction`` or ``session``
+    pool mode in front of the test cluster, started once per test run and mode. Never skipped: without the
+    ``pgbouncer`` binary the tests that need it fail, saying how to install it. Stopped before the test database
+    is dropped (its pooled server connections would keep it open)."""
+    from django.conf import settings
+
+    from devtools.pgbouncer import PgBouncer
+
+    started: dict[str, PgBouncer] = {}
+    database = settings.DATABASES["default"]
+
+    def get(mode: str) -> PgBouncer:
+        if mode not in started:
+            # django-environ keeps a unix socket directory (?host=...) in OPTIONS
+            host = database.get("HOST") or database.get("OPTIONS", {}).get("host") or "/var/run/postgresql"
+            bouncer = PgBouncer(host, pool_mode=mode, server_port=int(database.get("PORT") or 5432))
+            bouncer.start()
+            started[mode] = bouncer
+        return started[mode]
+
+    yield get
+    for bouncer in started.values():
+        bouncer.cleanup()
+
+
+def pooled_env(
+    bouncer,
+    *,
+    listen_database: str = "",
+    listen: bool = True,
+    poll_interval: float | None = None,
+    pool_mode: str | None = None,
+) -> dict[str, str]:
+    """Environment for ``manage.py`` subprocesses whose ``default`` alias goes through ``bouncer`` (settings:
+    ``tests/settings_pgbouncer.py``), with ``direct`` the direct alias to name in ``listen_database``;
+    ``POOL_MODE`` is the bouncer's unless ``pool_mode`` says otherwise (``""``: not set)."""
+    from django.db import connection
+
+    return {
+        "DJANGO_SETTINGS_MODULE": "tests.settings_pgbouncer",
+        "DJTASKS_TEST_POOLER_URL": bouncer.url(connection.settings_dict["NAME"]),
+        "DJTASKS_TEST_POOL_MODE": bouncer.pool_mode if pool_mode is None else pool_mode,
+        "DJTASKS_TEST_LISTEN_DATABASE": listen_database,
+        "DJTASKS_TEST_LISTEN": "1" if listen else "0",
+        "DJTASKS_TEST_POLL_INTERVAL": "" if poll_interval is None else str(poll_interval),
+    }

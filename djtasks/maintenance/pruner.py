@@ -1,12 +1,17 @@
 """Deletes finished jobs older than their time to live, in small batches.
 
 Small batches keep each transaction short, so pruning a large history never holds locks or bloats WAL in
-one burst, and never competes with claims (it only touches finished rows, through their own index).
+one burst, and never competes with claims (it only touches finished rows, through their own index). Under
+the maintenance runner each batch is a transaction of its own holding the pruner's lock (``run_gated``): two
+supervisors never delete at once, and none holds a transaction open across the whole run.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -22,6 +27,18 @@ SUCCEEDED_STATUSES = ("succeeded", "cancelled")
 FAILED_STATUSES = ("failed",)
 
 
+Gate = Callable[[], AbstractContextManager[bool]]  # a transaction holding the pruner's lock (see runner.py)
+
+
+@contextlib.contextmanager
+def _ungated() -> Iterator[bool]:
+    yield True
+
+
+class LockLost(Exception):
+    """Another process holds the pruner's lock now: this run stops where it is."""
+
+
 @dataclass(frozen=True)
 class PruneResult:
     succeeded: int  # succeeded and cancelled jobs deleted
@@ -33,11 +50,16 @@ class PruneResult:
         return self.succeeded + self.failed
 
 
-def _prune(store: Store, statuses: tuple[str, ...], before: datetime, batch: int, budget: int) -> tuple[int, int, bool]:
+def _prune(
+    store: Store, statuses: tuple[str, ...], before: datetime, batch: int, budget: int, gate: Gate
+) -> tuple[int, int, bool]:
     """Delete in batches until a short batch or the budget; returns (deleted, batches used, done)."""
     deleted = 0
     for used in range(1, budget + 1):
-        count = store.job_prune_many(statuses=statuses, before=before, limit=batch)
+        with gate() as held:
+            if not held:
+                raise LockLost
+            count = store.job_prune_many(statuses=statuses, before=before, limit=batch)
         deleted += count
         if count < batch:
             return deleted, used, True
@@ -52,10 +74,12 @@ def run_once(
     failed_result_ttl: float,
     batch: int = BATCH_SIZE,
     max_batches: int = MAX_BATCHES,
+    gate: Gate = _ungated,
 ) -> PruneResult:
     """Delete succeeded/cancelled jobs finished more than ``result_ttl`` seconds before ``now`` and failed
-    ones past ``failed_result_ttl``, at most ``max_batches`` statements of ``batch`` rows in all."""
-    ok, used, ok_done = _prune(store, SUCCEEDED_STATUSES, now - timedelta(seconds=result_ttl), batch, max_batches)
+    ones past ``failed_result_ttl``, at most ``max_batches`` statements of ``batch`` rows in all. Each batch
+    runs in ``gate()``; ``LockLost`` when one is refused."""
+    ok, used, ok_done = _prune(store, SUCCEEDED_STATUSES, now - timedelta(seconds=result_ttl), batch, max_batches, gate)
     if not ok_done:
         return PruneResult(ok, 0, complete=False)
     failed, _, failed_done = _prune(
@@ -64,11 +88,16 @@ def run_once(
         now - timedelta(seconds=failed_result_ttl),
         batch,
         max(1, max_batches - used),
+        gate,
     )
     if failed_done:  # groups whose members are all gone (the oldest TTL bounds how old such a group can be)
         oldest = now - timedelta(seconds=max(result_ttl, failed_result_ttl))
         for _ in range(max_batches):
-            if store.group_prune_many(before=oldest, limit=batch) < batch:
+            with gate() as held:
+                if not held:
+                    raise LockLost
+                count = store.group_prune_many(before=oldest, limit=batch)
+            if count < batch:
                 break
     return PruneResult(ok, failed, complete=failed_done)
 
@@ -83,6 +112,17 @@ class Pruner:
         self.interval = interval
 
     def run_once(self, now: datetime) -> PruneResult:
+        return self._run(now, _ungated)
+
+    def run_gated(self, now: datetime, gate: Gate) -> PruneResult | None:
+        """``run_once`` with each batch in a transaction of ``gate()`` (the maintenance runner's lock); None
+        when a batch's lock was refused: another process is pruning, and goes on from there."""
+        try:
+            return self._run(now, gate)
+        except LockLost:
+            return None
+
+    def _run(self, now: datetime, gate: Gate) -> PruneResult:
         from ..conf import djtasks_settings
 
         result = run_once(
@@ -90,6 +130,7 @@ class Pruner:
             self.store,
             result_ttl=djtasks_settings.RESULT_TTL,
             failed_result_ttl=djtasks_settings.FAILED_RESULT_TTL,
+            gate=gate,
         )
         if result.deleted:
             logger.info("pruner: deleted %d succeeded/cancelled and %d failed job(s)", result.succeeded, result.failed)

@@ -480,6 +480,15 @@ WHERE id = %(id)s;
 -- When the earliest enabled schedule is due next, so a scheduler sleeps just that long.
 SELECT min(next_fire_at) AS next_fire_at FROM djtasks_schedule WHERE enabled;
 
+-- name: connection_backend_pid
+-- The server process this connection's statement runs in: a pooler answers the client's start-up with a cancel key of
+-- its own, so a pid unlike the one the connection was told at start-up means a pooler (PgBouncer) sits in between.
+SELECT pg_backend_pid() AS pid;
+
+-- name: connection_timezone_utc
+-- Put this session in UTC when it could not be asked for at start-up (behind a pooler, which tracks TimeZone per client).
+SET TIME ZONE 'UTC';
+
 -- name: schedule_listen
 -- Subscribe this connection to schedule changes (the admin notifies on save; payload: the schedule name).
 LISTEN djtasks_schedule;
@@ -689,12 +698,10 @@ FULL JOIN rescued AS r ON r.worker_id = d.id
 CROSS JOIN notified;
 
 -- name: maintenance_lock
--- Try to become the one process (across all hosts) running a maintenance service now; held by this session.
-SELECT pg_try_advisory_lock(hashtextextended('djtasks.maintenance.' || %(name)s, 0)) AS locked;
-
--- name: maintenance_unlock
--- Let another process run the maintenance service next time.
-SELECT pg_advisory_unlock(hashtextextended('djtasks.maintenance.' || %(name)s, 0)) AS unlocked;
+-- Try to become the one process (across all hosts) running a maintenance service now, until this transaction ends.
+-- Transaction-scoped on purpose: a session lock would stay on whichever server connection a transaction-mode
+-- pooler (PgBouncer) lent for the statement, held for good once the client that took it dies.
+SELECT pg_try_advisory_xact_lock(hashtextextended('djtasks.maintenance.' || %(name)s, 0)) AS locked;
 
 
 -- name: job_insert_workflow_many

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 from typing import Any
 
 import psycopg
@@ -15,10 +16,14 @@ from ..store import Store
 logger = logging.getLogger("djtasks.worker")
 
 CONNECT_TIMEOUT_S = 10  # a server that does not answer is retried rather than waited on forever
+UTC_NAMES = ("UTC", "Etc/UTC")  # what a server reports (ParameterStatus TimeZone) for a session in UTC
 
 _TIMESTAMPTZ_LOADER = psycopg.adapters.get_loader(psycopg.adapters.types["timestamptz"].oid, psycopg.pq.Format.TEXT)
 assert _TIMESTAMPTZ_LOADER is not None  # psycopg registers one for every built-in type
 _FAST_TIMESTAMPTZ = _TIMESTAMPTZ_LOADER
+
+# Set once a server refused the start-up options (a pooler POOL_MODE does not mention): not sent again.
+_options_refused = threading.Event()
 
 # Errors after which the connection is dropped and opened again on next use.
 CONNECTION_ERRORS = (psycopg.OperationalError, psycopg.InterfaceError)
@@ -56,18 +61,41 @@ class WorkerConnection:
         self._params.setdefault("connect_timeout", CONNECT_TIMEOUT_S)
         if prepare and djtasks_settings.prepared_statements and self._params.get("prepare_threshold") is None:
             self._params["prepare_threshold"] = 0
-        # Timestamps come back in UTC, as on Django's connections (which set it per session).
+        # Timestamps come back in UTC, as on Django's connections (which set it per session); claims may skip
+        # the WAL flush. Both go as the start-up parameter "options", which PgBouncer refuses ("unsupported
+        # startup parameter: options"). Behind a pooler (POOL_MODE) the time zone is SET once connected
+        # instead (PgBouncer tracks TimeZone and carries it to every server connection it lends this client),
+        # and commits stay durable: synchronous_commit is not tracked, a SET would leak to other clients.
         extra = "-c TimeZone=UTC" if durable else "-c TimeZone=UTC -c synchronous_commit=off"
-        if statement_timeout_ms is not None:
+        if statement_timeout_ms is not None:  # not carried behind a pooler: such reads just run to the end there
             extra += f" -c statement_timeout={int(statement_timeout_ms)}"
-        self._params["options"] = f"{self._params.get('options', '')} {extra}".strip()
+        self._options: str | None = None
+        if djtasks_settings.POOL_MODE is None and not _options_refused.is_set():
+            self._options = self._params["options"] = f"{self._params.get('options', '')} {extra}".strip()
         self._conn: psycopg.Connection[Any] | None = None
         self.store = Store(self._cursor, atomic=lambda: self.connection.transaction())
 
     @property
     def connection(self) -> psycopg.Connection[Any]:
         if self._conn is None or self._conn.closed:
-            conn = psycopg.connect(**self._params, autocommit=True)
+            try:
+                conn = psycopg.connect(**self._params, autocommit=True)
+            except psycopg.OperationalError as exc:
+                if self._options is None or "unsupported startup parameter" not in str(exc):
+                    raise
+                # A pooler that DJTASKS['POOL_MODE'] does not mention: do without, and say so once a process.
+                if not _options_refused.is_set():
+                    _options_refused.set()
+                    logger.warning(
+                        "the server refused the start-up parameter options=%r (a connection pooler? set "
+                        "DJTASKS['POOL_MODE']): the time zone is set after connecting, commits stay durable",
+                        self._options,
+                    )
+                self._params.pop("options", None)
+                self._options = None
+                conn = psycopg.connect(**self._params, autocommit=True)
+            if self._options is None and conn.info.parameter_status("TimeZone") not in UTC_NAMES:
+                Store(conn.cursor).connection_timezone_utc()
             # Django's context parses timestamptz in Python; psycopg's own loader (C, in psycopg[binary]) is
             # several times faster on the claim, which returns two per job, and the session is in UTC anyway.
             conn.adapters.register_loader("timestamptz", _FAST_TIMESTAMPTZ)

@@ -27,12 +27,14 @@ from django.utils import timezone
 
 from ..rows import ClaimedJob
 from ..status import JobStatus
+from ..store import Store
 from .db import CONNECTION_ERRORS, WorkerConnection
 from .flowcontrol import REFRESH_S, FlowControl
 from .ledger import Ledger
+from .listener import Listener
 from .metering import JobMeter
 from .prefetch import PREFETCH_MAX, Durations
-from .waits import Backoff, WakePipe, wait_for_wake
+from .waits import Backoff, WakePipe
 
 logger = logging.getLogger("djtasks.worker")
 
@@ -75,12 +77,15 @@ class Producer:
         self._last_names: set[str] = set()
         self._expired: list[UUID] = []  # workflow jobs the claim expired, whose hand-off is not written yet
         self._wake = WakePipe()
-        self._listening = False
+        # LISTEN on this connection, on a direct one of its own (LISTEN_DATABASE), or nowhere (see listener.py).
+        self.listener = Listener(
+            self.db, enabled=listen, subscribe=self._subscribe, on_notify=self._on_notify, role="producer"
+        )
         self.budget = budget  # jobs it may still claim; None = no limit
         self.exhausted = False  # stopped because the budget is spent
         self._reconnected = False
         self.flow = FlowControl(queues)
-        self._options_refresh_s = REFRESH_S if listen else min(REFRESH_S, max(poll_interval, 1.0))
+        self._options_refresh_s = REFRESH_S if self.listener.enabled else min(REFRESH_S, max(poll_interval, 1.0))
         self._synced = False
         self.meter: JobMeter | None = None  # set by the worker process when metrics are on (runworker --metrics-port)
 
@@ -119,7 +124,7 @@ class Producer:
             try:
                 if self._reconnected:
                     self._release_strays()
-                self._ensure_listening()
+                self.listener.ensure()
                 timeout = self._claim_once()
                 backoff.reset()
                 if timeout is not None:
@@ -128,12 +133,13 @@ class Producer:
                 pause = backoff.next()
                 logger.warning("producer lost the database (%s); reconnecting in %.1f s", exc, pause)
                 self.db.reset()
-                self._listening = False
+                self.listener.reset()
                 self._reconnected = True
                 self.flow.stale = True  # option changes may have been missed
                 self.stopping.wait(pause)
         # The wake-up pipe stays open: job threads and the completer may still wake it.
         self.db.close()
+        self.listener.close()
 
     def _release_strays(self) -> None:
         released = self.db.store.job_release_many(
@@ -143,15 +149,12 @@ class Producer:
         if released:
             logger.warning("producer: handed back %d job(s) claimed while the connection broke", len(released))
 
-    def _ensure_listening(self) -> None:
-        if self.listen and not self._listening:
-            conn = self.db.connection
-            # Notifications that arrive while a query runs go to this handler instead of piling up in
-            # psycopg's backlog; the wait below reads them straight off the socket.
-            conn.add_notify_handler(self._on_notify)
-            self.db.store.queue_listen()
-            self.db.store.queue_options_listen()
-            self._listening = True
+    @staticmethod
+    def _subscribe(store: Store) -> None:
+        # Notifications that arrive while a query runs go to the listener's handler (_on_notify) instead of
+        # piling up in psycopg's backlog; the wait reads them straight off the socket.
+        store.queue_listen()
+        store.queue_options_listen()
 
     def _on_notify(self, notify: Any) -> None:
         if notify.channel == "djtasks_queue":
@@ -243,10 +246,9 @@ class Producer:
 
     def _wait(self, timeout: float) -> None:
         # With no free slot a notification could not be acted on: leave it queued on the socket.
-        conn = self.db.connection if self._listening and self.free > 0 else None
         # A wake-up is all a queue notification means (the claim finds what is due); an options one
         # (channel djtasks_queue) makes the next claim re-read the options first.
-        wait_for_wake(self._wake, conn, timeout, on_notify=self._on_channel)
+        self.listener.wait(self._wake, timeout, notifications=self.free > 0, on_channel=self._on_channel)
 
     def _on_channel(self, channel: str) -> None:
         if channel == "djtasks_queue":

@@ -70,3 +70,44 @@ def test_pruner_service_runs_under_the_maintenance_runner():
     finally:
         runner.db.close()
     assert result.succeeded == 5 and not Job.objects.exists()
+
+
+def test_under_the_runner_each_batch_holds_the_lock_and_the_run_stops_when_another_process_takes_it():
+    import contextlib
+
+    from djtasks.maintenance.runner import MaintenanceRunner
+    from djtasks.worker.db import WorkerConnection
+
+    make_finished(25, "succeeded", timedelta(days=2))
+    runner = MaintenanceRunner()
+    other = WorkerConnection()
+    taken = contextlib.ExitStack()
+    batches: list[bool] = []
+    gate = runner.gate("pruner")
+
+    @contextlib.contextmanager
+    def watched_gate():
+        if len(batches) == 2:  # another supervisor's pruner starts between this one's batches
+            assert taken.enter_context(other.store.maintenance_locked(name="pruner"))
+        with gate() as held:
+            # the lock is held by this batch's own transaction, which is open
+            assert runner.db.connection.info.transaction_status != 0
+            batches.append(held)
+            yield held
+
+    try:
+        with taken:
+            result = pruner.run_once(timezone.now(), runner.store, result_ttl=86400, failed_result_ttl=86400, batch=10)
+            assert result.succeeded == 25
+            make_finished(25, "succeeded", timedelta(days=2))
+            with pytest.raises(pruner.LockLost):
+                pruner.run_once(
+                    timezone.now(), runner.store, result_ttl=86400, failed_result_ttl=86400, batch=10, gate=watched_gate
+                )
+            assert batches == [True, True, False]
+            assert Job.objects.count() == 5, "two batches of 10 were deleted before the other process took over"
+            assert pruner.Pruner(runner.store).run_gated(timezone.now(), watched_gate) is None
+        assert runner.run_service(pruner.Pruner(runner.store)).succeeded == 5  # the other one let go
+    finally:
+        runner.db.close()
+        other.close()

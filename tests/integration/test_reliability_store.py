@@ -14,7 +14,6 @@ from djtasks.maintenance.runner import MaintenanceRunner
 from djtasks.models import Job, Worker
 from djtasks.store import queries
 from djtasks.worker.db import WorkerConnection
-from tests.conftest import wait_until
 from tests.integration.test_store import job_row
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -24,7 +23,6 @@ NEW_QUERIES = {
     "job_terminate_requested_many",
     "worker_rescue_many",
     "maintenance_lock",
-    "maintenance_unlock",
 }
 
 
@@ -247,18 +245,32 @@ def test_worker_rescue_many_waits_after_a_server_restart(store):
     assert [r["worker_id"] for r in rows] == [worker]
 
 
-def test_maintenance_lock_is_exclusive_across_sessions(store):
+def advisory_locks() -> int:
+    with connection.cursor() as cur:
+        cur.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'")
+        return cur.fetchone()[0]
+
+
+def test_maintenance_lock_is_exclusive_across_sessions_and_ends_with_the_transaction(store):
     other = WorkerConnection()
     try:
+        with store.maintenance_locked(name="rescuer") as held:
+            assert held is True
+            with other.store.maintenance_locked(name="rescuer") as other_held:
+                assert other_held is False
+            with other.store.maintenance_locked(name="pruner") as other_held:
+                assert other_held is True  # one lock per service
+            assert advisory_locks() == 1
+        assert advisory_locks() == 0, "the commit released it: no session keeps a maintenance lock"
+        with other.store.maintenance_locked(name="rescuer") as other_held:
+            assert other_held is True
+        with pytest.raises(RuntimeError), store.maintenance_locked(name="pruner") as held:
+            assert held and advisory_locks() == 1
+            raise RuntimeError("the service failed")
+        assert advisory_locks() == 0, "a rollback releases it too"
+        # In autocommit a lone statement's transaction ends at once: taking it there holds nothing.
         assert store.maintenance_lock(name="rescuer") is True
-        assert other.store.maintenance_lock(name="rescuer") is False
-        assert other.store.maintenance_lock(name="pruner") is True  # one lock per service
-        assert store.maintenance_unlock(name="rescuer") is True
-        assert other.store.maintenance_lock(name="rescuer") is True
-        other.reset()  # a session that dies releases its locks (as soon as the server sees it gone)
-        wait_until(lambda: store.maintenance_lock(name="rescuer"), timeout=10, message="the lock to be released")
-        assert store.maintenance_unlock(name="rescuer") is True
-        assert store.maintenance_unlock(name="rescuer") is False
+        assert advisory_locks() == 0
     finally:
         other.close()
 
@@ -275,13 +287,14 @@ def test_rescuer_run_once_takes_now_and_the_runner_holds_the_lock(store):
         assert not rescuer.run_once(now)  # 10 s of silence is not 30
         holder = WorkerConnection()
         try:
-            assert holder.store.maintenance_lock(name="rescuer")
-            assert runner.run_service(rescuer) is None  # another process is rescuing: skip
-            assert holder.store.maintenance_unlock(name="rescuer")
+            with holder.store.maintenance_locked(name="rescuer") as held:
+                assert held
+                assert runner.run_service(rescuer) is None  # another process is rescuing: skip
         finally:
             holder.close()
         result = runner.run_service(Rescuer(runner.store, worker_timeout=0.5, interval=1))
         assert result.workers == {dead} and result.requeued == (job["id"],) and result.jobs == {job["id"]: 1}
-        assert runner.store.maintenance_lock(name="rescuer")  # the runner released it after the run
+        assert advisory_locks() == 0  # the runner's transaction ended with the run
+        assert not runner.db.connection.info.transaction_status  # idle: nothing left open
     finally:
         runner.db.close()

@@ -7,6 +7,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from djtasks.beat import Beat
 from djtasks.conf import djtasks_settings
+from djtasks.worker.listener import announce
 from djtasks.worker.logs import configure_logging
 
 
@@ -32,6 +33,7 @@ class Command(BaseCommand):
         if reload_interval <= 0:
             raise CommandError("--reload-interval must be positive")
         configure_logging(options["loglevel"])
+        announce()
         beat = Beat(alias=djtasks_settings.DATABASE, listen=djtasks_settings.LISTEN, reload_interval=reload_interval)
 
         def on_signal(signum: int, frame: Any) -> None:

@@ -8,6 +8,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from djtasks.conf import djtasks_settings
 from djtasks.worker.async_executor import DEFAULT_ASYNC_CONCURRENCY
+from djtasks.worker.listener import announce
 from djtasks.worker.logs import configure_logging
 from djtasks.worker.process import WorkerConfig
 from djtasks.worker.supervisor import Supervisor
@@ -97,6 +98,7 @@ class Command(BaseCommand):
         if port is not None and not 1 <= port <= 65535:
             raise CommandError(f"--metrics-port {port}: a port number is 1 to 65535")
         configure_logging(options["loglevel"])
+        announce(probe=False)  # the supervisor's maintenance thread probes, after the fork server is made
         # Tried before anything starts: a port in use stops runworker here. The supervisor binds it for good.
         metrics = serve_metrics(port, options["metrics_address"]) if port is not None else None
         config = WorkerConfig(
