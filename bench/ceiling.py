@@ -131,6 +131,7 @@ def insert_params() -> dict[str, Any]:
         "max_attempts": 1,
         "time_limit": None,
         "soft_time_limit": None,
+        "trace_context": None,
     }
 
 
