@@ -32,6 +32,16 @@ from ..worker.waits import Backoff
 logger = logging.getLogger("djtasks.maintenance")
 
 JITTER = 0.1  # +-10% on each interval, so supervisors started together do not contend in lock-step
+AGAIN_S = 1.0  # a run that stopped with work left (``complete`` false: the pruner's batch budget) goes on this soon
+
+
+def next_due(now: float, interval: float, result: Any, rand: float) -> float:
+    """When a service runs next (monotonic seconds), after a run that returned ``result`` at ``now``: in about
+    ``interval`` (``rand`` in 0..1 places it within the jitter), or in ``AGAIN_S`` if the run left work undone,
+    so a backlog is worked off at the rate the service can go rather than one budget per interval."""
+    if getattr(result, "complete", True) is False:
+        return now + min(AGAIN_S, interval)
+    return now + interval * (1 - JITTER + 2 * JITTER * rand)
 
 
 class Service(Protocol):
@@ -87,9 +97,10 @@ class MaintenanceRunner(threading.Thread):
             for service in self.services:
                 if due[service.name] > now or self._stop_event.is_set():
                     continue
-                due[service.name] = now + service.interval * random.uniform(1 - JITTER, 1 + JITTER)
+                due[service.name] = next_due(now, service.interval, None, random.random())
                 try:
-                    self.run_service(service)
+                    result = self.run_service(service)
+                    due[service.name] = next_due(now, service.interval, result, random.random())
                     backoff.reset()
                 except CONNECTION_ERRORS as exc:
                     logger.warning("maintenance %s: database unavailable (%s)", service.name, exc)

@@ -48,3 +48,16 @@ def test_rescue_result_from_rows():
     assert result.workers == {w1, w2} and result.requeued == (a,) and result.failed == (b,)
     assert result.released == (c,)
     assert result.jobs == {a: 1, b: 3, c: 0} and bool(result) and not RescueResult.from_rows([])
+
+
+def test_a_maintenance_run_that_left_work_goes_on_in_a_second_not_a_whole_interval():
+    from djtasks.maintenance.pruner import PruneResult
+    from djtasks.maintenance.runner import AGAIN_S, next_due
+
+    left_work = PruneResult(succeeded=100_000, failed=0, complete=False)
+    done = PruneResult(succeeded=10, failed=0, complete=True)
+    assert next_due(100.0, 60.0, left_work, 0.5) == 100.0 + AGAIN_S
+    assert next_due(100.0, 60.0, done, 0.5) == 160.0
+    assert next_due(100.0, 60.0, None, 0.0) == 100.0 + 54.0  # skipped (lock held elsewhere): the jittered interval
+    assert next_due(100.0, 60.0, object(), 1.0) == 100.0 + 66.0  # results without "complete" (the rescuer's)
+    assert next_due(100.0, 0.5, left_work, 0.5) == 100.5  # never later than the interval itself
