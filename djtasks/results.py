@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import Any
+from typing import Any, Self
 
 from asgiref.sync import sync_to_async
 
@@ -16,7 +16,33 @@ GET_POLL_START_S = 0.01  # first wait between reads in get(); doubles up to GET_
 GET_POLL_MAX_S = 0.5
 
 
-class JobResult:
+class _LazyRow:
+    """A handle on one row, read on first use and again on ``refresh()``."""
+
+    _row: dict[str, Any] | None
+
+    def _read(self) -> dict[str, Any] | None:
+        raise NotImplementedError
+
+    def _missing(self) -> str:
+        raise NotImplementedError
+
+    def refresh(self) -> Self:
+        """Read the row again. Raises ``LookupError`` if there is no such row (see ``_missing``)."""
+        row = self._read()
+        if row is None:
+            raise LookupError(self._missing())
+        self._row = row
+        return self
+
+    def _data(self) -> dict[str, Any]:
+        if self._row is None:
+            self.refresh()
+        assert self._row is not None
+        return self._row
+
+
+class JobResult(_LazyRow):
     """The state and outcome of one job, read from the database.
 
     ``JobResult(id)`` works anywhere; attributes reflect the last read (``refresh()`` reads again; ``status``,
@@ -40,22 +66,18 @@ class JobResult:
         return hash(self.id)
 
     # -- reading --------------------------------------------------------------------------------------
-    def refresh(self) -> JobResult:
+    def refresh(self) -> Self:
         """Read the row again. Raises ``LookupError`` if no such job exists (never enqueued, rolled back,
         or pruned)."""
+        return super().refresh()
+
+    def _read(self) -> dict[str, Any] | None:
         from .cursors import django_store
 
-        row = django_store().job_get(self.id)
-        if row is None:
-            raise LookupError(f"no job {self.id}: never enqueued, rolled back, or pruned after RESULT_TTL")
-        self._row = row
-        return self
+        return django_store().job_get(self.id)
 
-    def _data(self) -> dict[str, Any]:
-        if self._row is None:
-            self.refresh()
-        assert self._row is not None
-        return self._row
+    def _missing(self) -> str:
+        return f"no job {self.id}: never enqueued, rolled back, or pruned after RESULT_TTL"
 
     @property
     def name(self) -> str:
@@ -177,7 +199,7 @@ def _error_of(result: JobResult) -> JobFailed:
     return cls(result.id, err["type"], err["message"], err.get("traceback", ""), status=result.status.value)
 
 
-class GroupResult:
+class GroupResult(_LazyRow):
     """The members of a ``group`` (or a chord header): ``GroupResult(id)`` reloads one from anywhere.
 
     ``results`` are the members' ``JobResult`` in the order given (for a member that is a chain, its last
@@ -202,19 +224,16 @@ class GroupResult:
 
         return django_store()
 
-    def refresh(self) -> GroupResult:
+    def refresh(self) -> Self:
         """Read the group's row again. Raises ``LookupError`` if there is no such group."""
-        row = self._store().group_get(self.id)
-        if row is None:
-            raise LookupError(f"no group {self.id}: never enqueued or rolled back")
-        self._row = row
-        return self
+        return super().refresh()
 
-    def _data(self) -> dict[str, Any]:
-        if self._row is None:
-            self.refresh()
-        assert self._row is not None
-        return self._row
+    def _read(self) -> dict[str, Any] | None:
+        row: dict[str, Any] | None = self._store().group_get(self.id)
+        return row
+
+    def _missing(self) -> str:
+        return f"no group {self.id}: never enqueued or rolled back"
 
     @property
     def results(self) -> list[JobResult]:
