@@ -232,29 +232,17 @@ def report(sender: Job | str, row: JobAttempt, outcome: Outcome, raised: BaseExc
     decoded only for a signal someone listens to, so a worker without receivers pays nothing for them."""
     status, attempt = outcome["status"], row["attempt"]
     name = sender if isinstance(sender, str) else sender.name
+    attempt_signal: Any = None  # an attempt that failed: job_retrying (with its new due time) or job_failed
+    extra: dict[str, Any] = {}
     if status == JobStatus.QUEUED:
         logger.warning("job %s %s attempt %s failed; retrying at %s", row["id"], name, attempt, outcome["run_at"])
-        if signals.job_retrying.has_listeners(sender):
-            _send(
-                signals.job_retrying,
-                sender,
-                job_id=row["id"],
-                attempt=attempt,
-                run_at=outcome["run_at"],
-                error=serialization.loads(outcome["error"]),
-                exception=raised,
-            )
+        attempt_signal, extra = signals.job_retrying, {"run_at": outcome["run_at"]}
     elif status == JobStatus.FAILED:
         logger.error("job %s %s failed on attempt %s", row["id"], name, attempt)
-        if signals.job_failed.has_listeners(sender):
-            _send(
-                signals.job_failed,
-                sender,
-                job_id=row["id"],
-                attempt=attempt,
-                error=serialization.loads(outcome["error"]),
-                exception=raised,
-            )
+        attempt_signal = signals.job_failed
+    if attempt_signal is not None and attempt_signal.has_listeners(sender):
+        error = serialization.loads(outcome["error"])
+        _send(attempt_signal, sender, job_id=row["id"], attempt=attempt, **extra, error=error, exception=raised)
     if signals.job_finished.has_listeners(sender):
         _send(
             signals.job_finished,
