@@ -63,6 +63,7 @@ COLD_FLUSH_TIMEOUT_S = 3.0
 RELEASE_TIMEOUT_S = 30.0  # how long a stop keeps trying to hand jobs back before leaving them to the rescuer
 COLD_RELEASE_TIMEOUT_S = 5.0
 EARLY_RELEASE_TIMEOUT_S = 2.0  # handing back the jobs claimed ahead at a stop; else the final release does it
+HEARTBEAT_JOIN_S = 5.0  # a beat in progress when the stop deletes the worker row is waited for this long
 WAIT_SLICE_S = 0.1  # the stop waits for running jobs in slices, to notice a later signal
 MB = 1024 * 1024
 
@@ -390,6 +391,10 @@ class WorkerProcess:
                 "cold stop" if self._cold else f"after {self.config.shutdown_timeout:.0f} s",
             )
         self.completer.flush(COLD_FLUSH_TIMEOUT_S if self._cold else FLUSH_TIMEOUT_S)
+        # The heartbeat stops before the release deletes the worker row: a beat after that would find no row
+        # and register this leaving worker again (a ghost row until the rescuer declares it dead).
+        self.heartbeat.stop()
+        self.heartbeat.join(HEARTBEAT_JOIN_S)
         released = self._release(
             keep_ids=(), deadline=time.monotonic() + (COLD_RELEASE_TIMEOUT_S if self._cold else RELEASE_TIMEOUT_S)
         )
@@ -397,7 +402,6 @@ class WorkerProcess:
             self.meter.stop()  # ships the last counts before the goodbye
         self.link.send(link.STOPPED, released=released)
         self.completer.stop()
-        self.heartbeat.stop()
         self.soft_limits.stop()
         self.completer.join(5)
         logger.info("worker %s stopped after %d job(s)", self.id, self.jobs_done)
