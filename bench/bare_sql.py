@@ -14,7 +14,6 @@ way).
 from __future__ import annotations
 
 import argparse
-import multiprocessing
 import sys
 import time
 from pathlib import Path
@@ -25,13 +24,11 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 
 import psycopg
 
-from bench.common import checkpoint, psycopg_params, report
+from bench.common import LOOP_START_TIMEOUT_S, checkpoint, psycopg_params, report, run_loops
 
 TABLE = "bench_bare_job"
 DEFAULT_BATCH = 100
 DEFAULT_PROCESSES = 2
-START_TIMEOUT_S = 60.0
-DRAIN_TIMEOUT_S = 900.0
 
 CREATE = f"""
 DROP TABLE IF EXISTS {TABLE};
@@ -59,7 +56,7 @@ WHERE t.id = r.id
 def _drain_loop(params: dict[str, Any], batch: int, barrier: Any, out: Any) -> None:
     done = 0
     with psycopg.connect(**params, autocommit=True, application_name="bare-sql-ceiling") as conn, conn.cursor() as cur:
-        barrier.wait(START_TIMEOUT_S)
+        barrier.wait(LOOP_START_TIMEOUT_S)
         started = time.time()
         while True:
             cur.execute(CLAIM, (batch,))
@@ -85,23 +82,14 @@ def bench_bare_sql_drain(n: int, *, processes: int = DEFAULT_PROCESSES, batch: i
         )
         conn.execute(f"ANALYZE {TABLE}")
     checkpoint()
-    ctx = multiprocessing.get_context("fork")  # children use only psycopg, never the parent's connection
-    barrier, out = ctx.Barrier(processes), ctx.Queue()
-    procs = [ctx.Process(target=_drain_loop, args=(params, batch, barrier, out)) for _ in range(processes)]
-    for proc in procs:
-        proc.start()
-    results = [out.get(timeout=START_TIMEOUT_S + DRAIN_TIMEOUT_S) for _ in procs]
-    for proc in procs:
-        proc.join()
-        if proc.exitcode:
-            raise SystemExit(f"bare-SQL process exited with {proc.exitcode}")
+    run = run_loops(_drain_loop, (params, batch), processes, "bare-SQL")
     with psycopg.connect(**params, autocommit=True) as conn:
         (succeeded,) = conn.execute(f"SELECT count(*) FROM {TABLE} WHERE status = 'succeeded'").fetchone()  # type: ignore[misc]
         conn.execute(f"DROP TABLE {TABLE}")
-    done = sum(r[2] for r in results)
+    done = run["done"]
     if done != n or succeeded != n:
         raise SystemExit(f"bare-SQL drain: {done} finished by the loop, {succeeded} succeeded, of {n}")
-    elapsed = max(r[1] for r in results) - min(r[0] for r in results)
+    elapsed = run["ended"] - run["started"]
     return {"rate": n / elapsed, "seconds": elapsed, "jobs": n, "processes": processes, "batch": batch}
 
 

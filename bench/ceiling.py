@@ -13,7 +13,6 @@ ceiling moves with the queries; it runs on the djtasks tables of the benchmark c
 from __future__ import annotations
 
 import argparse
-import multiprocessing
 import sys
 import time
 import uuid
@@ -27,12 +26,14 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 import psycopg
 
 from bench.common import (
+    LOOP_START_TIMEOUT_S,
     analyze_jobs,
     checkpoint,
     clear_jobs,
     percentile,
     psycopg_params,
     report,
+    run_loops,
 )
 from bench.tasks import noop
 from djtasks.ids import uuid7
@@ -42,8 +43,6 @@ from djtasks.store import queries
 QUEUES = ["default"]
 DEFAULT_BATCH = 100
 DEFAULT_PROCESSES = 2
-START_TIMEOUT_S = 60.0
-DRAIN_TIMEOUT_S = 900.0
 NOOP_RESULT = "null"  # what djtasks records for a job that returned None
 
 
@@ -53,7 +52,7 @@ def _drain_loop(params: dict[str, Any], batch: int, barrier: Any, out: Any) -> N
     worker_id = uuid.uuid4()  # fences the finish exactly as a djtasks worker's id does
     done = 0
     with psycopg.connect(**params, autocommit=True, application_name="djtasks-ceiling") as conn, conn.cursor() as cur:
-        barrier.wait(START_TIMEOUT_S)
+        barrier.wait(LOOP_START_TIMEOUT_S)
         started = time.time()
         while True:
             claim = {"now": datetime.now(UTC), "worker_id": worker_id, "queues": QUEUES, "limit": batch}
@@ -95,21 +94,12 @@ def bench_ceiling_drain(n: int, *, processes: int = DEFAULT_PROCESSES, batch: in
     noop.bulk_delay([()] * n)
     analyze_jobs()
     checkpoint()
-    ctx = multiprocessing.get_context("fork")  # children use only psycopg, never the parent's connection
-    barrier, out = ctx.Barrier(processes), ctx.Queue()
-    procs = [ctx.Process(target=_drain_loop, args=(psycopg_params(), batch, barrier, out)) for _ in range(processes)]
-    for proc in procs:
-        proc.start()
-    results = [out.get(timeout=START_TIMEOUT_S + DRAIN_TIMEOUT_S) for _ in procs]
-    for proc in procs:
-        proc.join()
-        if proc.exitcode:
-            raise SystemExit(f"ceiling process exited with {proc.exitcode}")
-    done = sum(r[2] for r in results)
+    run = run_loops(_drain_loop, (psycopg_params(), batch), processes, "ceiling")
+    done = run["done"]
     succeeded = Job.objects.filter(status="succeeded").count()
     if done != n or succeeded != n:
         raise SystemExit(f"ceiling drain: {done} finished by the loop, {succeeded} succeeded, of {n}")
-    elapsed = max(r[1] for r in results) - min(r[0] for r in results)
+    elapsed = run["ended"] - run["started"]
     clear_jobs()
     return {"rate": n / elapsed, "seconds": elapsed, "jobs": n, "processes": processes, "batch": batch}
 

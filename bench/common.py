@@ -7,8 +7,10 @@ benchmarks start (workers, peer drivers) reaches the same cluster.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -90,3 +92,28 @@ def psycopg_params() -> dict[str, Any]:
     for key in ("cursor_factory", "context", "prepare_threshold", "application_name"):
         params.pop(key, None)
     return params
+
+
+LOOP_START_TIMEOUT_S = 60.0  # how long the loops of run_loops wait for each other at the start
+LOOP_DRAIN_TIMEOUT_S = 900.0
+
+
+def run_loops(target: Callable[..., None], args: tuple[Any, ...], processes: int, label: str) -> dict[str, float]:
+    """Run ``target(*args, barrier, out)`` in ``processes`` forked processes (they use only psycopg, never this
+    process's connection): each waits at ``barrier`` (``LOOP_START_TIMEOUT_S``), drains, and puts ``(started,
+    ended, done)`` on ``out``. Returns the first start, the last end and the jobs done in all."""
+    ctx = multiprocessing.get_context("fork")
+    barrier, out = ctx.Barrier(processes), ctx.Queue()
+    procs = [ctx.Process(target=target, args=(*args, barrier, out)) for _ in range(processes)]
+    for proc in procs:
+        proc.start()
+    results = [out.get(timeout=LOOP_START_TIMEOUT_S + LOOP_DRAIN_TIMEOUT_S) for _ in procs]
+    for proc in procs:
+        proc.join()
+        if proc.exitcode:
+            raise SystemExit(f"{label} process exited with {proc.exitcode}")
+    return {
+        "started": min(r[0] for r in results),
+        "ended": max(r[1] for r in results),
+        "done": sum(r[2] for r in results),
+    }
