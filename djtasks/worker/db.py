@@ -9,6 +9,7 @@ from typing import Any
 
 import psycopg
 from django.db import connections
+from psycopg.types.array import ListBinaryDumper
 
 from ..conf import djtasks_settings
 from ..store import Store
@@ -99,6 +100,10 @@ class WorkerConnection:
             # Django's context parses timestamptz in Python; psycopg's own loader (C, in psycopg[binary]) is
             # several times faster on the claim, which returns two per job, and the session is in UTC anyway.
             conn.adapters.register_loader("timestamptz", _FAST_TIMESTAMPTZ)
+            # Lists (the hot path's arrays: ids, attempts, outcomes, times) go in binary: psycopg's text array
+            # dumper quotes element by element in Python, 10 us a job on the finish against under 2 in binary.
+            # Every array parameter in queries.sql has an explicit cast, so the element type sent never matters.
+            conn.adapters.register_dumper(list, ListBinaryDumper)
             self._conn = conn
         return self._conn
 
