@@ -14,7 +14,7 @@ import threading
 from collections.abc import Iterable
 
 PREFETCH_WINDOW_S = 0.02  # prefetched jobs should all have started within about this long
-PREFETCH_MAX = 100  # jobs claimed ahead per worker process, at most
+PREFETCH_MAX = 200  # jobs claimed ahead per worker process, at most
 UNKNOWN_DURATION_S = 1.0  # a job name not seen yet is assumed this slow (no prefetch for it)
 EWMA_WEIGHT = 0.2  # weight of the newest run in a job name's mean duration
 
