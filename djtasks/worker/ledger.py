@@ -58,9 +58,11 @@ class Ledger:
             raise ValueError(f"the start board has {board.capacity} slots, the ledger needs {capacity}")
         self.capacity = capacity
         self.board = board
-        self._entries: dict[UUID, Entry] = {}
+        # Keyed by the id's 128-bit int: hashing a UUID runs Python code (UUID.__hash__), an int's does not, and
+        # each job goes through a dozen lookups here between its claim and its recorded outcome.
+        self._entries: dict[int, Entry] = {}
         self._free = list(range(capacity - 1, -1, -1))  # slot numbers, popped from the end
-        self._unmarked: dict[UUID, Entry] = {}  # started, still running, start mark not taken (start order)
+        self._unmarked: dict[int, Entry] = {}  # started, still running, start mark not taken (start order)
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._starting = True
@@ -87,7 +89,8 @@ class Ledger:
         with self._lock:
             was_empty = not self._entries
             for job in jobs:
-                entry = self._entries.get(job["id"])
+                key = job["id"].int
+                entry = self._entries.get(key)
                 if entry is not None:
                     # Claimed again while held: this worker was declared dead (a pause past WORKER_TIMEOUT), its
                     # rows were handed back, and it claimed one anew. The new claim (its attempt) is the one
@@ -99,7 +102,7 @@ class Ledger:
                     continue
                 if not self._free:
                     raise LedgerFull(f"more than {self.capacity} jobs claimed")
-                self._entries[job["id"]] = Entry(job, self._free.pop())
+                self._entries[key] = Entry(job, self._free.pop())
                 self.waiting += 1
         return was_empty
 
@@ -109,7 +112,8 @@ class Ledger:
         dropped, to be handed back) or does not hold it unstarted. Listed on the start board before this
         returns."""
         with self._lock:
-            entry = self._entries.get(job_id)
+            key = job_id.int
+            entry = self._entries.get(key)
             if entry is None or entry.stage is not Stage.CLAIMED:
                 return None
             self.waiting -= 1
@@ -119,7 +123,7 @@ class Ledger:
                 return None
             entry.stage, entry.started_at, entry.started_mono = Stage.STARTED, now, time.monotonic()
             self.running += 1
-            self._unmarked[job_id] = entry
+            self._unmarked[key] = entry
             if self.board is not None:
                 self.board.mark(entry.slot, job_id, entry.job["attempt"])
             return entry.job
@@ -127,9 +131,10 @@ class Ledger:
     def finish(self, job_id: UUID) -> int:
         """The job's function returned (its outcome goes to the completer next); returns ``unfinished``."""
         with self._lock:
-            entry = self._entries[job_id]
+            key = job_id.int
+            entry = self._entries[key]
             entry.stage = Stage.FINISHED
-            self._unmarked.pop(job_id, None)
+            self._unmarked.pop(key, None)
             self.running -= 1
             self.finished += 1
             if self._watchers:
@@ -138,7 +143,7 @@ class Ledger:
 
     def started_at(self, job_id: UUID) -> datetime | None:
         """When the job held under ``job_id`` started (None if it has not)."""
-        entry = self._entries.get(job_id)
+        entry = self._entries.get(job_id.int)
         return entry.started_at if entry is not None else None
 
     # -- completer ---------------------------------------------------------------------------------------
@@ -148,13 +153,13 @@ class Ledger:
         records a batch must not touch a row twice)."""
         with self._lock:
             marks: list[StartMark] = []
-            for job_id, entry in self._unmarked.items():
+            for entry in self._unmarked.values():
                 if entry.started_mono > started_before:
                     break  # in start order: the rest started later still
                 assert entry.started_at is not None
-                marks.append({"id": job_id, "attempt": entry.job["attempt"], "started_at": entry.started_at})
+                marks.append({"id": entry.job["id"], "attempt": entry.job["attempt"], "started_at": entry.started_at})
             for mark in marks:
-                del self._unmarked[mark["id"]]
+                del self._unmarked[mark["id"].int]
             return marks
 
     def next_mark_due(self) -> float | None:
@@ -171,7 +176,7 @@ class Ledger:
         again: list[ClaimedJob] = []
         with self._lock:
             for job_id in job_ids:
-                entry = self._entries.get(job_id)
+                entry = self._entries.get(job_id.int)
                 if entry is None or entry.stage is not Stage.FINISHED:
                     continue
                 self.finished -= 1
@@ -206,12 +211,12 @@ class Ledger:
     def known_ids(self) -> set[UUID]:
         """Every job held (so a reconnect hands back only rows it does not list)."""
         with self._lock:
-            return set(self._entries)
+            return {e.job["id"] for e in self._entries.values()}
 
     def started_ids(self) -> set[UUID]:
         """Jobs started whose outcome is not recorded yet."""
         with self._lock:
-            return {job_id for job_id, e in self._entries.items() if e.stage is not Stage.CLAIMED}
+            return {e.job["id"] for e in self._entries.values() if e.stage is not Stage.CLAIMED}
 
     def wait(self, predicate: Callable[[Ledger], bool], timeout: float | None) -> bool:
         """Wait until ``predicate(self)`` holds (checked on every change); False on timeout."""
@@ -223,9 +228,9 @@ class Ledger:
                 self._watchers -= 1
 
     def _drop(self, entry: Entry) -> None:
-        job_id = entry.job["id"]
-        del self._entries[job_id]
-        self._unmarked.pop(job_id, None)
+        key = entry.job["id"].int
+        del self._entries[key]
+        self._unmarked.pop(key, None)
         if self.board is not None and entry.stage is not Stage.CLAIMED:
             self.board.clear(entry.slot)
         self._free.append(entry.slot)
