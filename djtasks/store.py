@@ -52,10 +52,18 @@ def _entry(kind: type[BaseException], now: datetime, message: str = "") -> str:
 
 
 def _rows(cursor: Any) -> list[dict[str, Any]]:
-    if cursor.description is None:
+    description = cursor.description  # psycopg makes its Column objects anew on each read
+    if description is None:
         return []
-    names = [col.name if hasattr(col, "name") else col[0] for col in cursor.description]
+    names = [col.name if hasattr(col, "name") else col[0] for col in description]
     return [dict(zip(names, row, strict=False)) for row in cursor.fetchall()]
+
+
+def _claim_order(row: ClaimedJob) -> tuple[int, datetime, int]:
+    """Claimed rows in the order they should start: priority, then due time, then id. The id compares as its
+    int: the same order as UUIDs (which compare their ints) without a Python-level ``UUID.__lt__`` per tie,
+    and jobs enqueued together tie on due time."""
+    return (-row["priority"], row["run_at"], row["id"].int)
 
 
 class Store:
@@ -226,7 +234,7 @@ class Store:
             "list[ClaimedJob]", self._execute("job_claim_many", {**params, "expired_error": _entry(JobExpired, now)})
         )
         # UPDATE ... RETURNING does not keep the candidates' order: restore it, so jobs start by priority.
-        rows.sort(key=lambda r: (-r["priority"], r["run_at"], r["id"]))
+        rows.sort(key=_claim_order)
         return rows
 
     def job_claim_skipping_many(
@@ -249,7 +257,7 @@ class Store:
             "expired_error": _entry(JobExpired, now),
         }
         rows = cast("list[ClaimedJob]", self._execute("job_claim_limited_many", params))
-        rows.sort(key=lambda r: (-r["priority"], r["run_at"], r["id"]))
+        rows.sort(key=_claim_order)
         return rows
 
     def job_claim_limited_many(
@@ -282,7 +290,7 @@ class Store:
                     params = {**params, "expired_error": _entry(JobExpired, params["now"])}
                     cur.execute(queries()["job_claim_limited_many"], params)
             rows = cast("list[ClaimedJob]", _rows(cur)) if params is not None else []
-        rows.sort(key=lambda r: (-r["priority"], r["run_at"], r["id"]))
+        rows.sort(key=_claim_order)
         return rows
 
     def job_finish_many(
@@ -310,24 +318,27 @@ class Store:
         # retry: a batch of successes) is sent as an empty array, which spares adapting it value by value.
         errors = [o.get("error") for o in outcomes]
         run_ats = [o.get("run_at") for o in outcomes]
-        rows = self._execute(
-            "job_finish_many",
-            {
-                "worker_id": worker_id,
-                "ids": [o["id"] for o in outcomes],
-                "attempts": [o["attempt"] for o in outcomes],
-                "statuses": [o["status"] for o in outcomes],
-                "results": [o.get("result") for o in outcomes],
-                "errors": errors if any(e is not None for e in errors) else [],
-                "run_ats": run_ats if any(r is not None for r in run_ats) else [],
-                "finished_ats": [o.get("finished_at") for o in outcomes],
-                "started_ats": [o.get("started_at") for o in outcomes],
-                "mark_ids": [m["id"] for m in marks],
-                "mark_attempts": [m["attempt"] for m in marks],
-                "mark_started_ats": [m["started_at"] for m in marks],
-            },
-        )
-        return {row["id"] for row in rows}
+        params = {
+            "worker_id": worker_id,
+            "ids": [o["id"] for o in outcomes],
+            "attempts": [o["attempt"] for o in outcomes],
+            "statuses": [o["status"] for o in outcomes],
+            "results": [o.get("result") for o in outcomes],
+            "errors": errors if any(e is not None for e in errors) else [],
+            "run_ats": run_ats if any(r is not None for r in run_ats) else [],
+            "finished_ats": [o.get("finished_at") for o in outcomes],
+            "started_ats": [o.get("started_at") for o in outcomes],
+            "mark_ids": [m["id"] for m in marks],
+            "mark_attempts": [m["attempt"] for m in marks],
+            "mark_started_ats": [m["started_at"] for m in marks],
+        }
+        with self._cursor() as cur:
+            cur.execute(queries()["job_finish_many"], params)
+            if cur.rowcount == len(outcomes):
+                # Every outcome was written (the usual case): the ids it returns are the ones sent, and reading
+                # them back would make a UUID object of each.
+                return {o["id"] for o in outcomes}
+            return {row["id"] for row in _rows(cur)}
 
     def job_release_many(self, *, now: datetime, worker_id: UUID, keep_ids: Iterable[UUID] = ()) -> dict[UUID, str]:
         """Hand the worker's running jobs (but ``keep_ids``) back to the queue, attempt not counted; a job

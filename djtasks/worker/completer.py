@@ -159,7 +159,7 @@ class Completer(threading.Thread):
         written = self._finish(batch, marks)
         self.written += len(written)
         self.marks_written += len(marks)
-        lost = [o["id"] for o in batch if o["id"] not in written]
+        lost = [] if len(written) == len(batch) else [o["id"] for o in batch if o["id"] not in written]
         if lost:
             self.fenced += len(lost)
             logger.warning(
