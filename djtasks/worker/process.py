@@ -271,7 +271,7 @@ class WorkerProcess:
             self.completer.wakes = True
         unfinished = self.ledger.finish(row["id"])  # before put(): a finished job gets no start mark
         self.completer.put(outcome)
-        if wake or unfinished == self.producer.low_water():
+        if wake or unfinished == self.producer.low_water_mark:
             # The jobs claimed ahead are running low: claim the next batch now. Or a limited job ended:
             # limited jobs are never claimed ahead, so its thread is idle until the producer claims.
             self.producer.wake()
