@@ -243,7 +243,8 @@ def report(sender: Job | str, row: JobAttempt, outcome: Outcome, raised: BaseExc
     if attempt_signal is not None and attempt_signal.has_listeners(sender):
         error = serialization.loads(outcome["error"])
         _send(attempt_signal, sender, job_id=row["id"], attempt=attempt, **extra, error=error, exception=raised)
-    if signals.job_finished.has_listeners(sender):
+    # has_listeners() takes the signal's lock and walks its receivers even when there are none: look first.
+    if signals.job_finished.receivers and signals.job_finished.has_listeners(sender):
         _send(
             signals.job_finished,
             sender,
