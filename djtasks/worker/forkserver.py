@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import gc
 import json
 import logging
 import mmap
@@ -248,6 +249,10 @@ def reap_adopted(known: set[int]) -> list[tuple[int, int]]:
 def _serve(sock: socket.socket, supervisor: int, run_worker: Callable[..., None]) -> None:
     """Fork a worker for each request until the supervisor closes the socket (it stopped or died)."""
     _name_this_process("djtasks-forksrv")
+    # Everything loaded so far (Django, the apps, the jobs) lives as long as any worker: move it out of the
+    # collector's reach. A worker's collections then never walk it, which would cost CPU on each full
+    # collection and write to every page of it, copying the pages this process shares with its children.
+    gc.freeze()
     # A signal to the whole process group (Ctrl-C, systemd, timeout) is the supervisor's to act on; this
     # process exits when the supervisor closes the socket, or dies with it.
     for signum in (signal.SIGINT, signal.SIGQUIT, signal.SIGTERM):
