@@ -27,6 +27,7 @@ from typing import Any
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import psycopg
 from django.core.management import call_command
 from django.db import connection, transaction
 from django.db.models import Min
@@ -40,6 +41,7 @@ from bench.common import (
     clear_jobs,
     database_info,
     percentile,
+    psycopg_params,
     report,
     vacuum_jobs,
 )
@@ -139,20 +141,34 @@ def running_worker(processes: int, threads: int, *extra: str) -> Iterator[subpro
             proc.wait()
 
 
+# The watcher's question, "is any job still queued or running?", asked through the two partial indexes that hold
+# exactly those rows (djtasks_job_claim, djtasks_job_running), with sequential scans off for its session. Asked as
+# Job.objects.filter(status__in=...).exists(), the planner, whose statistics count the whole backlog as queued,
+# scans the heap from its first page, through every row the drain has finished so far: each poll cost more than
+# the one before, and a 20,000-job drain ran 15-25% slower watched that way than unwatched.
+PENDING_SQL = f"""
+SELECT EXISTS (SELECT 1 FROM {JOB_TABLE} WHERE status = 'queued')
+    OR EXISTS (SELECT 1 FROM {JOB_TABLE} WHERE status = 'running')
+"""
+
+
 def wait_drained(worker: subprocess.Popen[bytes], since: datetime, n: int) -> dict[str, float]:
     """Watch until no job is queued or running; the drain runs from the first claim to that moment.
 
     The start is the earliest ``claimed_at`` (the claim time the worker wrote), so worker start-up is not
     counted; the end is when the watcher saw the last outcome committed, so a completer that holds
-    outcomes back is counted. The watcher polls every ``DRAIN_POLL_S``.
+    outcomes back is counted. The watcher polls every ``DRAIN_POLL_S`` (``PENDING_SQL``, on a connection of
+    its own).
     """
     deadline = time.monotonic() + DRAIN_TIMEOUT_S
-    while Job.objects.filter(status__in=["queued", "running"]).exists():
-        if worker.poll() is not None:
-            raise SystemExit(f"runworker exited with {worker.returncode} during the drain")
-        if time.monotonic() > deadline:
-            raise SystemExit(f"drain did not finish within {DRAIN_TIMEOUT_S:.0f} s")
-        time.sleep(DRAIN_POLL_S)
+    with psycopg.connect(**psycopg_params(), autocommit=True, application_name="bench-watcher") as probe:
+        probe.execute("SET enable_seqscan = off")
+        while probe.execute(PENDING_SQL).fetchone()[0]:  # type: ignore[index]
+            if worker.poll() is not None:
+                raise SystemExit(f"runworker exited with {worker.returncode} during the drain")
+            if time.monotonic() > deadline:
+                raise SystemExit(f"drain did not finish within {DRAIN_TIMEOUT_S:.0f} s")
+            time.sleep(DRAIN_POLL_S)
     ended = time.time()
     drained = Job.objects.filter(claimed_at__gte=since)
     first = drained.aggregate(first=Min("claimed_at"))["first"]
