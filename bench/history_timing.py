@@ -51,7 +51,7 @@ from bench.common import (
     vacuum_jobs,
 )
 from bench.procs import CpuMeter
-from bench.run import _drain_once, bench_drain, fill_history, running_worker, wait_drained
+from bench.run import bench_drain, drain_once, fill_history, running_worker, wait_drained
 from bench.tasks import noop
 from djtasks.cursors import django_store
 from djtasks.ids import uuid7
@@ -243,7 +243,7 @@ def main(argv: list[str] | None = None) -> None:
     with connection.cursor() as cur:  # the drain below TRUNCATEs: keep the history, time the drain on it
         cur.execute("SELECT count(*) FROM djtasks_job")
         rows = cur.fetchone()[0]
-    results["history drain"] = _drain_once(args.jobs, 2, 4)["rate"]
+    results["history drain"] = drain_once(args.jobs, 2, 4)["rate"]
     print(f"\n{'ms per statement (median / p95)':<32} {'empty table':>18} {f'{rows:,} finished rows':>24}")
     for op in results["empty"]:
         e, h = results["empty"][op], results["history"][op]

@@ -254,7 +254,8 @@ def fill_history(rows: int) -> dict[str, float]:
     return {"rows": rows, "seconds": time.perf_counter() - started}
 
 
-def _drain_once(n: int, processes: int, threads: int) -> dict[str, float]:
+def drain_once(n: int, processes: int, threads: int) -> dict[str, float]:
+    """Enqueue ``n`` no-op jobs (ANALYZE, CHECKPOINT) and drain them with a fresh ``runworker``."""
     prepare_backlog(n)
     since = timezone.now()
     with running_worker(processes, threads) as worker:
@@ -270,10 +271,10 @@ def bench_drain_with_history(n: int, processes: int, threads: int, rows: int, ro
     for _ in range(rounds):
         clear_jobs()
         checkpoint()
-        empties.append(_drain_once(n, processes, threads))
+        empties.append(drain_once(n, processes, threads))
         clear_jobs()
         fills.append(fill_history(rows))
-        histories.append(_drain_once(n, processes, threads))
+        histories.append(drain_once(n, processes, threads))
     clear_jobs()
 
     def combine(drains: list[dict[str, float]]) -> dict[str, float]:
@@ -332,6 +333,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--ceiling", action="store_true", help="also run the bare psycopg ceiling")
     parser.add_argument("--peers", action="store_true", help="also run the ceiling, Celery+Redis, django-tasks-db")
     parser.add_argument("--ceiling-k1-jobs", type=int, default=5000, help="jobs for the 1-per-transaction ceiling")
+    parser.add_argument(
+        "--drain-pairs",
+        type=int,
+        default=6,
+        help="with --ceiling/--peers: alternating djtasks and bare-SQL drains, for the median ratio (0: skip)",
+    )
     parser.add_argument(
         "--enqueue-only", action="store_true", help="only .delay() against the bare insert (the ceiling's)"
     )
