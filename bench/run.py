@@ -144,8 +144,9 @@ def running_worker(processes: int, threads: int, *extra: str) -> Iterator[subpro
 # The watcher's question, "is any job still queued or running?", asked through the two partial indexes that hold
 # exactly those rows (djtasks_job_claim, djtasks_job_running), with sequential scans off for its session. Asked as
 # Job.objects.filter(status__in=...).exists(), the planner, whose statistics count the whole backlog as queued,
-# scans the heap from its first page, through every row the drain has finished so far: each poll cost more than
-# the one before, and a 20,000-job drain ran 15-25% slower watched that way than unwatched.
+# scans the heap from its first page, through the rows the drain has finished so far: a probe whose cost grows
+# with the drain's progress. (With today's drains of well under a second, A/B runs show no difference in the
+# rate; it mattered while drains were slower and polls more numerous.)
 PENDING_SQL = f"""
 SELECT EXISTS (SELECT 1 FROM {JOB_TABLE} WHERE status = 'queued')
     OR EXISTS (SELECT 1 FROM {JOB_TABLE} WHERE status = 'running')
