@@ -51,12 +51,21 @@ def _entry(kind: type[BaseException], now: datetime, message: str = "") -> str:
     return serialization.dumps(error_entry(kind, at=now, message=message), "error")
 
 
-def _rows(cursor: Any) -> list[dict[str, Any]]:
-    description = cursor.description  # psycopg makes its Column objects anew on each read
-    if description is None:
-        return []
-    names = [col.name if hasattr(col, "name") else col[0] for col in description]
+def _rows(cursor: Any, query: str | None = None) -> list[dict[str, Any]]:
+    """The cursor's rows as dicts. With ``query`` (a named query) the column names are read once per process:
+    psycopg makes its Column objects anew on each read of ``description``, 15 of them for a claim."""
+    names = _COLUMNS.get(query) if query is not None else None
+    if names is None:
+        description = cursor.description
+        if description is None:
+            return []
+        names = [col.name if hasattr(col, "name") else col[0] for col in description]
+        if query is not None:
+            _COLUMNS[query] = names
     return [dict(zip(names, row, strict=False)) for row in cursor.fetchall()]
+
+
+_COLUMNS: dict[str, list[str]] = {}  # named query -> its result's column names (see _rows)
 
 
 def _claim_order(row: ClaimedJob) -> tuple[int, datetime, int]:
@@ -84,7 +93,7 @@ class Store:
     def _execute(self, name: str, params: dict[str, Any]) -> list[dict[str, Any]]:
         with self._cursor() as cur:
             cur.execute(queries()[name], params)
-            return _rows(cur)
+            return _rows(cur, name)
 
     def _execute_no_rows(self, sql: str, params: dict[str, Any]) -> None:
         with self._cursor() as cur:
