@@ -59,6 +59,16 @@ def plan_nodes(conn, name: str, params: dict) -> list[dict]:
     return nodes
 
 
+def run_queued(conn, worker_id: uuid.UUID, n: int) -> list[uuid.UUID]:
+    """Make ``n`` queued jobs running under ``worker_id`` (attempt 1) behind the statistics' back; their ids."""
+    rows = conn.execute(
+        "UPDATE djtasks_job SET status = 'running', attempt = 1, worker_id = %s, claimed_at = now()"
+        " WHERE id IN (SELECT id FROM djtasks_job WHERE status = 'queued' LIMIT %s) RETURNING id",
+        (worker_id, n),
+    ).fetchall()
+    return [row[0] for row in rows]
+
+
 def scans_of_job_table(nodes: list[dict]) -> list[tuple[str, str | None]]:
     return [(n["Node Type"], n.get("Index Name")) for n in nodes if n.get("Relation Name") == "djtasks_job"]
 
@@ -170,14 +180,7 @@ def test_finish_finds_its_rows_by_primary_key_not_through_the_running_index(big_
     worker's claimed rows and, until a vacuum, every row it finished since. Recording a batch must look its rows
     up by id (cost: the batch) rather than walk this worker's running-index entries (cost: all it ever held)."""
     worker_id = uuid.uuid4()
-    ids = [
-        row[0]
-        for row in big_table.execute(
-            "UPDATE djtasks_job SET status = 'running', attempt = 1, worker_id = %s"
-            " WHERE id IN (SELECT id FROM djtasks_job WHERE status = 'queued' LIMIT 2000) RETURNING id",
-            (worker_id,),
-        ).fetchall()
-    ]
+    ids = run_queued(big_table, worker_id, 2000)
     now = timezone.now()
     batch = ids[:100]
     for marks in ([], ids[100:110]):
@@ -280,14 +283,7 @@ def small_table():
     )
     conn.execute("ANALYZE djtasks_job")
     worker_id = uuid.uuid4()
-    ids = [
-        row[0]
-        for row in conn.execute(
-            "UPDATE djtasks_job SET status = 'running', attempt = 1, worker_id = %s, claimed_at = now()"
-            " WHERE id IN (SELECT id FROM djtasks_job ORDER BY id LIMIT 400) RETURNING id",
-            (worker_id,),
-        ).fetchall()
-    ]
+    ids = run_queued(conn, worker_id, 400)
     yield conn, worker_id, ids
     db.close()
 
