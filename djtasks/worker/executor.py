@@ -70,7 +70,7 @@ def _opened_no_connection() -> bool:
     until the first connection. Looking there costs 0.1 us; ``connections.all(initialized_only=True)`` asks
     asyncio for a running loop per alias (a raised RuntimeError each), 2.7 us a job that never used the
     database. Anything else (another asgiref, an event loop) answers False: the full check runs."""
-    storage = getattr(db.connections._connections, "_storage", None)
+    storage = getattr(getattr(db.connections, "_connections", None), "_storage", None)
     return type(storage) is threading.local and not vars(storage)
 
 
