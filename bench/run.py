@@ -19,7 +19,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -153,20 +153,25 @@ SELECT EXISTS (SELECT 1 FROM {JOB_TABLE} WHERE status = 'queued')
 """
 
 
-def wait_drained(worker: subprocess.Popen[bytes], since: datetime, n: int) -> dict[str, float]:
+def wait_drained(
+    worker: subprocess.Popen[bytes] | Sequence[subprocess.Popen[bytes]], since: datetime, n: int
+) -> dict[str, float]:
     """Watch until no job is queued or running; the drain runs from the first claim to that moment.
+    ``worker``: the runworker, or several (``bench/scale.py``); one exiting during the drain stops it.
 
     The start is the earliest ``claimed_at`` (the claim time the worker wrote), so worker start-up is not
     counted; the end is when the watcher saw the last outcome committed, so a completer that holds
     outcomes back is counted. The watcher polls every ``DRAIN_POLL_S`` (``PENDING_SQL``, on a connection of
     its own).
     """
+    workers = [worker] if isinstance(worker, subprocess.Popen) else list(worker)
     deadline = time.monotonic() + DRAIN_TIMEOUT_S
     with psycopg.connect(**psycopg_params(), autocommit=True, application_name="bench-watcher") as probe:
         probe.execute("SET enable_seqscan = off")
         while probe.execute(PENDING_SQL).fetchone()[0]:  # type: ignore[index]
-            if worker.poll() is not None:
-                raise SystemExit(f"runworker exited with {worker.returncode} during the drain")
+            for proc in workers:
+                if proc.poll() is not None:
+                    raise SystemExit(f"runworker exited with {proc.returncode} during the drain")
             if time.monotonic() > deadline:
                 raise SystemExit(f"drain did not finish within {DRAIN_TIMEOUT_S:.0f} s")
             time.sleep(DRAIN_POLL_S)

@@ -33,7 +33,6 @@ hits all of them; figures are the median of the samples with the range in bracke
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import shutil
 import statistics
@@ -58,12 +57,11 @@ from django.utils import timezone
 from bench.common import ROOT, analyze_jobs, clear_jobs, database_info
 from bench.models import Record
 from bench.procs import ActivitySampler, CpuMeter, median_spread, runworkers, stop, worker_owners
-from bench.run import prepare_backlog
+from bench.run import prepare_backlog, wait_drained
 from bench.tasks import insert_and_update
-from djtasks.models import Job, Queue
+from djtasks.models import Queue
 from djtasks.queues import pause_queue, resume_queue
 
-DRAIN_POLL_S = 0.005
 ACTIVITY_EVERY_S = 0.05
 DRAIN_TIMEOUT_S = 900.0
 SWEEP = [1, 2, 4, 8]
@@ -100,26 +98,6 @@ class Watch(threading.Thread):
         return out
 
 
-def wait_drained(procs: list[subprocess.Popen[bytes]], since: Any, n: int) -> dict[str, float]:
-    """As ``bench.run.wait_drained``, for several runworkers."""
-    deadline = time.monotonic() + DRAIN_TIMEOUT_S
-    while Job.objects.filter(status__in=["queued", "running"]).exists():
-        if any(p.poll() is not None for p in procs):
-            raise SystemExit("a runworker exited during the drain")
-        if time.monotonic() > deadline:
-            raise SystemExit(f"drain did not finish within {DRAIN_TIMEOUT_S:.0f} s")
-        time.sleep(DRAIN_POLL_S)
-    ended = time.time()
-    drained = Job.objects.filter(claimed_at__gte=since)
-    first = drained.aggregate(first=Min("claimed_at"))["first"]
-    succeeded = drained.filter(status="succeeded").count()
-    if succeeded != n:
-        raise SystemExit(f"drain: {succeeded} of {n} jobs succeeded")
-    elapsed = ended - first.timestamp()
-    return {"rate": n / elapsed, "seconds": elapsed}
-
-
-@contextlib.contextmanager
 def gated(count: int, processes: int, threads: int) -> Iterator[list[subprocess.Popen[bytes]]]:
     """Runworkers that start on the backlog together: the queue is paused while they start (a paused queue
     is not claimed from) and resumed once every worker process registered, so the first runworker up does
