@@ -87,7 +87,9 @@ class Producer:
         self.flow = FlowControl(queues)
         self._options_refresh_s = REFRESH_S if self.listener.enabled else min(REFRESH_S, max(poll_interval, 1.0))
         self._synced = False
-        self.low_water_mark = slots  # low_water() as of the last claim (see _update_low_water)
+        # low_water() as of the last claim: job threads compare against it after every job, so it is read there
+        # as an attribute and worked out once a claim.
+        self.low_water_mark = slots
         self.meter: JobMeter | None = None  # set by the worker process when metrics are on (runworker --metrics-port)
 
     # -- called from other threads --------------------------------------------------------------------
@@ -112,10 +114,6 @@ class Producer:
         """When this few claimed jobs are unfinished, the producer should claim again."""
         in_process, _ = self.limits()
         return max(self.slots, (in_process + self.slots) // 2)
-
-    def _update_low_water(self) -> None:
-        # Job threads compare against it after every job: read as an attribute there, worked out once a claim.
-        self.low_water_mark = self.low_water()
 
     @property
     def free(self) -> int:
@@ -211,7 +209,7 @@ class Producer:
             self.meter.claimed(len(rows), time.perf_counter() - claim_began)
         if rows:
             self._last_names = {row["name"] for row in rows}
-            self._update_low_water()
+            self.low_water_mark = self.low_water()
             self._expired += [row["id"] for row in rows if row["status"] != JobStatus.RUNNING and row["workflow"]]
         if self._expired:
             # An expired workflow step ends its workflow like a cancel does. Its own statement after the claim
